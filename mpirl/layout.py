@@ -1,0 +1,64 @@
+"""Which rank plays which role. Pure arithmetic, no MPI, so it is validated before any traffic.
+
+Ranks ``0 .. L-1`` are learners and the rest are actors; actor ``j`` (counting actors from 0)
+serves learner ``j % L``. When the world has no rank left over for actors, every learner steps
+its own environments (with one rank, that rank acts and learns).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mpirl.config import ConfigError
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The role of every rank in a world of ``size`` ranks."""
+
+    size: int
+    learners: int
+
+    @property
+    def actors(self) -> int:
+        return self.size - self.learners
+
+    @property
+    def self_acting(self) -> bool:
+        """True when learners step their own envs (no separate actor ranks)."""
+        return self.actors == 0
+
+    def is_learner(self, rank: int) -> bool:
+        return rank < self.learners
+
+    def learner_of(self, rank: int) -> int:
+        """The learner index (== its world rank) that the given rank belongs to."""
+        return rank if self.is_learner(rank) else (rank - self.learners) % self.learners
+
+    def actors_of(self, learner: int) -> list[int]:
+        """World ranks of the actors that send to this learner, in a fixed order."""
+        return [r for r in range(self.learners, self.size) if self.learner_of(r) == learner]
+
+    def acting_ranks_of(self, learner: int) -> int:
+        """How many ranks collect data for this learner."""
+        return 1 if self.self_acting else len(self.actors_of(learner))
+
+    def role(self, rank: int) -> str:
+        if self.is_learner(rank):
+            return "learner+actor" if self.self_acting else "learner"
+        return "actor"
+
+
+def plan_layout(size: int, learners: int) -> Layout:
+    """Check the requested split of ``size`` ranks and return it, or raise ConfigError."""
+    if learners < 1:
+        raise ConfigError(f"--learners must be at least 1, got {learners}")
+    if learners > size:
+        raise ConfigError(f"--learners {learners} is more than the {size} MPI rank(s) launched; "
+                          f"use --learners {size} or fewer, or launch more ranks")
+    actors = size - learners
+    if 0 < actors < learners:
+        raise ConfigError(
+            f"{size} ranks with --learners {learners} leaves {actors} actor(s) for {learners} "
+            f"learners; every learner needs at least one actor (use --learners <= {size // 2}), "
+            f"or set --learners {size} so that every rank acts and learns")
+    return Layout(size=size, learners=learners)

@@ -1,0 +1,54 @@
+"""Rollout messages: several named arrays of mixed dtypes packed into one preallocated byte
+buffer, so an actor sends a whole rollout as one MPI message through the buffer interface."""
+from __future__ import annotations
+
+import numpy as np
+
+from mpirl.envs import EnvSpec
+
+_ALIGN = 16
+
+
+class PackedArrays:
+    """Named numpy views into one contiguous uint8 ``buffer``.
+
+    ``fields`` maps a name to (shape, dtype); two instances made from the same fields have the
+    same byte layout, so one's ``buffer`` can be received straight into the other's.
+    """
+
+    def __init__(self, fields: dict[str, tuple[tuple[int, ...], np.dtype]]):
+        self.fields = fields
+        offsets, offset = {}, 0
+        for name, (shape, dtype) in fields.items():
+            offsets[name] = offset
+            nbytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+            offset += -(-nbytes // _ALIGN) * _ALIGN
+        self.buffer = np.zeros(offset, dtype=np.uint8)
+        self.views: dict[str, np.ndarray] = {}
+        for name, (shape, dtype) in fields.items():
+            n = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+            raw = self.buffer[offsets[name]:offsets[name] + n]
+            self.views[name] = raw.view(dtype).reshape(shape)
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self.views[name]
+
+    @property
+    def nbytes(self) -> int:
+        return self.buffer.nbytes
+
+
+# Episode statistics slots: finished episodes, sum of their returns, sum of their lengths.
+EPISODE_STATS = 3
+
+
+def rollout_fields(spec: EnvSpec, n_steps: int, n_envs: int):
+    """The arrays of one on-policy rollout of ``n_steps`` steps from ``n_envs`` envs."""
+    T, N = n_steps, n_envs
+    return {
+        "obs": ((T + 1, N, *spec.obs_shape), spec.obs_dtype),
+        "actions": ((T, N, *spec.action_shape), spec.action_dtype),
+        "rewards": ((T, N), np.dtype(np.float32)),
+        "dones": ((T, N), np.dtype(np.float32)),
+        "episodes": ((EPISODE_STATS,), np.dtype(np.float64)),
+    }

@@ -1,0 +1,75 @@
+"""The run directory: resolved config, final policy weights, summary."""
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import torch
+import yaml
+
+from mpirl.config import Config, ConfigError, config_from_dict
+
+POLICY_FILE = "policy.pt"
+
+
+def default_run_name(cfg: Config) -> str:
+    """<algo>-<env>-<SLURM job id[_array task]> inside a SLURM job, else <algo>-<env>-<time>."""
+    env = cfg.env.replace("/", "_").replace(":", "_")
+    job = os.environ.get("SLURM_ARRAY_JOB_ID") or os.environ.get("SLURM_JOB_ID")
+    if job:
+        task = os.environ.get("SLURM_ARRAY_TASK_ID")
+        suffix = f"{job}_{task}" if task and os.environ.get("SLURM_ARRAY_JOB_ID") else job
+    else:
+        suffix = time.strftime("%Y%m%d-%H%M%S")
+    return f"{cfg.algo}-{env}-{suffix}"
+
+
+class RunDir:
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+
+    @classmethod
+    def create(cls, cfg: Config) -> "RunDir":
+        path = Path(cfg.run_dir) if cfg.run_dir else Path("runs") / default_run_name(cfg)
+        path.mkdir(parents=True, exist_ok=True)
+        return cls(path)
+
+    def _atomic_write(self, name: str, write) -> None:
+        tmp = self.path / f".{name}.tmp"
+        with open(tmp, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path / name)
+
+    def save_config(self, cfg: Config) -> None:
+        text = yaml.safe_dump(cfg.to_dict(), sort_keys=False).encode()
+        self._atomic_write("config.yaml", lambda f: f.write(text))
+
+    def load_config(self) -> Config:
+        p = self.path / "config.yaml"
+        if not p.is_file():
+            raise ConfigError(f"{self.path} is not an mpirl run directory (no config.yaml)")
+        return config_from_dict(yaml.safe_load(p.read_text()))
+
+    def save_policy(self, model: torch.nn.Module) -> None:
+        state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+        self._atomic_write(POLICY_FILE, lambda f: torch.save(state, f))
+
+    def load_policy(self, model: torch.nn.Module) -> None:
+        """Load weights without executing code from the file (tensors only)."""
+        p = self.path / POLICY_FILE
+        if not p.is_file():
+            raise ConfigError(f"no policy weights in {self.path} ({POLICY_FILE} is missing: "
+                              "did the run finish?)")
+        try:
+            state = torch.load(p, map_location="cpu", weights_only=True)
+            model.load_state_dict(state)
+        except Exception as e:
+            raise ConfigError(f"cannot load policy weights from {p}: {e}") from None
+
+    def write_summary(self, summary: dict) -> None:
+        text = (json.dumps(summary, indent=2) + "\n").encode()
+        self._atomic_write("summary.json", lambda f: f.write(text))
