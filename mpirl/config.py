@@ -37,7 +37,7 @@ class Config:
     algo: str = _f("a2c", "Algorithm.", choices=ALGOS)
     env: str = _f("CartPole-v1", "Gymnasium env id, or 'package.module:Class' for your own env.")
     seed: int = _f(0, "Seed for weights, envs and action sampling; env seeds also depend on rank.")
-    total_steps: int = _f(1_000_000, "Training budget in environment steps, summed over all actors.")
+    total_steps: int = _f(300_000, "Training budget in environment steps, summed over all actors.")
     target_return: float | None = _f(
         None, "Stop once the mean evaluation return reaches this value.")
 
@@ -50,7 +50,7 @@ class Config:
         0, "Torch threads per rank; 0 = SLURM_CPUS_PER_TASK, else this node's cores / ranks.")
 
     # --- algorithm (A2C)
-    n_steps: int = _f(8, "Steps each env collects per update (the rollout length).")
+    n_steps: int = _f(5, "Steps each env collects per update (the rollout length).")
     gamma: float = _f(0.99, "Discount factor.")
     gae_lambda: float = _f(1.0, "GAE lambda; 1.0 gives plain n-step returns.")
     ent_coef: float = _f(0.0, "Entropy bonus weight.")
@@ -65,7 +65,7 @@ class Config:
 
     # --- evaluation and logging
     eval_episodes: int = _f(10, "Deterministic episodes per evaluation.")
-    eval_every: int = _f(20_000, "Evaluate every this many env steps; 0 = only at the end.")
+    eval_every: int = _f(10_000, "Evaluate every this many env steps; 0 = only at the end.")
     log_every: int = _f(10_000, "Write a progress row every this many env steps.")
     run_dir: str | None = _f(
         None, "Run directory; default runs/<algo>-<env>-<SLURM job id or time>.")

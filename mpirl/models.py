@@ -7,6 +7,7 @@ import math
 import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from mpirl.envs import EnvSpec
 
@@ -65,11 +66,20 @@ class ActorCritic(nn.Module):
         entropy = (log_std + 0.5 * (1.0 + _LOG_2PI)).sum(-1)
         return logp, entropy
 
+    def _policy_out(self, x: torch.Tensor) -> torch.Tensor:
+        """``self.pi(x)`` without nn.Module call overhead (the actor's per-step hot path)."""
+        for layer in self.pi:
+            if isinstance(layer, nn.Linear):
+                x = F.linear(x, layer.weight, layer.bias)
+            else:
+                x = layer(x)
+        return x
+
     @torch.inference_mode()
     def act(self, obs: np.ndarray, rng: np.random.Generator, deterministic: bool = False
             ) -> np.ndarray:
         """Actions for a batch of observations: sampled with ``rng``, or the mode."""
-        out = self.pi(self._flat(torch.from_numpy(obs))).numpy()
+        out = self._policy_out(self._flat(torch.from_numpy(obs))).numpy()
         if self.spec.discrete:
             if deterministic:
                 return out.argmax(-1)

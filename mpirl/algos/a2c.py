@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from mpirl.algos.returns import gae
@@ -41,21 +42,21 @@ class A2C:
         self.averager = averager
         self.optimizer = optimizer
 
-    def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+    def update(self, batch: dict[str, np.ndarray]) -> dict[str, float]:
         """``batch``: obs (T+1, N, ...), actions (T, N, ...), rewards and dones (T, N)."""
-        cfg = self.cfg
-        obs = batch["obs"]
+        cfg, model = self.cfg, self.model
+        device = next(model.parameters()).device
+        obs = torch.from_numpy(batch["obs"]).to(device)
         T, N = batch["rewards"].shape
-        out, values_all = self.model(obs.reshape(((T + 1) * N,) + tuple(obs.shape[2:])))
-        values_all = values_all.reshape(T + 1, N)
-        values, last_values = values_all[:T], values_all[T].detach()
-        adv, ret = gae(batch["rewards"], values.detach(), last_values, batch["dones"],
-                       cfg.gamma, cfg.gae_lambda)
+        out, values_all = model(obs.reshape(((T + 1) * N,) + tuple(obs.shape[2:])))
+        v = values_all.detach().cpu().numpy().reshape(T + 1, N)
+        adv, ret = gae(batch["rewards"], v[:T], v[T], batch["dones"], cfg.gamma, cfg.gae_lambda)
         out = out.reshape(T + 1, N, -1)[:T].reshape(T * N, -1)
-        actions = batch["actions"].reshape((T * N,) + tuple(batch["actions"].shape[2:]))
-        logp, entropy = self.model.log_prob_entropy(out, actions)
-        loss = a2c_loss(logp, entropy, values.reshape(-1), adv.reshape(-1), ret.reshape(-1),
-                        cfg.vf_coef, cfg.ent_coef)
+        actions = torch.from_numpy(batch["actions"]).to(device)
+        logp, entropy = model.log_prob_entropy(out, actions.reshape((T * N,) + actions.shape[2:]))
+        values = values_all.reshape(T + 1, N)[:T].reshape(-1)
+        loss = a2c_loss(logp, entropy, values, torch.from_numpy(adv).to(device).reshape(-1),
+                        torch.from_numpy(ret).to(device).reshape(-1), cfg.vf_coef, cfg.ent_coef)
         self.averager.zero_grad()
         loss.total.backward()
         self.averager.average()

@@ -1,7 +1,7 @@
 """Small MPI helpers over explicit communicators. The only module that imports mpi4py.
 
 Every blocking operation here is built from a non-blocking request plus ``wait``: a short spin
-(fast when the peer is already there) followed by sleeps that back off to ``MAX_SLEEP_S``.
+(fast when the peer is already there) followed by sleeps that grow with the time waited.
 MPI implementations busy-poll inside their own blocking calls, which on an oversubscribed node
 (16 ranks on 2 cores) takes the CPU away from the ranks that are doing the work.
 """
@@ -26,7 +26,8 @@ except ImportError as e:  # pragma: no cover - depends on the installation
 from mpirl.layout import Layout
 
 SPIN_S = 50e-6
-MAX_SLEEP_S = 1e-3
+MIN_SLEEP_S = 20e-6
+MAX_SLEEP_S = 2e-3
 
 Comm = MPI.Comm
 Request = MPI.Request
@@ -49,13 +50,14 @@ def wait(requests: MPI.Request | Sequence[MPI.Request]) -> None:
     if test():
         return
     start = time.perf_counter()
-    while time.perf_counter() - start < SPIN_S:
+    while (elapsed := time.perf_counter() - start) < SPIN_S:
         if test():
             return
-    delay = 20e-6
+    # Sleep a tenth of the time waited so far: a late wake-up costs at most ~10% of the wait,
+    # and a rank that waits long wakes rarely.
     while not test():
-        time.sleep(delay)
-        delay = min(delay * 2, MAX_SLEEP_S)
+        time.sleep(min(max(0.1 * elapsed, MIN_SLEEP_S), MAX_SLEEP_S))
+        elapsed = time.perf_counter() - start
 
 
 def _mpi_buffer(arr: np.ndarray) -> np.ndarray:
@@ -82,10 +84,24 @@ def send(comm: MPI.Comm, arr: np.ndarray, dest: int, tag: int = 0) -> None:
     wait(comm.Isend(_mpi_buffer(arr), dest=dest, tag=tag))
 
 
-def recv_all(comm: MPI.Comm, arrs: Sequence[np.ndarray], sources: Sequence[int],
-             tag: int = 0) -> None:
-    """Receive ``arrs[i]`` from ``sources[i]`` for all i at once."""
-    wait([comm.Irecv(_mpi_buffer(a), source=s, tag=tag) for a, s in zip(arrs, sources)])
+def isend_all(comm: MPI.Comm, arr: np.ndarray, dests: Sequence[int], tag: int = 0
+              ) -> list[MPI.Request]:
+    """Start sending the same ``arr`` to every rank in ``dests``; complete with ``wait``.
+
+    Used instead of a broadcast where the receivers sleep between polls: a broadcast tree
+    relays through receivers, so each sleeping relay would add its wake-up latency.
+    """
+    return [comm.Isend(_mpi_buffer(arr), dest=d, tag=tag) for d in dests]
+
+
+def irecv_all(comm: MPI.Comm, arrs: Sequence[np.ndarray], sources: Sequence[int],
+              tag: int = 0) -> list[MPI.Request]:
+    """Start receiving ``arrs[i]`` from ``sources[i]`` for all i; complete with ``wait``."""
+    return [comm.Irecv(_mpi_buffer(a), source=s, tag=tag) for a, s in zip(arrs, sources)]
+
+
+def recv(comm: MPI.Comm, arr: np.ndarray, source: int, tag: int = 0) -> None:
+    wait(comm.Irecv(_mpi_buffer(arr), source=source, tag=tag))
 
 
 def barrier(comm: MPI.Comm) -> None:

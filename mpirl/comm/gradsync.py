@@ -83,28 +83,43 @@ class GradientAverager:
         return norm
 
 
-def parameters_to_numpy(module: torch.nn.Module, out: np.ndarray | None = None) -> np.ndarray:
-    """The module's parameters as one float32 vector (into ``out`` when given)."""
-    vec = torch.nn.utils.parameters_to_vector(module.parameters()).detach()
-    arr = vec.to("cpu", torch.float32).numpy()
-    if out is None:
-        return arr.copy()
-    out[:] = arr
-    return out
+class FlatParameters:
+    """A module's parameters as views into one flat tensor, ``vector``.
+
+    Weights then travel without packing: send ``buffer`` (CPU) and receive straight into it.
+    ``extra`` trailing slots after the parameters carry control values with the weights. Load
+    weights only through ``buffer``/``load_``: ``vector_to_parameters`` would replace the views.
+    """
+
+    def __init__(self, module: torch.nn.Module, extra: int = 0):
+        params = list(module.parameters())
+        self.numel = sum(p.numel() for p in params)
+        self.buffer = torch.zeros(self.numel + extra, dtype=params[0].dtype,
+                                  device=params[0].device)
+        offset = 0
+        with torch.no_grad():
+            for p in params:
+                n = p.numel()
+                self.buffer[offset:offset + n].copy_(p.reshape(-1))
+                p.data = self.buffer[offset:offset + n].view_as(p)
+                offset += n
+        self.vector = self.buffer[:self.numel]
+
+    def load_(self, values: np.ndarray | torch.Tensor) -> None:
+        """Copy a flat vector of ``numel`` values into the parameters."""
+        src = torch.as_tensor(values)
+        self.vector.copy_(src[:self.numel])
+
+    def to_numpy(self, out: np.ndarray) -> np.ndarray:
+        """Copy the parameters into the first ``numel`` slots of a host array."""
+        out[:self.numel] = self.vector.detach().cpu().numpy()
+        return out
 
 
-def numpy_to_parameters(vec: np.ndarray, module: torch.nn.Module) -> None:
-    """Load a flat float32 vector into the module's parameters."""
-    p0 = next(module.parameters())
-    t = torch.from_numpy(vec).to(device=p0.device, dtype=p0.dtype)
-    with torch.no_grad():
-        torch.nn.utils.vector_to_parameters(t, module.parameters())
-
-
-def broadcast_parameters(module: torch.nn.Module, comm: Comm | None, root: int = 0) -> None:
+def broadcast_parameters(params: FlatParameters, comm: Comm | None, root: int = 0) -> None:
     """Make every rank of ``comm`` hold ``root``'s parameters."""
     if comm is None or comm.Get_size() == 1:
         return
-    vec = parameters_to_numpy(module)
-    broadcast_(comm, vec, root=root)
-    numpy_to_parameters(vec, module)
+    host = params.to_numpy(np.zeros(params.numel, dtype=np.float32))
+    broadcast_(comm, host, root=root)
+    params.load_(host)

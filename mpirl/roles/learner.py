@@ -15,7 +15,7 @@ from mpirl import comm
 from mpirl.algos import A2C
 from mpirl.evaluation import evaluate_policy
 from mpirl.logger import ProgressLogger
-from mpirl.roles.actor import ROLLOUT_TAG
+from mpirl.roles.actor import ROLLOUT_TAG, WEIGHTS_TAG
 from mpirl.roles.setup import RunSetup
 from mpirl.rundir import RunDir
 
@@ -24,8 +24,8 @@ LOSS_KEYS = ("loss", "policy_loss", "value_loss", "entropy", "grad_norm")
 
 def make_optimizer(cfg, params) -> torch.optim.Optimizer:
     if cfg.optimizer == "rmsprop":
-        return torch.optim.RMSprop(params, lr=cfg.lr, alpha=0.99, eps=1e-5)
-    return torch.optim.Adam(params, lr=cfg.lr, eps=1e-5)
+        return torch.optim.RMSprop(params, lr=cfg.lr, alpha=0.99, eps=1e-5, foreach=True)
+    return torch.optim.Adam(params, lr=cfg.lr, eps=1e-5, foreach=True)
 
 
 def choose_device(cfg, learners_comm) -> torch.device:
@@ -48,8 +48,16 @@ class Learner:
         self.lead = comms.learners.Get_rank() == 0
         self.device = choose_device(cfg, comms.learners)
         self.model = setup.make_model(self.device)
-        comm.broadcast_parameters(self.model, comms.learners)
-        self.acting_model = setup.make_model("cpu")  # for self-acting and evaluation
+        self.params = comm.FlatParameters(self.model, extra=1)
+        comm.broadcast_parameters(self.params, comms.learners)
+        if self.device.type == "cpu":
+            # send straight from the parameters; the model itself acts and evaluates
+            self.weights = self.params.buffer.numpy()
+            self.acting_model, self._acting_params = self.model, None
+        else:
+            self.weights = np.zeros(self.params.numel + 1, dtype=np.float32)
+            self.acting_model = setup.make_model("cpu")  # for self-acting and evaluation
+            self._acting_params = comm.FlatParameters(self.acting_model)
         self.optimizer = make_optimizer(cfg, self.model.parameters())
         layout = setup.layout
         my_share = layout.acting_ranks_of(comms.rank) / (
@@ -57,7 +65,6 @@ class Learner:
         self.averager = comm.GradientAverager(self.model.parameters(), comms.learners,
                                               share=my_share)
         self.algo = A2C(cfg, self.model, self.averager, self.optimizer)
-        self.weights = np.zeros(setup.weights_size, dtype=np.float32)
         self.sources = list(range(1, comms.group.Get_size()))
         self.rollouts = [setup.make_rollout_buffer() for _ in range(max(1, len(self.sources)))]
         self.collector = None
@@ -69,26 +76,35 @@ class Learner:
         self._window = np.zeros(3 + len(LOSS_KEYS) + 1, dtype=np.float64)
 
     # ------------------------------------------------------------------ pieces of an iteration
-    def _publish_weights(self, stop: bool) -> None:
-        comm.parameters_to_numpy(self.model, out=self.weights[:-1])
-        self.weights[-1] = 1.0 if stop else 0.0
-        comm.broadcast_(self.comms.group, self.weights, root=0)
+    def _sync_host_weights(self) -> None:
+        """Bring ``weights`` and the acting model up to date (a no-op when they are the model)."""
+        if self._acting_params is not None:
+            self.params.to_numpy(self.weights)
+            self._acting_params.load_(self.weights)
 
-    def _gather_rollouts(self) -> None:
+    def _publish_weights(self, stop: bool) -> list:
+        """Start sending the current weights (and the stop flag) to this learner's actors."""
+        self._sync_host_weights()
+        self.weights[-1] = 1.0 if stop else 0.0
+        return comm.isend_all(self.comms.group, self.weights, self.sources, tag=WEIGHTS_TAG)
+
+    def _exchange(self) -> None:
+        """Weights out, the rollouts collected with them in. Sends and receives are waited on
+        together, so an actor's wake-up and its rollout overlap the other actors' hand-offs."""
+        requests = self._publish_weights(stop=False)
         if self.collector is not None:
-            comm.numpy_to_parameters(self.weights[:-1], self.acting_model)
             self.collector.collect(self.rollouts[0])
         else:
-            comm.recv_all(self.comms.group, [r.buffer for r in self.rollouts], self.sources,
-                          tag=ROLLOUT_TAG)
+            requests += comm.irecv_all(self.comms.group, [r.buffer for r in self.rollouts],
+                                       self.sources, tag=ROLLOUT_TAG)
+        comm.wait(requests)
 
-    def _batch(self) -> dict[str, torch.Tensor]:
+    def _batch(self) -> dict[str, np.ndarray]:
         """Rollouts of all this learner's actors side by side along the env axis."""
         out = {}
         for key in ("obs", "actions", "rewards", "dones"):
             parts = [r[key] for r in self.rollouts]
-            arr = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
-            out[key] = torch.from_numpy(arr).to(self.device)
+            out[key] = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
         return out
 
     def _set_lr(self, iteration: int) -> float:
@@ -100,8 +116,7 @@ class Learner:
         return lr
 
     def _evaluate(self, index: int) -> tuple[float, float]:
-        comm.parameters_to_numpy(self.model, out=self.weights[:-1])
-        comm.numpy_to_parameters(self.weights[:-1], self.acting_model)
+        self._sync_host_weights()
         returns = evaluate_policy(self.acting_model, self.cfg.env, self.cfg.eval_episodes,
                                   seed=self.cfg.seed, index=index)
         return float(np.mean(returns)), float(np.std(returns))
@@ -123,8 +138,7 @@ class Learner:
         iteration = 0
         for iteration in range(setup.iterations):
             lr = self._set_lr(iteration)
-            self._publish_weights(stop=False)
-            self._gather_rollouts()
+            self._exchange()
             stats = self.algo.update(self._batch())
             env_steps += per_iter
             for r in self.rollouts:
@@ -163,7 +177,7 @@ class Learner:
                 self._window[:] = 0
             if stop:
                 break
-        self._publish_weights(stop=True)
+        comm.wait(self._publish_weights(stop=True))
         wall = time.perf_counter() - start
         return self._finish(env_steps, iteration + 1, wall, eval_time, last_eval, target_hit,
                             evals)

@@ -28,8 +28,6 @@ class RunSetup:
             env.close()
         self.spec = spec
         self.n_params = sum(p.numel() for p in self.make_model("cpu").parameters())
-        # weights travel to actors with one trailing control slot (1.0 = stop)
-        self.weights_size = self.n_params + 1
         acting = layout.learners if layout.self_acting else layout.actors
         self.steps_per_iteration = cfg.n_steps * cfg.envs_per_actor * acting
         self.iterations = math.ceil(cfg.total_steps / self.steps_per_iteration)
