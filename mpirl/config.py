@@ -72,7 +72,7 @@ class Config:
     tensorboard: bool = _f(True, "Write TensorBoard event files into the run directory.")
     quiet: bool = _f(False, "Do not print progress rows on the terminal.")
 
-    # --- derived (not flags)
+    # --- config file
     config: str | None = _f(None, "YAML or TOML file with any of these fields; flags override it.")
 
     def to_dict(self) -> dict[str, Any]:

@@ -1,0 +1,51 @@
+"""``python -m mpirl.evaluate RUN_DIR``: run deterministic episodes with a run's final policy.
+
+Needs no MPI. Exit code 2 if the directory or its weights cannot be used.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import numpy as np
+
+from mpirl.config import ConfigError
+from mpirl.envs import describe_env, make_env
+from mpirl.evaluation import evaluate_policy
+from mpirl.models import ActorCritic
+from mpirl.rundir import RunDir
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m mpirl.evaluate", description=__doc__)
+    parser.add_argument("run_dir", help="a run directory written by python -m mpirl.train")
+    parser.add_argument("--episodes", type=int, default=10, help="episodes to run")
+    parser.add_argument("--seed", type=int, default=12345, help="seed of the episodes' starts")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    args = parser.parse_args(argv)
+    try:
+        if args.episodes <= 0:
+            raise ConfigError(f"--episodes must be positive, got {args.episodes}")
+        run = RunDir(args.run_dir)
+        cfg = run.load_config()
+        env = make_env(cfg.env)
+        model = ActorCritic(describe_env(env, cfg.env), list(cfg.hidden_sizes), cfg.activation)
+        env.close()
+        run.load_policy(model)
+    except ConfigError as e:
+        print(f"mpirl: error: {e}", file=sys.stderr)
+        return 2
+    returns = evaluate_policy(model.eval(), cfg.env, args.episodes, seed=args.seed)
+    result = {"env": cfg.env, "episodes": args.episodes, "return_mean": float(np.mean(returns)),
+              "return_std": float(np.std(returns)), "returns": returns}
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"{cfg.env}: mean return {result['return_mean']:.2f} +- {result['return_std']:.2f} "
+              f"over {args.episodes} episodes")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,52 @@
+"""Small environments the tests load through 'package.module:Class'."""
+import os
+
+import gymnasium as gym
+import numpy as np
+
+
+class Corridor(gym.Env):
+    """Walk right to the end of a short corridor: reward 1 at the goal, time limit 20."""
+
+    observation_space = gym.spaces.Box(0.0, 1.0, (1,), np.float32)
+    action_space = gym.spaces.Discrete(2)
+
+    def __init__(self, length: int = 5):
+        self.length = length
+        self.pos = 0
+        self.t = 0
+
+    def _obs(self):
+        return np.array([self.pos / self.length], np.float32)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.pos, self.t = 0, 0
+        return self._obs(), {}
+
+    def step(self, action):
+        self.pos = max(0, self.pos + (1 if action == 1 else -1))
+        self.t += 1
+        done = self.pos >= self.length
+        return self._obs(), float(done), done, self.t >= 20 and not done, {}
+
+
+class CrashingCartPole(gym.Env):
+    """CartPole that raises on its 200th step on the rank named by MPIRL_TEST_CRASH_RANK."""
+
+    def __init__(self):
+        self.env = gym.make("CartPole-v1")
+        self.observation_space = self.env.observation_space
+        self.action_space = self.env.action_space
+        self.steps = 0
+        self.crash = os.environ.get("PMI_RANK", os.environ.get("OMPI_COMM_WORLD_RANK")) == \
+            os.environ.get("MPIRL_TEST_CRASH_RANK", "-1")
+
+    def reset(self, *, seed=None, options=None):
+        return self.env.reset(seed=seed)
+
+    def step(self, action):
+        self.steps += 1
+        if self.crash and self.steps == 200:
+            raise RuntimeError("injected failure in env.step")
+        return self.env.step(action)

@@ -1,0 +1,69 @@
+import pytest
+
+from mpirl.config import Config, ConfigError, config_from_dict, parse_config
+
+
+def test_defaults_and_flags():
+    cfg = parse_config(["--env", "Acrobot-v1", "--seed", "3", "--target-return", "-100",
+                        "--hidden-sizes", "32", "32", "--no-tensorboard"])
+    assert (cfg.algo, cfg.env, cfg.seed, cfg.target_return) == ("a2c", "Acrobot-v1", 3, -100.0)
+    assert cfg.hidden_sizes == [32, 32] and cfg.tensorboard is False
+    assert parse_config([]).target_return is None
+
+
+def test_required_flag_names_exist():
+    cfg = parse_config(["--algo", "a2c", "--env", "CartPole-v1", "--seed", "1",
+                        "--total-steps", "1000", "--target-return", "475",
+                        "--eval-episodes", "5", "--run-dir", "x", "--learners", "2",
+                        "--envs-per-actor", "4"])
+    assert (cfg.total_steps, cfg.eval_episodes, cfg.learners, cfg.envs_per_actor) == \
+        (1000, 5, 2, 4)
+
+
+@pytest.mark.parametrize("suffix,text", [
+    (".yaml", "lr: 0.001\nenvs-per-actor: 8\nhidden_sizes: [32]\n"),
+    (".toml", "lr = 0.001\nenvs_per_actor = 8\nhidden_sizes = [32]\n"),
+])
+def test_config_file_then_flags_override(tmp_path, suffix, text):
+    path = tmp_path / f"c{suffix}"
+    path.write_text(text)
+    cfg = parse_config(["--config", str(path), "--envs-per-actor", "2"])
+    assert cfg.lr == 0.001 and cfg.hidden_sizes == [32] and cfg.envs_per_actor == 2
+
+
+@pytest.mark.parametrize("text,needle", [
+    ("bogus: 1\n", "unknown key 'bogus'"),
+    ("seed: 1.5\n", "config key 'seed'"),
+    ("tensorboard: 3\n", "config key 'tensorboard'"),
+    ("- a\n- b\n", "mapping"),
+    ("algo: sac\n", "--algo must be one of"),
+])
+def test_bad_config_file(tmp_path, text, needle):
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=needle):
+        parse_config(["--config", str(path)])
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["--total-steps", "-5"], "--total-steps must be positive"),
+    (["--gamma", "1.5"], "--gamma"),
+    (["--algo", "nope"], "invalid choice"),
+    (["--learners", "0"], "--learners must be positive"),
+    (["--no-such-flag"], "unrecognized arguments"),
+    (["--config", "/does/not/exist.yaml"], "config file not found"),
+])
+def test_bad_flags(argv, needle):
+    with pytest.raises(ConfigError, match=needle):
+        parse_config(argv)
+
+
+def test_layout_checked_against_world_size():
+    with pytest.raises(ConfigError, match="more than the 2 MPI rank"):
+        Config(learners=3).validate(world_size=2)
+    Config(learners=2).validate(world_size=2)
+
+
+def test_round_trip_through_saved_dict():
+    cfg = parse_config(["--lr", "0.01", "--hidden-sizes", "8"])
+    assert config_from_dict(cfg.to_dict()) == Config(**{**cfg.to_dict(), "config": None})

@@ -1,0 +1,87 @@
+"""Communication layer under MPI. Run with: mpirun -n K python -m pytest --with-mpi -m mpi.
+
+Every test passes at any world size (including 1).
+"""
+import numpy as np
+import pytest
+import torch
+
+from mpirl import comm
+from mpirl.algos import A2C
+from mpirl.config import Config
+from mpirl.envs import EnvSpec
+from mpirl.models import ActorCritic
+
+pytestmark = pytest.mark.mpi
+
+SPEC = EnvSpec((4,), np.dtype(np.float32), True, 2, None, None)
+
+
+def _batch(seed: int, T: int, N: int) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return {"obs": rng.standard_normal((T + 1, N, 4)).astype(np.float32),
+            "actions": rng.integers(0, 2, (T, N)),
+            "rewards": rng.standard_normal((T, N)).astype(np.float32),
+            "dones": (rng.random((T, N)) < 0.1).astype(np.float32)}
+
+
+def _learner(cfg: Config, comm_, share=None):
+    torch.manual_seed(0)
+    model = ActorCritic(SPEC, [16, 16])
+    params = comm.FlatParameters(model)
+    opt = torch.optim.RMSprop(model.parameters(), lr=cfg.lr, alpha=0.99, eps=1e-5, foreach=True)
+    return A2C(cfg, model, comm.GradientAverager(model.parameters(), comm_, share), opt), params
+
+
+def test_allreduce_and_point_to_point():
+    world = comm.world()
+    rank, size = world.Get_rank(), world.Get_size()
+    x = np.full(5, rank + 1.0)
+    comm.allreduce_sum_(world, x)
+    assert np.all(x == size * (size + 1) / 2)
+    if size > 1:
+        buf = np.zeros(3)
+        if rank == 0:
+            comm.wait(comm.isend_all(world, np.arange(3.0), list(range(1, size)), tag=5))
+        else:
+            comm.recv(world, buf, source=0, tag=5)
+            assert list(buf) == [0.0, 1.0, 2.0]
+
+
+def test_averaged_update_equals_one_process_on_all_batches():
+    """L learners with allreduce end with the weights one process gets from the mean gradient
+    over the same batches; uneven batch sizes are weighted by their share."""
+    world = comm.world()
+    rank, size = world.Get_rank(), world.Get_size()
+    cfg = Config(n_steps=4, max_grad_norm=0.5, lr=1e-2)
+    T, sizes = 4, [3 + r for r in range(size)]  # uneven: learner r has 3 + r envs
+    total = sum(sizes)
+    learner, params = _learner(cfg, world, share=sizes[rank] / total)
+    reference, ref_params = _learner(cfg, None)
+    for step in range(3):
+        batches = [_batch(100 * step + r, T, sizes[r]) for r in range(size)]
+        learner.update(batches[rank])
+        joint = {k: np.concatenate([b[k] for b in batches], axis=1) for k in batches[0]}
+        reference.update(joint)
+    np.testing.assert_allclose(params.vector.numpy(), ref_params.vector.numpy(), atol=2e-6)
+    gathered = comm.gather_objects(world, params.vector.numpy().copy())
+    for other in gathered:  # and every learner holds identical weights
+        np.testing.assert_array_equal(other, gathered[0])
+
+
+def test_broadcast_parameters_makes_weights_identical():
+    world = comm.world()
+    torch.manual_seed(world.Get_rank())  # different weights on every rank
+    params = comm.FlatParameters(ActorCritic(SPEC, [8]))
+    comm.broadcast_parameters(params, world)
+    gathered = comm.gather_objects(world, params.vector.numpy().copy())
+    for other in gathered:
+        np.testing.assert_array_equal(other, gathered[0])
+
+
+def test_first_error_is_agreed_by_every_rank():
+    world = comm.world()
+    size = world.Get_size()
+    message, failing = comm.first_error(world, "boom" if world.Get_rank() == size - 1 else None)
+    assert message == "boom" and failing == [size - 1]
+    assert comm.first_error(world, None) == (None, [])

@@ -1,0 +1,115 @@
+"""Whole training jobs, launched as subprocesses (under mpirun where it matters) with timeouts:
+a hang fails the test instead of blocking the suite."""
+import csv
+import json
+import time
+
+import pytest
+
+from conftest import run_job
+
+LEARNING_COLUMNS = ["env_steps", "episodes", "episode_return_mean", "episode_length_mean",
+                    "loss", "policy_loss", "value_loss", "entropy", "grad_norm", "eval_return_mean"]
+SUMMARY_KEYS = {"final_eval_return", "env_steps", "wall_time_s", "target_return",
+                "target_reached", "target_reached_env_steps", "target_reached_time_s"}
+
+
+def _rows(run_dir):
+    with open(run_dir / "progress.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def test_single_process_run_leaves_a_complete_run_dir(tmp_path):
+    run = tmp_path / "run"
+    res = run_job(["mpirl.train", "--total-steps", "4000", "--eval-every", "2000",
+                   "--log-every", "1000", "--eval-episodes", "3", "--target-return", "1e9",
+                   "--run-dir", str(run)])
+    assert res.returncode == 0, res.stderr
+    assert "steps" in res.stdout and "sps" in res.stdout
+    assert {"config.yaml", "progress.csv", "policy.pt", "summary.json", "tb"} <= \
+        {p.name for p in run.iterdir()}
+    assert list((run / "tb").glob("events.out.tfevents.*"))
+    rows = _rows(run)
+    assert set(LEARNING_COLUMNS + ["time_s", "sps"]) <= set(rows[0])
+    assert int(rows[-1]["env_steps"]) >= 4000
+    assert any(r["eval_return_mean"] for r in rows)
+    summary = json.loads((run / "summary.json").read_text())
+    assert SUMMARY_KEYS <= set(summary)
+    assert summary["target_reached"] is False and summary["target_reached_env_steps"] is None
+    assert summary["target_return"] == 1e9
+
+    res = run_job(["mpirl.evaluate", str(run), "--episodes", "2", "--json"])
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["episodes"] == 2
+
+
+def test_evaluate_rejects_a_directory_without_a_run(tmp_path):
+    res = run_job(["mpirl.evaluate", str(tmp_path)])
+    assert res.returncode == 2 and "not an mpirl run directory" in res.stderr
+
+
+def test_same_seed_same_layout_repeats_exactly(tmp_path):
+    def learning(run):
+        return [[r[c] for c in LEARNING_COLUMNS] for r in _rows(run)]
+
+    runs = []
+    for name, seed in [("a", "5"), ("b", "5"), ("c", "6")]:
+        run = tmp_path / name
+        res = run_job(["mpirl.train", "--seed", seed, "--total-steps", "12000",
+                       "--log-every", "2000", "--eval-every", "6000", "--eval-episodes", "2",
+                       "--envs-per-actor", "4", "--run-dir", str(run), "--quiet"], ranks=3)
+        assert res.returncode == 0, res.stderr
+        runs.append(learning(run))
+    assert runs[0] == runs[1]
+    assert runs[0] != runs[2]
+
+
+def test_several_learners_with_actors(tmp_path):
+    run = tmp_path / "run"
+    res = run_job(["mpirl.train", "--learners", "2", "--total-steps", "6000",
+                   "--envs-per-actor", "4", "--run-dir", str(run)], ranks=5)
+    assert res.returncode == 0, res.stderr
+    assert "2 learner(s), 3 actor(s)" in res.stdout
+    assert json.loads((run / "summary.json").read_text())["env_steps"] >= 6000
+    # the other ranks stay quiet: one start line, one done line
+    assert res.stdout.count("mpirl: a2c on") == 1 and res.stdout.count("done:") == 1
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--env", "NoSuchEnv-v0"], "unknown or unusable env 'NoSuchEnv-v0'"),
+    (["--algo", "nope"], "invalid choice: 'nope'"),
+    (["--learners", "9"], "--learners 9 is more than the 4 MPI rank(s)"),
+    (["--total-steps", "-1"], "--total-steps must be positive"),
+    (["--config", "BAD_CONFIG"], "unknown key 'not_a_field'"),
+])
+def test_bad_input_exits_2_on_every_rank_with_one_message(tmp_path, args, needle):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("lr: 0.001\nnot_a_field: 1\n")
+    args = [str(bad) if a == "BAD_CONFIG" else a for a in args]
+    run = tmp_path / "run"
+    res = run_job(["mpirl.train", *args, "--run-dir", str(run)], ranks=4, timeout=120)
+    assert res.returncode == 2, (res.stdout, res.stderr)
+    assert res.stderr.count("mpirl: error:") == 1 and needle in res.stderr
+    assert not run.exists()  # nothing started
+
+
+@pytest.mark.parametrize("crash_rank,role", [(2, "actor"), (0, "learner+actor")])
+def test_a_failing_rank_ends_the_whole_job(tmp_path, monkeypatch, crash_rank, role):
+    monkeypatch.setenv("MPIRL_TEST_CRASH_RANK", str(crash_rank))
+    ranks, extra = (3, []) if role == "actor" else (2, ["--learners", "2"])
+    start = time.monotonic()
+    res = run_job(["mpirl.train", "--env", "envs_for_tests:CrashingCartPole",
+                   "--envs-per-actor", "1", "--total-steps", "100000", *extra,
+                   "--run-dir", str(tmp_path / "run")], ranks=ranks, timeout=120)
+    assert res.returncode != 0
+    assert f"rank {crash_rank} ({role}) failed: RuntimeError: injected failure" in res.stderr
+    assert time.monotonic() - start < 60
+
+
+def test_sixteen_ranks_on_a_small_machine(tmp_path):
+    run = tmp_path / "run"
+    res = run_job(["mpirl.train", "--total-steps", "30000", "--learners", "2",
+                   "--run-dir", str(run), "--quiet", "--no-tensorboard"], ranks=16, timeout=300)
+    assert res.returncode == 0, res.stderr
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["world_size"] == 16 and summary["actors"] == 14
