@@ -58,7 +58,7 @@ class A2C:
         loss = a2c_loss(logp, entropy, values, torch.from_numpy(adv).to(device).reshape(-1),
                         torch.from_numpy(ret).to(device).reshape(-1), cfg.vf_coef, cfg.ent_coef)
         self.averager.zero_grad()
-        loss.total.backward()
+        self.averager.backward(loss.total)
         self.averager.average()
         grad_norm = self.averager.clip_norm_(cfg.max_grad_norm)
         self.optimizer.step()

@@ -1,8 +1,9 @@
 """Gradient averaging across learners through one flat buffer and one allreduce.
 
 Contract: create a ``GradientAverager`` over a model's parameters, call ``zero_grad()`` instead
-of ``optimizer.zero_grad()``, run ``backward()``, then ``average()``; every learner then holds the
-gradient of the global mean loss and can clip (``clip_norm_``) and step identically.
+of ``optimizer.zero_grad()``, ``backward(loss)`` instead of ``loss.backward()``, then
+``average()``; every learner then holds the gradient of the global mean loss and can clip
+(``clip_norm_``) and step identically.
 
 Each parameter's ``.grad`` is a view into the flat buffer, so backward writes straight into it and
 no packing copy is needed. On CUDA the buffer is staged through one pinned host array (one copy
@@ -21,9 +22,10 @@ from mpirl.comm.core import Comm, allreduce_sum_, broadcast_
 class GradientAverager:
     """Averages the gradients of ``params`` over ``comm``.
 
-    ``share`` is this learner's fraction of the global batch (n_local / n_total). Each learner's
-    gradient is scaled by ``share`` before the sum, so uneven batches still give the exact
-    gradient of the mean loss over the whole batch. Default: equal shares.
+    ``share`` is this learner's fraction of the global batch (n_local / n_total). ``backward``
+    scales the local loss by ``share``, so the sum over learners is the exact gradient of the
+    mean loss over the whole batch, uneven batches included, with no pass over the gradient
+    buffer. Default: equal shares.
     """
 
     def __init__(self, params: Iterable[torch.nn.Parameter], comm: Comm | None,
@@ -49,6 +51,10 @@ class GradientAverager:
     def zero_grad(self) -> None:
         self.flat.zero_()
 
+    def backward(self, loss: torch.Tensor) -> None:
+        """Backpropagate this learner's mean loss, weighted by its share of the global batch."""
+        (loss * self.share if self.share != 1.0 else loss).backward()
+
     def _check_views(self) -> None:
         start = self.flat.data_ptr()
         end = start + self.numel * self.flat.element_size()
@@ -58,14 +64,11 @@ class GradientAverager:
                                    "call GradientAverager.zero_grad(), not optimizer.zero_grad()")
 
     def average(self) -> torch.Tensor:
-        """Replace every learner's local gradient by the (share-weighted) mean; returns the flat
-        gradient."""
+        """Sum the share-weighted local gradients over all learners, in place: every learner
+        then holds the gradient of the global mean loss. Returns the flat gradient."""
         if not self._checked:
             self._check_views()
             self._checked = True
-        if self.size == 1 and self.share == 1.0:
-            return self.flat
-        self.flat.mul_(self.share)
         if self.size > 1:
             if self._host is None:
                 allreduce_sum_(self.comm, self.flat.numpy())
