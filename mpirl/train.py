@@ -93,6 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               "aborting the job", file=sys.stderr, flush=True)
         comm.abort(world, EXIT_FAILED)
     comms.free()
+    comm.barrier(world)  # wait quietly for the lead's final evaluation, not in MPI_Finalize
     return 0
 
 

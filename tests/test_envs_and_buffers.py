@@ -61,7 +61,7 @@ def test_gradients_land_in_the_flat_buffer():
     torch.manual_seed(0)
     env = make_env("CartPole-v1")
     model = ActorCritic(describe_env(env), [8])
-    params = FlatParameters(model, extra=1)
+    params = FlatParameters(model)
     avg = GradientAverager(model.parameters(), None)
     x = torch.randn(4, 4)
     avg.zero_grad()

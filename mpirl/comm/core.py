@@ -28,6 +28,7 @@ from mpirl.layout import Layout
 SPIN_S = 50e-6
 MIN_SLEEP_S = 20e-6
 MAX_SLEEP_S = 2e-3
+HANDOFF_SLEEP_S = 1e-4
 
 Comm = MPI.Comm
 Request = MPI.Request
@@ -37,8 +38,13 @@ def world() -> MPI.Comm:
     return MPI.COMM_WORLD
 
 
-def wait(requests: MPI.Request | Sequence[MPI.Request]) -> None:
-    """Complete one or more requests without spinning hot while a peer is late."""
+def wait(requests: MPI.Request | Sequence[MPI.Request], max_sleep_s: float = MAX_SLEEP_S
+         ) -> None:
+    """Complete one or more requests without spinning hot while a peer is late.
+
+    A large message moves in steps that need polls on both sides; a sender completing one
+    should pass a small ``max_sleep_s`` (e.g. ``HANDOFF_SLEEP_S``) so each step is prompt.
+    """
     if isinstance(requests, MPI.Request):
         test = requests.Test
     else:
@@ -56,7 +62,7 @@ def wait(requests: MPI.Request | Sequence[MPI.Request]) -> None:
     # Sleep a tenth of the time waited so far: a late wake-up costs at most ~10% of the wait,
     # and a rank that waits long wakes rarely.
     while not test():
-        time.sleep(min(max(0.1 * elapsed, MIN_SLEEP_S), MAX_SLEEP_S))
+        time.sleep(min(max(0.1 * elapsed, MIN_SLEEP_S), max_sleep_s))
         elapsed = time.perf_counter() - start
 
 

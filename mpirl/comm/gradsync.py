@@ -89,29 +89,26 @@ class GradientAverager:
 class FlatParameters:
     """A module's parameters as views into one flat tensor, ``vector``.
 
-    Weights then travel without packing: send ``buffer`` (CPU) and receive straight into it.
-    ``extra`` trailing slots after the parameters carry control values with the weights. Load
-    weights only through ``buffer``/``load_``: ``vector_to_parameters`` would replace the views.
+    Weights then travel without packing: send ``vector`` (CPU) and receive straight into it.
+    Load weights only through ``vector``/``load_``: ``vector_to_parameters`` would replace the
+    views.
     """
 
-    def __init__(self, module: torch.nn.Module, extra: int = 0):
+    def __init__(self, module: torch.nn.Module):
         params = list(module.parameters())
         self.numel = sum(p.numel() for p in params)
-        self.buffer = torch.zeros(self.numel + extra, dtype=params[0].dtype,
-                                  device=params[0].device)
+        self.vector = torch.zeros(self.numel, dtype=params[0].dtype, device=params[0].device)
         offset = 0
         with torch.no_grad():
             for p in params:
                 n = p.numel()
-                self.buffer[offset:offset + n].copy_(p.reshape(-1))
-                p.data = self.buffer[offset:offset + n].view_as(p)
+                self.vector[offset:offset + n].copy_(p.reshape(-1))
+                p.data = self.vector[offset:offset + n].view_as(p)
                 offset += n
-        self.vector = self.buffer[:self.numel]
 
     def load_(self, values: np.ndarray | torch.Tensor) -> None:
         """Copy a flat vector of ``numel`` values into the parameters."""
-        src = torch.as_tensor(values)
-        self.vector.copy_(src[:self.numel])
+        self.vector.copy_(torch.as_tensor(values)[:self.numel])
 
     def to_numpy(self, out: np.ndarray) -> np.ndarray:
         """Copy the parameters into the first ``numel`` slots of a host array."""

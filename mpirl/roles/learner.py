@@ -15,7 +15,7 @@ from mpirl import comm
 from mpirl.algos import A2C
 from mpirl.evaluation import evaluate_policy
 from mpirl.logger import ProgressLogger
-from mpirl.roles.actor import ROLLOUT_TAG, WEIGHTS_TAG
+from mpirl.roles.actor import CONTROL_TAG, ROLLOUT_TAG, RUN, STOP, WEIGHTS_TAG
 from mpirl.roles.setup import RunSetup
 from mpirl.rundir import RunDir
 
@@ -48,14 +48,14 @@ class Learner:
         self.lead = comms.learners.Get_rank() == 0
         self.device = choose_device(cfg, comms.learners)
         self.model = setup.make_model(self.device)
-        self.params = comm.FlatParameters(self.model, extra=1)
+        self.params = comm.FlatParameters(self.model)
         comm.broadcast_parameters(self.params, comms.learners)
         if self.device.type == "cpu":
             # send straight from the parameters; the model itself acts and evaluates
-            self.weights = self.params.buffer.numpy()
+            self.weights = self.params.vector.numpy()
             self.acting_model, self._acting_params = self.model, None
         else:
-            self.weights = np.zeros(self.params.numel + 1, dtype=np.float32)
+            self.weights = np.zeros(self.params.numel, dtype=np.float32)
             self.acting_model = setup.make_model("cpu")  # for self-acting and evaluation
             self._acting_params = comm.FlatParameters(self.acting_model)
         self.optimizer = make_optimizer(cfg, self.model.parameters())
@@ -66,6 +66,7 @@ class Learner:
                                               share=my_share)
         self.algo = A2C(cfg, self.model, self.averager, self.optimizer)
         self.sources = list(range(1, comms.group.Get_size()))
+        self._control = np.zeros(1, dtype=np.float64)
         self.rollouts = [setup.make_rollout_buffer() for _ in range(max(1, len(self.sources)))]
         self.collector = None
         if layout.self_acting:
@@ -83,21 +84,25 @@ class Learner:
             self._acting_params.load_(self.weights)
 
     def _publish_weights(self, stop: bool) -> list:
-        """Start sending the current weights (and the stop flag) to this learner's actors."""
+        """Start sending the control value (RUN or STOP), then the current weights, to this
+        learner's actors."""
         self._sync_host_weights()
-        self.weights[-1] = 1.0 if stop else 0.0
-        return comm.isend_all(self.comms.group, self.weights, self.sources, tag=WEIGHTS_TAG)
+        self._control[0] = STOP if stop else RUN
+        return (comm.isend_all(self.comms.group, self._control, self.sources, tag=CONTROL_TAG) +
+                comm.isend_all(self.comms.group, self.weights, self.sources, tag=WEIGHTS_TAG))
 
     def _exchange(self) -> None:
-        """Weights out, the rollouts collected with them in. Sends and receives are waited on
-        together, so an actor's wake-up and its rollout overlap the other actors' hand-offs."""
-        requests = self._publish_weights(stop=False)
+        """Weights out, the rollouts collected with them in. Receives are posted first, so
+        rollouts land while the weights are still going out; the sends are pushed with brisk
+        polls, since each step of a large transfer needs this rank's attention."""
         if self.collector is not None:
+            comm.wait(self._publish_weights(stop=False))
             self.collector.collect(self.rollouts[0])
-        else:
-            requests += comm.irecv_all(self.comms.group, [r.buffer for r in self.rollouts],
-                                       self.sources, tag=ROLLOUT_TAG)
-        comm.wait(requests)
+            return
+        incoming = comm.irecv_all(self.comms.group, [r.buffer for r in self.rollouts],
+                                  self.sources, tag=ROLLOUT_TAG)
+        comm.wait(self._publish_weights(stop=False), max_sleep_s=comm.HANDOFF_SLEEP_S)
+        comm.wait(incoming)
 
     def _batch(self) -> dict[str, np.ndarray]:
         """Rollouts of all this learner's actors side by side along the env axis."""
@@ -148,7 +153,10 @@ class Learner:
             last = iteration == setup.iterations - 1
             row = {}
             stop = False
-            if next_eval is not None and env_steps >= next_eval and not last:
+            # every learner computes `evaluate` and `log` from the same counters, so all of
+            # them enter the collectives below together
+            evaluate = next_eval is not None and env_steps >= next_eval and not last
+            if evaluate:
                 while next_eval <= env_steps:
                     next_eval += cfg.eval_every
                 if self.lead:
@@ -164,7 +172,7 @@ class Learner:
                 flag[0] = 1.0 if stop else 0.0
                 comm.broadcast_(self.comms.learners, flag, root=0)
                 stop = bool(flag[0])
-            if env_steps >= next_log or row or last or stop:
+            if env_steps >= next_log or evaluate or last or stop:
                 while next_log <= env_steps:
                     next_log += cfg.log_every
                 window = comm.allreduce_sum_(self.comms.learners, self._window.copy())
@@ -177,7 +185,7 @@ class Learner:
                 self._window[:] = 0
             if stop:
                 break
-        comm.wait(self._publish_weights(stop=True))
+        comm.wait(self._publish_weights(stop=True), max_sleep_s=comm.HANDOFF_SLEEP_S)
         wall = time.perf_counter() - start
         return self._finish(env_steps, iteration + 1, wall, eval_time, last_eval, target_hit,
                             evals)
