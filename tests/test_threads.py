@@ -1,0 +1,20 @@
+import os
+
+from mpirl.threads import cpu_share
+
+
+def test_explicit_flag_wins(monkeypatch):
+    monkeypatch.setenv("SLURM_CPUS_PER_TASK", "8")
+    assert cpu_share(local_ranks=4, requested=3) == 3
+
+
+def test_slurm_cpus_per_task(monkeypatch):
+    monkeypatch.setenv("SLURM_CPUS_PER_TASK", "6")
+    assert cpu_share(local_ranks=4) == 6
+
+
+def test_share_of_this_node(monkeypatch):
+    monkeypatch.delenv("SLURM_CPUS_PER_TASK", raising=False)
+    cores = len(os.sched_getaffinity(0))
+    assert cpu_share(local_ranks=1) == cores
+    assert cpu_share(local_ranks=16) == max(1, cores // 16)
