@@ -33,10 +33,6 @@ class PackedArrays:
     def __getitem__(self, name: str) -> np.ndarray:
         return self.views[name]
 
-    @property
-    def nbytes(self) -> int:
-        return self.buffer.nbytes
-
 
 # Episode statistics slots: finished episodes, sum of their returns, sum of their lengths.
 EPISODE_STATS = 3

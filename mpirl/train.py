@@ -104,6 +104,7 @@ def _print_start(cfg: Config, setup: RunSetup, run_dir: RunDir) -> None:
     print(f"mpirl: {cfg.algo} on {cfg.env}: {lay.size} rank(s): {roles}; "
           f"{cfg.envs_per_actor} envs x {cfg.n_steps} steps per actor, "
           f"{setup.steps_per_iteration} env steps per update, {setup.iterations} updates; "
+          f"model {setup.n_params:,} parameters; "
           f"run dir {run_dir.path}", flush=True)
 
 

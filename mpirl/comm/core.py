@@ -200,8 +200,3 @@ def split_roles(comm: MPI.Comm, layout: Layout) -> RoleComms:
     group = comm.Split(layout.learner_of(rank), key=0 if is_learner else rank + 1)
     return RoleComms(world=comm, layout=layout,
                      learners=learners if is_learner else None, group=group)
-
-
-def processor_name() -> str:
-    return MPI.Get_processor_name()
-
