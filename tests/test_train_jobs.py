@@ -117,3 +117,14 @@ def test_sixteen_ranks_on_a_small_machine(tmp_path):
     assert res.returncode == 0, res.stderr
     summary = json.loads((run / "summary.json").read_text())
     assert summary["world_size"] == 16 and summary["actors"] == 14
+
+
+def test_continuous_actions_train_and_evaluate(tmp_path):
+    run = tmp_path / "run"
+    res = run_job(["mpirl.train", "--env", "Pendulum-v1", "--total-steps", "4000",
+                   "--envs-per-actor", "4", "--eval-episodes", "2", "--run-dir", str(run),
+                   "--quiet", "--no-tensorboard"], ranks=2, timeout=120)
+    assert res.returncode == 0, res.stderr
+    res = run_job(["mpirl.evaluate", str(run), "--episodes", "2", "--json"])
+    assert res.returncode == 0, res.stderr
+    assert -2000 < json.loads(res.stdout)["return_mean"] <= 0
