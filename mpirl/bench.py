@@ -6,7 +6,9 @@
       run's summary.json. Extra training flags go after ``--``.
 
   mpirun -n 2 python -m mpirl.bench allreduce [--params 1e4 1e5 1e6]
-      mpirl's gradient averaging against a raw mpi4py ``Allreduce`` of the same bytes.
+      mpirl's gradient averaging against a raw mpi4py ``Allreduce`` of the same bytes. Each
+      sample syncs the ranks, runs the same backward pass, then times only the call that
+      makes the gradient global, as an update experiences it.
 """
 from __future__ import annotations
 
@@ -86,26 +88,30 @@ def bench_allreduce(args: argparse.Namespace) -> list[dict]:
     for n in [int(float(p)) for p in args.params]:
         model = torch.nn.Linear(n, 1, bias=False)  # n parameters
         averager = comm.GradientAverager(model.parameters(), world)
-        averager.zero_grad()
-        averager.flat.normal_()
-        buf = np.random.default_rng(rank).standard_normal(n).astype(np.float32)
+        x = torch.randn(8, n)
+
+        def backward() -> None:  # the work an update does before it averages
+            averager.zero_grad()
+            averager.backward(model(x).square().mean())
 
         def raw() -> None:
-            comm.raw_allreduce_sum_(world, buf)
+            comm.raw_allreduce_sum_(world, averager.flat.numpy())
 
         def ours() -> None:
             averager.average()
 
-        times = {}
-        for name, fn in [("raw", raw), ("mpirl", ours)] * 2:  # interleaved, twice
-            for _ in range(args.warmup):
-                fn()
+        times: dict[str, list[float]] = {}
+        for name, sync in [("raw", raw), ("mpirl", ours)] * 2:  # interleaved, twice
             samples = []
-            for _ in range(args.repeat):
+            for i in range(args.warmup + args.repeat):
                 comm.barrier(world)
+                if sync is ours:
+                    averager.announce()  # as an update does, before its forward pass
+                backward()
                 t = time.perf_counter()
-                fn()
-                samples.append(time.perf_counter() - t)
+                sync()
+                if i >= args.warmup:
+                    samples.append(time.perf_counter() - t)
             times.setdefault(name, []).append(float(np.median(samples)))
         # the slowest rank decides how long a collective takes; best of the two rounds
         per_rank = comm.gather_objects(world, times)

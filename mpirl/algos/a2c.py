@@ -45,6 +45,7 @@ class A2C:
     def update(self, batch: dict[str, np.ndarray]) -> dict[str, float]:
         """``batch``: obs (T+1, N, ...), actions (T, N, ...), rewards and dones (T, N)."""
         cfg, model = self.cfg, self.model
+        self.averager.announce()
         device = next(model.parameters()).device
         obs = torch.from_numpy(batch["obs"]).to(device)
         T, N = batch["rewards"].shape

@@ -1,9 +1,11 @@
 """Gradient averaging across learners through one flat buffer and one allreduce.
 
-Contract: create a ``GradientAverager`` over a model's parameters, call ``zero_grad()`` instead
-of ``optimizer.zero_grad()``, ``backward(loss)`` instead of ``loss.backward()``, then
-``average()``; every learner then holds the gradient of the global mean loss and can clip
-(``clip_norm_``) and step identically.
+Contract: create a ``GradientAverager`` over a model's parameters; per update call
+``announce()`` before the forward pass, ``zero_grad()`` instead of ``optimizer.zero_grad()``,
+``backward(loss)`` instead of ``loss.backward()``, then ``average()``; every learner then holds
+the gradient of the global mean loss and can clip (``clip_norm_``) and step identically.
+``announce`` lets the learners' rendezvous complete while they compute; without it,
+``average`` meets the others first and then reduces.
 
 Each parameter's ``.grad`` is a view into the flat buffer, so backward writes straight into it and
 no packing copy is needed. On CUDA the buffer is staged through one pinned host array (one copy
@@ -16,7 +18,7 @@ from typing import Iterable
 import numpy as np
 import torch
 
-from mpirl.comm.core import Comm, allreduce_sum_, broadcast_
+from mpirl.comm.core import Comm, allreduce_sum_, announce_arrival, broadcast_
 
 
 class GradientAverager:
@@ -44,9 +46,15 @@ class GradientAverager:
             p.grad = self.flat[offset:offset + n].view_as(p)
             offset += n
         self._checked = False
+        self._arrival = None
         self._host = None
         if device.type != "cpu":
             self._host = torch.zeros(self.numel, dtype=dtype, pin_memory=True)
+
+    def announce(self) -> None:
+        """Tell the other learners this one is computing its gradient (call before forward)."""
+        if self.size > 1 and self._arrival is None:
+            self._arrival = announce_arrival(self.comm)
 
     def zero_grad(self) -> None:
         self.flat.zero_()
@@ -70,11 +78,12 @@ class GradientAverager:
             self._check_views()
             self._checked = True
         if self.size > 1:
+            arrival, self._arrival = self._arrival, None
             if self._host is None:
-                allreduce_sum_(self.comm, self.flat.numpy())
+                allreduce_sum_(self.comm, self.flat.numpy(), arrival)
             else:
                 self._host.copy_(self.flat)
-                allreduce_sum_(self.comm, self._host.numpy())
+                allreduce_sum_(self.comm, self._host.numpy(), arrival)
                 self.flat.copy_(self._host, non_blocking=False)
         return self.flat
 
