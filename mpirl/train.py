@@ -88,9 +88,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             run_actor(setup, comms)
     except Exception as e:  # end every rank now rather than leave peers waiting forever
-        traceback.print_exc()
-        print(f"mpirl: rank {rank} ({comms.role}) failed: {type(e).__name__}: {e}; "
-              "aborting the job", file=sys.stderr, flush=True)
+        # one write, summary line first: the abort may cut off whatever comes after
+        sys.stderr.write(f"mpirl: rank {rank} ({comms.role}) failed: {type(e).__name__}: {e}; "
+                         f"aborting the job\n{traceback.format_exc()}")
         comm.abort(world, EXIT_FAILED)
     comms.free()
     comm.barrier(world)  # wait quietly for the lead's final evaluation, not in MPI_Finalize

@@ -161,10 +161,18 @@ def first_error(comm: MPI.Comm, error: str | None) -> tuple[str | None, list[int
     return (errors[failing[0]] if failing else None), failing
 
 
+ABORT_GRACE_S = 0.5
+
+
 def abort(comm: MPI.Comm | None = None, code: int = 1) -> None:
-    """End the whole job now (every rank, every node)."""
+    """End the whole job now (every rank, every node).
+
+    Waits ``ABORT_GRACE_S`` first: the launcher forwards output asynchronously, and the abort
+    would otherwise drop this rank's last message.
+    """
     sys.stdout.flush()
     sys.stderr.flush()
+    time.sleep(ABORT_GRACE_S)
     (comm or MPI.COMM_WORLD).Abort(code)
 
 
