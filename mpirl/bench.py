@@ -45,13 +45,14 @@ def _write_csv(path: str | None, rows: list[dict]) -> None:
 
 
 # ---------------------------------------------------------------------------- sps
-def default_launcher() -> str:
+def find_mpirun() -> str | None:
+    """The mpirun next to this Python (a venv with an MPI wheel), else the one on PATH."""
     local = Path(sys.executable).parent / "mpirun"
-    return str(local) if local.exists() else (shutil.which("mpirun") or "mpirun")
+    return str(local) if local.exists() else (shutil.which("mpirun") or shutil.which("mpiexec"))
 
 
 def bench_sps(args: argparse.Namespace, train_args: list[str]) -> list[dict]:
-    launcher = shlex.split(args.launcher) if args.launcher else [default_launcher()]
+    launcher = shlex.split(args.launcher) if args.launcher else [find_mpirun() or "mpirun"]
     rows = []
     with tempfile.TemporaryDirectory(prefix="mpirl-bench-") as tmp:
         for ranks in args.ranks:

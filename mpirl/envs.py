@@ -23,7 +23,8 @@ def make_env(env_id: str) -> gym.Env:
         try:
             module = importlib.import_module(module_name)
         except ImportError as e:
-            raise ConfigError(f"cannot import module '{module_name}' for env '{env_id}': {e}") from None
+            raise ConfigError(
+                f"cannot import module '{module_name}' for env '{env_id}': {e}") from None
         target = getattr(module, attr, None)
         if target is None:
             raise ConfigError(f"module '{module_name}' has no attribute '{attr}' (env '{env_id}')")

@@ -13,7 +13,7 @@ import numpy as np
 from mpirl.config import ConfigError
 from mpirl.envs import describe_env, make_env
 from mpirl.evaluation import evaluate_policy
-from mpirl.models import ActorCritic
+from mpirl.models import build_policy
 from mpirl.rundir import RunDir
 
 
@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
         run = RunDir(args.run_dir)
         cfg = run.load_config()
         env = make_env(cfg.env)
-        model = ActorCritic(describe_env(env, cfg.env), list(cfg.hidden_sizes), cfg.activation)
+        model = build_policy(cfg, describe_env(env, cfg.env))
         env.close()
         run.load_policy(model)
     except ConfigError as e:

@@ -97,6 +97,11 @@ class ActorCritic(nn.Module):
         return self.value(torch.from_numpy(obs)).numpy()
 
 
+def build_policy(cfg, spec: EnvSpec) -> ActorCritic:
+    """The policy a run with config ``cfg`` trains, for an env described by ``spec``."""
+    return ActorCritic(spec, list(cfg.hidden_sizes), cfg.activation)
+
+
 def env_actions(spec: EnvSpec, actions: np.ndarray) -> np.ndarray:
     """What the env receives: Gaussian actions clipped to the action bounds."""
     if spec.discrete:

@@ -1,18 +1,13 @@
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from mpirl.bench import find_mpirun
+
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def mpirun_path() -> str | None:
-    """The mpirun next to this Python (a venv with the mpich wheel), else the one on PATH."""
-    local = Path(sys.executable).parent / "mpirun"
-    return str(local) if local.exists() else shutil.which("mpirun") or shutil.which("mpiexec")
 
 
 def run_job(args: list[str], ranks: int | None = None, timeout: float = 240,
@@ -20,7 +15,7 @@ def run_job(args: list[str], ranks: int | None = None, timeout: float = 240,
     """Run ``python -m mpirl.<args>`` (under mpirun with ``ranks`` ranks); a hang fails the test."""
     cmd = [sys.executable, "-m", *args]
     if ranks is not None:
-        launcher = mpirun_path()
+        launcher = find_mpirun()
         if launcher is None:
             pytest.skip("no mpirun found")
         cmd = [launcher, "-n", str(ranks), *cmd]

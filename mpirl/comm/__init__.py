@@ -3,10 +3,10 @@ parameters and gradient averaging.
 
 This package is the only place that imports mpi4py.
 """
-from mpirl.comm.core import (HANDOFF_SLEEP_S, RoleComms, abort, allreduce_sum_, announce_arrival,
-                             barrier, broadcast_, broadcast_object, first_error, gather_objects, irecv_all,
-                             isend_all, node_local, raw_allreduce_sum_, recv, send, split_roles,
-                             wait, world)
+from mpirl.comm.core import (HANDOFF_SLEEP_S, RoleComms, abort, allreduce_sum_,
+                             announce_arrival, barrier, broadcast_, broadcast_object, first_error,
+                             gather_objects, irecv_all, isend_all, node_local, raw_allreduce_sum_,
+                             recv, send, split_roles, wait, world)
 from mpirl.comm.gradsync import FlatParameters, GradientAverager, broadcast_parameters
 from mpirl.layout import Layout, plan_layout
 

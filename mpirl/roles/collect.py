@@ -29,7 +29,8 @@ class RolloutCollector:
             _, r, terminated, truncated, final_obs = envs.step(env_actions(spec, a))
             if final_obs:
                 idx = list(final_obs)
-                r[idx] += self.gamma * self.model.predict_values(np.stack([final_obs[i] for i in idx]))
+                bootstrap = self.model.predict_values(np.stack([final_obs[i] for i in idx]))
+                r[idx] += self.gamma * bootstrap
             rewards[t] = r
             dones[t] = terminated | truncated
         obs[self.n_steps] = envs.obs

@@ -95,8 +95,8 @@ class Learner:
         """Weights out, the rollouts collected with them in. Receives are posted first, so
         rollouts land while the weights are still going out; the sends are pushed with brisk
         polls, since each step of a large transfer needs this rank's attention."""
-        if self.collector is not None:
-            comm.wait(self._publish_weights(stop=False))
+        if self.collector is not None:  # no actors: act with the current weights
+            self._sync_host_weights()
             self.collector.collect(self.rollouts[0])
             return
         incoming = comm.irecv_all(self.comms.group, [r.buffer for r in self.rollouts],

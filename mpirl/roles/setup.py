@@ -9,7 +9,7 @@ import torch
 from mpirl.config import Config
 from mpirl.envs import EnvSpec, EnvVector, describe_env, make_env
 from mpirl.layout import Layout
-from mpirl.models import ActorCritic
+from mpirl.models import ActorCritic, build_policy
 from mpirl.roles.collect import RolloutCollector
 from mpirl.rollout import PackedArrays, rollout_fields
 
@@ -34,7 +34,7 @@ class RunSetup:
 
     def make_model(self, device: str | torch.device) -> ActorCritic:
         torch.manual_seed(self.cfg.seed)  # identical initial weights on every rank
-        return ActorCritic(self.spec, list(self.cfg.hidden_sizes), self.cfg.activation).to(device)
+        return build_policy(self.cfg, self.spec).to(device)
 
     def make_envs(self, rank: int) -> EnvVector:
         return EnvVector(self.cfg.env, self.cfg.envs_per_actor, self.cfg.seed, rank)
