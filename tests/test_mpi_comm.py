@@ -85,3 +85,45 @@ def test_first_error_is_agreed_by_every_rank():
     message, failing = comm.first_error(world, "boom" if world.Get_rank() == size - 1 else None)
     assert message == "boom" and failing == [size - 1]
     assert comm.first_error(world, None) == (None, [])
+
+
+def test_control_slots_and_the_nonfinite_verdict_are_shared_by_all_learners():
+    world = comm.world()
+    rank, size = world.Get_rank(), world.Get_size()
+    cfg = Config(n_steps=4)
+    learner, params = _learner(cfg, world)
+    averager = learner.averager
+    before = params.vector.clone()
+    batch = _batch(rank, 4, 3)
+    if rank == size - 1:
+        batch["rewards"][:] = np.nan  # one learner's loss goes bad
+    averager.extras[:] = 0
+    stats = learner.update(batch)
+    assert stats["skipped"] and not averager.finite  # every learner skips the update
+    assert torch.equal(params.vector, before)
+    averager = comm.GradientAverager(learner.model.parameters(), world, extras=2)
+    averager.extras[:] = torch.tensor([float(rank == 0), 1.0])
+    averager.zero_grad()
+    averager.average()
+    assert averager.extras.tolist() == [1.0, float(size)]
+
+
+def test_a_wait_that_outlasts_the_comm_timeout_names_the_missing_rank():
+    world = comm.world()
+    rank, size = world.Get_rank(), world.Get_size()
+    if size == 1:
+        return
+    comm.set_comm_timeout(0.3)
+    try:
+        if rank == 0:
+            buf = np.zeros(1)
+            req = world.Irecv(buf, source=size - 1, tag=99)  # never sent
+            with pytest.raises(comm.CommTimeout,
+                               match=rf"waited 0 s \(--comm-timeout 0.3\) for a reply "
+                                     rf"from rank {size - 1}"):
+                comm.wait([req], what="a reply", peers=[size - 1])
+            req.Cancel()
+            req.Wait()
+    finally:
+        comm.set_comm_timeout(0)
+    comm.barrier(world)

@@ -38,32 +38,54 @@ def world() -> MPI.Comm:
     return MPI.COMM_WORLD
 
 
-def wait(requests: MPI.Request | Sequence[MPI.Request], max_sleep_s: float = MAX_SLEEP_S
-         ) -> None:
+class CommTimeout(RuntimeError):
+    """A wait on communication outlasted the watchdog (``set_comm_timeout``)."""
+
+
+_timeout_s = 0.0
+
+
+def set_comm_timeout(seconds: float) -> None:
+    """Make every ``wait`` in this process raise ``CommTimeout`` after ``seconds``; 0 = never.
+
+    Every blocking operation in this module waits through ``wait``, so this one setting guards
+    them all: a rank whose peer hangs reports whom it waited for instead of hanging too.
+    """
+    global _timeout_s
+    _timeout_s = float(seconds)
+
+
+def wait(requests: MPI.Request | Sequence[MPI.Request], max_sleep_s: float = MAX_SLEEP_S,
+         what: str = "a message", peers: Sequence[int] | None = None) -> None:
     """Complete one or more requests without spinning hot while a peer is late.
 
     A large message moves in steps that need polls on both sides; a sender completing one
     should pass a small ``max_sleep_s`` (e.g. ``HANDOFF_SLEEP_S``) so each step is prompt.
+    ``what`` and ``peers`` (world ranks, one per request) name the wait in a timeout report.
     """
-    if isinstance(requests, MPI.Request):
-        test = requests.Test
-    else:
-        reqs = list(requests)
-        if not reqs:
-            return
-        def test() -> bool:
-            return MPI.Request.Testall(reqs)
-    if test():
+    reqs = [requests] if isinstance(requests, MPI.Request) else list(requests)
+    if not reqs or MPI.Request.Testall(reqs):
         return
     start = time.perf_counter()
     while (elapsed := time.perf_counter() - start) < SPIN_S:
-        if test():
+        if MPI.Request.Testall(reqs):
             return
     # Sleep a tenth of the time waited so far: a late wake-up costs at most ~10% of the wait,
     # and a rank that waits long wakes rarely.
-    while not test():
+    while not MPI.Request.Testall(reqs):
+        if _timeout_s and elapsed > _timeout_s:
+            raise CommTimeout(_timeout_report(elapsed, reqs, what, peers))
         time.sleep(min(max(0.1 * elapsed, MIN_SLEEP_S), max_sleep_s))
         elapsed = time.perf_counter() - start
+
+
+def _timeout_report(elapsed: float, reqs: list, what: str, peers: Sequence[int] | None) -> str:
+    report = f"waited {elapsed:.0f} s (--comm-timeout {_timeout_s:g}) for {what}"
+    if peers is not None:
+        late = [p for r, p in zip(reqs, peers) if not r.Test()]
+        if late:
+            report += f" from rank{'s' if len(late) > 1 else ''} {', '.join(map(str, late))}"
+    return report + "; it may have hung or died"
 
 
 def _mpi_buffer(arr: np.ndarray) -> np.ndarray:
@@ -81,8 +103,8 @@ def announce_arrival(comm: MPI.Comm) -> MPI.Request | None:
     return comm.Ibarrier() if comm.Get_size() > 1 else None
 
 
-def allreduce_sum_(comm: MPI.Comm, arr: np.ndarray,
-                   arrival: MPI.Request | None = None) -> np.ndarray:
+def allreduce_sum_(comm: MPI.Comm, arr: np.ndarray, arrival: MPI.Request | None = None,
+                   what: str = "the other ranks at an allreduce") -> np.ndarray:
     """Sum ``arr`` over ``comm`` in place; returns it.
 
     Ranks first meet at a quietly awaited barrier (``arrival`` if it was announced earlier),
@@ -91,7 +113,7 @@ def allreduce_sum_(comm: MPI.Comm, arr: np.ndarray,
     sleeping between polls would stall it.)
     """
     if comm.Get_size() > 1:
-        wait(arrival if arrival is not None else comm.Ibarrier())
+        wait(arrival if arrival is not None else comm.Ibarrier(), what=what)
         comm.Allreduce(MPI.IN_PLACE, _mpi_buffer(arr), op=MPI.SUM)
     return arr
 
@@ -103,15 +125,18 @@ def raw_allreduce_sum_(comm: MPI.Comm, arr: np.ndarray) -> np.ndarray:
     return arr
 
 
-def broadcast_(comm: MPI.Comm, arr: np.ndarray, root: int = 0) -> np.ndarray:
+def broadcast_(comm: MPI.Comm, arr: np.ndarray, root: int = 0,
+               what: str = "a broadcast") -> np.ndarray:
     """Broadcast ``arr`` from ``root`` into every rank's ``arr`` (same shape and dtype)."""
     if comm.Get_size() > 1:
-        wait(comm.Ibcast(_mpi_buffer(arr), root=root))
+        wait(comm.Ibcast(_mpi_buffer(arr), root=root), what=what)
     return arr
 
 
-def send(comm: MPI.Comm, arr: np.ndarray, dest: int, tag: int = 0) -> None:
-    wait(comm.Isend(_mpi_buffer(arr), dest=dest, tag=tag))
+def send(comm: MPI.Comm, arr: np.ndarray, dest: int, tag: int = 0, what: str = "a send",
+         peer: int | None = None) -> None:
+    wait(comm.Isend(_mpi_buffer(arr), dest=dest, tag=tag), what=what,
+         peers=None if peer is None else [peer])
 
 
 def isend_all(comm: MPI.Comm, arr: np.ndarray, dests: Sequence[int], tag: int = 0
@@ -130,19 +155,34 @@ def irecv_all(comm: MPI.Comm, arrs: Sequence[np.ndarray], sources: Sequence[int]
     return [comm.Irecv(_mpi_buffer(a), source=s, tag=tag) for a, s in zip(arrs, sources)]
 
 
-def recv(comm: MPI.Comm, arr: np.ndarray, source: int, tag: int = 0) -> None:
-    wait(comm.Irecv(_mpi_buffer(arr), source=source, tag=tag))
+def recv(comm: MPI.Comm, arr: np.ndarray, source: int, tag: int = 0, what: str = "a message",
+         peer: int | None = None) -> None:
+    wait(comm.Irecv(_mpi_buffer(arr), source=source, tag=tag), what=what,
+         peers=None if peer is None else [peer])
 
 
-def barrier(comm: MPI.Comm) -> None:
+def barrier(comm: MPI.Comm, what: str = "the other ranks at a barrier") -> None:
     if comm.Get_size() > 1:
-        wait(comm.Ibarrier())
+        wait(comm.Ibarrier(), what=what)
 
 
 def gather_objects(comm: MPI.Comm, obj: object) -> list:
     """Every rank gets every rank's (small, picklable) object. Not for hot paths."""
     barrier(comm)
     return comm.allgather(obj)
+
+
+def gather_to_root(comm: MPI.Comm, obj: object, root: int = 0,
+                   what: str = "the other ranks at a gather") -> list | None:
+    """``root`` gets every rank's picklable object (a list by rank); the others get None."""
+    barrier(comm, what=what)
+    return comm.gather(obj, root=root)
+
+
+def scatter_objects(comm: MPI.Comm, objs: Sequence[object] | None, root: int = 0) -> object:
+    """Rank i gets ``objs[i]`` from ``root`` (``objs`` is only read on ``root``)."""
+    barrier(comm)
+    return comm.scatter(objs, root=root)
 
 
 def broadcast_object(comm: MPI.Comm, obj: object, root: int = 0) -> object:

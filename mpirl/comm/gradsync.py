@@ -7,12 +7,19 @@ the gradient of the global mean loss and can clip (``clip_norm_``) and step iden
 ``announce`` lets the learners' rendezvous complete while they compute; without it,
 ``average`` meets the others first and then reduces.
 
+A few ``extras`` slots ride along in the same buffer: values every learner adds up with the
+gradients (stop requests, checkpoint triggers), so control decisions that all learners must
+share cost no extra collective. One slot is the averager's own: it counts learners whose loss
+was not finite, and with the gradient's norm it tells every learner, identically, whether the
+update is sound (``finite``).
+
 Each parameter's ``.grad`` is a view into the flat buffer, so backward writes straight into it and
 no packing copy is needed. On CUDA the buffer is staged through one pinned host array (one copy
 each way) unless ``cuda_aware`` says the MPI library reads device memory itself.
 """
 from __future__ import annotations
 
+import math
 from typing import Iterable
 
 import numpy as np
@@ -31,7 +38,7 @@ class GradientAverager:
     """
 
     def __init__(self, params: Iterable[torch.nn.Parameter], comm: Comm | None,
-                 share: float | None = None):
+                 share: float | None = None, extras: int = 0):
         self.params = [p for p in params if p.requires_grad]
         self.comm = comm
         self.size = 1 if comm is None else comm.Get_size()
@@ -39,7 +46,14 @@ class GradientAverager:
         device = self.params[0].device
         dtype = self.params[0].dtype
         self.numel = sum(p.numel() for p in self.params)
-        self.flat = torch.zeros(self.numel, device=device, dtype=dtype)
+        self.buffer = torch.zeros(self.numel + 1 + extras, device=device, dtype=dtype)
+        self.flat = self.buffer[:self.numel]  # the gradient
+        self._nonfinite = self.buffer[self.numel:self.numel + 1]
+        # caller-owned slots, summed over learners by ``average``; set them every update
+        self.extras = self.buffer[self.numel + 1:]
+        # after ``average`` and ``clip_norm_``: every loss and the summed gradient are finite
+        # (the same answer on every learner)
+        self.finite = True
         offset = 0
         for p in self.params:
             n = p.numel()
@@ -49,7 +63,7 @@ class GradientAverager:
         self._arrival = None
         self._host = None
         if device.type != "cpu":
-            self._host = torch.zeros(self.numel, dtype=dtype, pin_memory=True)
+            self._host = torch.zeros(self.buffer.numel(), dtype=dtype, pin_memory=True)
 
     def announce(self) -> None:
         """Tell the other learners this one is computing its gradient (call before forward)."""
@@ -57,10 +71,14 @@ class GradientAverager:
             self._arrival = announce_arrival(self.comm)
 
     def zero_grad(self) -> None:
-        self.flat.zero_()
+        """Clear the gradient and the flag slot (not ``extras``: set those each update)."""
+        self.buffer[:self.numel + 1].zero_()
 
     def backward(self, loss: torch.Tensor) -> None:
-        """Backpropagate this learner's mean loss, weighted by its share of the global batch."""
+        """Backpropagate this learner's mean loss, weighted by its share of the global batch.
+        A non-finite loss is flagged for every learner to see after ``average``."""
+        if not torch.isfinite(loss.detach()):
+            self._nonfinite.fill_(1.0)
         (loss * self.share if self.share != 1.0 else loss).backward()
 
     def _check_views(self) -> None:
@@ -79,18 +97,23 @@ class GradientAverager:
             self._checked = True
         if self.size > 1:
             arrival, self._arrival = self._arrival, None
+            what = "the other learners at the gradient allreduce"
             if self._host is None:
-                allreduce_sum_(self.comm, self.flat.numpy(), arrival)
+                allreduce_sum_(self.comm, self.buffer.numpy(), arrival, what=what)
             else:
-                self._host.copy_(self.flat)
-                allreduce_sum_(self.comm, self._host.numpy(), arrival)
-                self.flat.copy_(self._host, non_blocking=False)
+                self._host.copy_(self.buffer)
+                allreduce_sum_(self.comm, self._host.numpy(), arrival, what=what)
+                self.buffer.copy_(self._host, non_blocking=False)
+        self.finite = float(self._nonfinite) == 0.0
         return self.flat
 
     def clip_norm_(self, max_norm: float) -> float:
-        """Clip the (already averaged) gradient to a global L2 norm; returns the norm before."""
+        """Clip the (already averaged) gradient to a global L2 norm; returns the norm before.
+        A non-finite norm clears ``finite`` and leaves the gradient as it is."""
         norm = float(torch.linalg.vector_norm(self.flat))
-        if max_norm > 0 and norm > max_norm:
+        if not math.isfinite(norm):
+            self.finite = False
+        elif max_norm > 0 and norm > max_norm:
             self.flat.mul_(max_norm / (norm + 1e-6))
         return norm
 
