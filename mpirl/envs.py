@@ -76,9 +76,73 @@ def describe_env(env: gym.Env, env_id: str = "") -> EnvSpec:
                       "mpirl handles Discrete and Box actions")
 
 
-def env_seed(seed: int, rank: int, index: int, stream: int = 0) -> int:
-    """A distinct, repeatable seed for env ``index`` on ``rank`` (stream 1 is for evaluation)."""
-    return int(np.random.SeedSequence([seed, stream, rank, index]).generate_state(1)[0])
+def env_seed(seed: int, rank: int, index: int, stream: int = 0, epoch: int = 0) -> int:
+    """A distinct, repeatable seed for env ``index`` on ``rank`` (stream 1 is for evaluation).
+    ``epoch`` > 0 gives fresh seeds for envs restarted on resume."""
+    key = [seed, stream, rank, index] + ([epoch] if epoch else [])
+    return int(np.random.SeedSequence(key).generate_state(1)[0])
+
+
+# Gymnasium's own modules whose envs keep all their state in plain attributes (numbers, arrays,
+# a numpy Generator): a snapshot of those attributes, wrappers included, resumes an episode in
+# progress exactly. Other envs (physics engines, emulators, your own) start new episodes.
+RESTORABLE_ENV_MODULES = ("gymnasium.envs.classic_control.", "gymnasium.envs.toy_text.")
+_BIT_GENERATORS = ("PCG64", "PCG64DXSM", "Philox", "SFC64", "MT19937")
+
+
+def env_restorable(env: gym.Env) -> bool:
+    return type(env.unwrapped).__module__.startswith(RESTORABLE_ENV_MODULES)
+
+
+def _plain(v) -> bool:
+    if v is None or isinstance(v, (bool, int, float, str, np.generic)):
+        return True
+    if isinstance(v, np.ndarray):
+        return not v.dtype.hasobject
+    if isinstance(v, (tuple, list)):
+        return all(_plain(x) for x in v)
+    return False
+
+
+def _layers(env: gym.Env) -> list:
+    out = [env]
+    while isinstance(out[-1], gym.Wrapper):
+        out.append(out[-1].env)
+    return out
+
+
+def env_state(env: gym.Env) -> list[dict] | None:
+    """A snapshot of a restorable env (one dict of plain attributes per wrapper layer), else
+    None."""
+    if not env_restorable(env):
+        return None
+    layers = []
+    for layer in _layers(env):
+        snap = {}
+        for k, v in vars(layer).items():
+            if isinstance(v, np.random.Generator):
+                snap[k] = {"bit_generator_state": v.bit_generator.state}
+            elif _plain(v):
+                snap[k] = v.copy() if isinstance(v, np.ndarray) else v
+        layers.append(snap)
+    return layers
+
+
+def load_env_state(env: gym.Env, state: list[dict]) -> None:
+    """Put a snapshot from ``env_state`` back into an env made from the same id."""
+    layers = _layers(env)
+    if len(layers) != len(state):
+        raise ValueError("the env's wrappers differ from the saved env's")
+    for layer, snap in zip(layers, state):
+        for k, v in snap.items():
+            if isinstance(v, dict) and set(v) == {"bit_generator_state"}:
+                name = v["bit_generator_state"]["bit_generator"]
+                if name not in _BIT_GENERATORS:
+                    raise ValueError(f"unknown bit generator {name!r}")
+                bits = getattr(np.random, name)()
+                bits.state = v["bit_generator_state"]
+                v = np.random.Generator(bits)
+            setattr(layer, k, v)
 
 
 class EnvVector:
@@ -90,6 +154,7 @@ class EnvVector:
     """
 
     def __init__(self, env_id: str, n: int, seed: int, rank: int, stream: int = 0):
+        self._seeding = (seed, rank, stream)
         self.envs = [make_env(env_id) for _ in range(n)]
         self.spec = describe_env(self.envs[0], env_id)
         self.n = n
@@ -138,6 +203,37 @@ class EnvVector:
         envs = self.done_envs
         returns, lengths = self.pop_episodes()
         return list(zip(envs, returns)), lengths
+
+    def state_dict(self) -> dict:
+        """Everything needed to continue stepping: observations, running episode statistics,
+        and each env's snapshot (None where the env cannot be restored)."""
+        return {"obs": self.obs.copy(), "ret": self._ret.copy(), "len": self._len.copy(),
+                "done": [list(self.done_returns), list(self.done_lengths), list(self.done_envs)],
+                "envs": [env_state(e) for e in self.envs]}
+
+    def restart(self, epoch: int) -> None:
+        """Start every env on a new episode, seeded for ``epoch`` (the resume count)."""
+        self.load_state_dict({"obs": None, "ret": None, "len": None, "done": [[], [], []],
+                              "envs": [None] * self.n}, epoch)
+
+    def load_state_dict(self, state: dict, epoch: int) -> int:
+        """Continue from ``state_dict()``. Envs without a snapshot start a new episode, seeded
+        for ``epoch`` (the resume count); returns how many did."""
+        if len(state["envs"]) != self.n:
+            raise ValueError(f"saved state has {len(state['envs'])} envs, this vector {self.n}")
+        self.done_returns, self.done_lengths, self.done_envs = (list(x) for x in state["done"])
+        restarted = 0
+        for i, (env, snap) in enumerate(zip(self.envs, state["envs"])):
+            if snap is not None and env_restorable(env):
+                load_env_state(env, snap)
+                self.obs[i] = state["obs"][i]
+                self._ret[i], self._len[i] = state["ret"][i], state["len"][i]
+            else:
+                seed, rank, stream = self._seeding
+                self.obs[i], _ = env.reset(seed=env_seed(seed, rank, i, stream, epoch))
+                self._ret[i], self._len[i] = 0.0, 0
+                restarted += 1
+        return restarted
 
     def close(self) -> None:
         for env in self.envs:
