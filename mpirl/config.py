@@ -72,6 +72,21 @@ class Config:
     tensorboard: bool = _f(True, "Write TensorBoard event files into the run directory.")
     quiet: bool = _f(False, "Do not print progress rows on the terminal.")
 
+    # --- checkpoints, resume and failure handling
+    checkpoint_every: int = _f(0, "Write a checkpoint every this many updates; 0 = by time only.")
+    checkpoint_minutes: float = _f(
+        10.0, "Write a checkpoint every this many minutes of training; 0 = by updates only.")
+    keep_checkpoints: int = _f(3, "How many of the newest checkpoints to keep.")
+    resume: str | None = _f(
+        None, "Continue the run in this run directory from its newest readable checkpoint.")
+    override: list[str] = _f(
+        (), "With --resume: the config fields you mean to change from the saved run.")
+    comm_timeout: float = _f(
+        0.0, "Abort, naming who waits for what, when a rank waits on communication longer "
+        "than this many seconds; 0 = wait forever.")
+    nonfinite: str = _f("stop", "On a NaN or Inf loss or gradient: stop (keeping the last good "
+                        "checkpoint), or skip that update and count it.", choices=("stop", "skip"))
+
     # --- config file
     config: str | None = _f(None, "YAML or TOML file with any of these fields; flags override it.")
 
@@ -79,6 +94,7 @@ class Config:
         d = dataclasses.asdict(self)
         d.pop("config")
         d["hidden_sizes"] = list(d["hidden_sizes"])
+        d["override"] = list(d["override"])
         return d
 
     # ------------------------------------------------------------------ validation
@@ -89,9 +105,17 @@ class Config:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"--{_flag(name)} must be positive, got {getattr(self, name)}")
-        for name in ["torch_threads", "eval_every", "ent_coef", "vf_coef", "max_grad_norm"]:
+        for name in ["torch_threads", "eval_every", "ent_coef", "vf_coef", "max_grad_norm",
+                     "checkpoint_every", "checkpoint_minutes", "comm_timeout"]:
             if getattr(self, name) < 0:
                 raise ConfigError(f"--{_flag(name)} must be >= 0, got {getattr(self, name)}")
+        if self.keep_checkpoints < 1:
+            raise ConfigError(f"--keep-checkpoints must be at least 1, got {self.keep_checkpoints}")
+        unknown = sorted(set(self.override) - set(_field_types()))
+        if unknown:
+            raise ConfigError(f"--override names unknown field(s): {', '.join(unknown)}")
+        if self.override and not self.resume:
+            raise ConfigError("--override only applies with --resume RUN_DIR")
         if not 0.0 < self.gamma <= 1.0:
             raise ConfigError(f"--gamma must be in (0, 1], got {self.gamma}")
         if not 0.0 <= self.gae_lambda <= 1.0:
@@ -114,6 +138,11 @@ def _flag(name: str) -> str:
     return name.replace("_", "-")
 
 
+def _field_name(text: str) -> str:
+    """A field named on the command line, as 'total-steps' or 'total_steps'."""
+    return text.replace("-", "_")
+
+
 def _field_types() -> dict[str, str]:
     return {f.name: str(f.type) for f in dataclasses.fields(Config)}
 
@@ -127,9 +156,10 @@ def _coerce(name: str, value: Any) -> Any:
                 return None
             raise TypeError
         if kind.startswith("list"):
+            item = str if "str" in kind else int
             if isinstance(value, (str, int)):
                 value = [value] if isinstance(value, int) else value.split(",")
-            return [int(v) for v in value]
+            return [item(v) for v in value]
         if kind.startswith("bool"):
             if not isinstance(value, bool):
                 raise TypeError
@@ -187,7 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
         if kind.startswith("bool"):
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, help=help_)
         elif kind.startswith("list"):
-            parser.add_argument(flag, type=int, nargs="+", help=help_)
+            item = _field_name if "str" in kind else int
+            parser.add_argument(flag, type=item, nargs="+", help=help_)
         elif kind.startswith("int"):
             parser.add_argument(flag, type=int, help=help_)
         elif kind.startswith("float"):
@@ -197,17 +228,55 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def parse_config(argv: Sequence[str] | None = None) -> Config:
-    """Defaults, then the --config file, then the flags. Raises ConfigError on bad input."""
+def given_values(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """The values the user set: the --config file's, then the flags given (no defaults)."""
     args = vars(build_parser().parse_args(argv))
     values: dict[str, Any] = {}
     if args.get("config"):
         values.update(load_config_file(args["config"]))
     values.update(args)
+    return values
+
+
+def _build(values: dict[str, Any]) -> Config:
     cfg = Config(**values)
     cfg.hidden_sizes = list(cfg.hidden_sizes)
+    cfg.override = list(cfg.override)
     cfg.validate()
     return cfg
+
+
+def parse_config(argv: Sequence[str] | None = None) -> Config:
+    """Defaults, then the --config file, then the flags. Raises ConfigError on bad input."""
+    return _build(given_values(argv))
+
+
+# Fields that change how a run executes or reports, not what it computes: a resumed run may
+# set them freely. ``learners`` re-lays the ranks out; ``device`` changes only rounding.
+RESUME_FREE = frozenset({"resume", "override", "config", "run_dir", "quiet", "tensorboard",
+                         "torch_threads", "device", "learners", "comm_timeout",
+                         "checkpoint_every", "checkpoint_minutes", "keep_checkpoints",
+                         "nonfinite"})
+
+
+def resumed_config(saved: dict[str, Any], given: dict[str, Any]) -> Config:
+    """The config of a resumed run: the saved one, with the given values that are free to
+    change or named in ``given['override']``. Any other difference is a ConfigError."""
+    base = config_from_dict(saved).to_dict()
+    override = set(given.get("override", ()))
+    changed = []
+    for name, value in given.items():
+        if name in RESUME_FREE or name in override or name not in base:
+            continue
+        if _coerce(name, value) != base[name]:
+            changed.append(f"--{_flag(name)} {value!r} (the run has {base[name]!r})")
+    if changed:
+        names = " ".join(c.split()[0][2:] for c in changed)
+        raise ConfigError("the resumed run's config differs from the saved one: "
+                          + "; ".join(changed)
+                          + f". To change it on purpose, add --override {names}")
+    base.update({k: v for k, v in given.items() if k != "config"})
+    return _build(base)
 
 
 def config_from_dict(d: dict[str, Any]) -> Config:
