@@ -7,13 +7,24 @@ from __future__ import annotations
 
 import csv
 import math
+import os
 import sys
 
 from mpirl.rundir import RunDir
 
 COLUMNS = ["env_steps", "iterations", "time_s", "sps", "episodes", "episode_return_mean",
            "episode_length_mean", "loss", "policy_loss", "value_loss", "entropy", "grad_norm",
-           "lr", "eval_return_mean", "eval_return_std"]
+           "lr", "skipped_updates", "eval_return_mean", "eval_return_std"]
+
+
+def _rows_up_to(path, env_steps: int) -> list[dict]:
+    """The rows of an existing progress.csv up to and including ``env_steps``."""
+    try:
+        with open(path, newline="") as f:
+            return [{k: v for k, v in row.items() if k in COLUMNS} for row in csv.DictReader(f)
+                    if row.get("env_steps") and int(row["env_steps"]) <= env_steps]
+    except FileNotFoundError:
+        return []
 
 
 def _fmt(v) -> str:
@@ -25,18 +36,29 @@ def _fmt(v) -> str:
 
 
 class ProgressLogger:
+    """``resume_after``: continue a resumed run's files, dropping what the interrupted run
+    wrote after its checkpoint at that env step (those rows will be written again)."""
+
     def __init__(self, run_dir: RunDir, enabled: bool, quiet: bool = False,
-                 tensorboard: bool = True):
+                 tensorboard: bool = True, resume_after: int | None = None):
         self.enabled, self.quiet = enabled, quiet
         self._file = self._csv = self._tb = None
         if not enabled:
             return
-        self._file = open(run_dir.path / "progress.csv", "w", newline="")
+        path = run_dir.path / "progress.csv"
+        kept = _rows_up_to(path, resume_after) if resume_after is not None else []
+        tmp = path.with_name(".progress.csv.tmp")  # replaced whole: a crash here loses no row
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(kept)
+        os.replace(tmp, path)
+        self._file = open(path, "a", newline="")
         self._csv = csv.DictWriter(self._file, fieldnames=COLUMNS, extrasaction="ignore")
-        self._csv.writeheader()
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
-            self._tb = SummaryWriter(log_dir=str(run_dir.path / "tb"))
+            purge = None if resume_after is None else resume_after + 1
+            self._tb = SummaryWriter(log_dir=str(run_dir.path / "tb"), purge_step=purge)
 
     def write(self, row: dict) -> None:
         if not self.enabled:
@@ -56,6 +78,16 @@ class ProgressLogger:
                 line += f"  eval {row['eval_return_mean']:8.2f}"
             print(line, flush=True)
 
+    def checkpoint(self, result) -> None:
+        """Report a checkpoint: (path, bytes, seconds) or an error text (lead only)."""
+        if not self.enabled or result is None:
+            return
+        if isinstance(result, str):
+            print(f"mpirl: warning: {result}", file=sys.stderr, flush=True)
+        elif not self.quiet:
+            path, size, secs = result
+            print(f"checkpoint {path} ({size / 2**20:.2f} MiB, {secs:.2f} s)", flush=True)
+
     def write_eval(self, env_steps: int, mean: float, std: float) -> None:
         """A row holding only a (final) evaluation."""
         if not self.enabled:
@@ -66,8 +98,6 @@ class ProgressLogger:
         self._file.flush()
         if self._tb is not None:
             self._tb.add_scalar("eval_return_mean", mean, env_steps)
-        if not self.quiet:
-            print(f"final evaluation: return {mean:.2f} +- {std:.2f}", flush=True)
 
     def final(self, summary: dict) -> None:
         if not self.enabled or self.quiet:
@@ -80,7 +110,9 @@ class ProgressLogger:
                        if summary["target_reached"] else
                        f"; target {summary['target_return']:g} NOT reached")
         print(f"done: {summary['env_steps']:,} env steps in {summary['wall_time_s']:.1f} s "
-              f"({summary['sps']:,.0f} steps/s){reached}", file=sys.stdout, flush=True)
+              f"({summary['sps']:,.0f} steps/s); final evaluation return "
+              f"{summary['final_eval_return']:.2f} +- {summary['final_eval_return_std']:.2f}"
+              f"{reached}", file=sys.stdout, flush=True)
 
     def close(self) -> None:
         if self._file is not None:

@@ -47,4 +47,6 @@ def rollout_fields(spec: EnvSpec, n_steps: int, n_envs: int):
         "rewards": ((T, N), np.dtype(np.float32)),
         "dones": ((T, N), np.dtype(np.float32)),
         "episodes": ((EPISODE_STATS,), np.dtype(np.float64)),
+        # a stop signal the sender received (0 = none): how actors ask the learners to stop
+        "requests": ((1,), np.dtype(np.float64)),
     }

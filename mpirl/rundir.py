@@ -1,4 +1,4 @@
-"""The run directory: resolved config, final policy weights, summary."""
+"""The run directory: resolved config, progress, checkpoints, final policy weights, summary."""
 from __future__ import annotations
 
 import json
@@ -9,9 +9,11 @@ from pathlib import Path
 import torch
 import yaml
 
+from mpirl.checkpoint import CheckpointStore
 from mpirl.config import Config, ConfigError, config_from_dict
 
 POLICY_FILE = "policy.pt"
+CHECKPOINT_DIR = "checkpoints"
 
 
 def default_run_name(cfg: Config) -> str:
@@ -69,6 +71,9 @@ class RunDir:
             model.load_state_dict(state)
         except Exception as e:
             raise ConfigError(f"cannot load policy weights from {p}: {e}") from None
+
+    def checkpoints(self, keep: int = 3) -> CheckpointStore:
+        return CheckpointStore(self.path / CHECKPOINT_DIR, keep)
 
     def write_summary(self, summary: dict) -> None:
         text = (json.dumps(summary, indent=2) + "\n").encode()

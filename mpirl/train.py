@@ -1,8 +1,10 @@
 """``python -m mpirl.train``: train an agent on all ranks of the MPI world.
 
 Launch with ``mpirun -n K python -m mpirl.train ...`` (or ``srun``); without a launcher the
-single process acts and learns. Exit codes: 0 done, 2 bad input (every rank, before any
-training), 1 a rank failed (the whole job is aborted).
+single process acts and learns. ``--resume RUN_DIR`` continues a run from its newest readable
+checkpoint. Exit codes (the same on every rank) are in ``mpirl.exit_codes``: 0 done, 1 a rank
+failed and the job was aborted, 2 bad input, 3 stopped by a signal after a checkpoint,
+4 the loss became NaN/Inf.
 """
 from __future__ import annotations
 
@@ -12,18 +14,16 @@ import sys
 import traceback
 from typing import Sequence
 
-from mpirl import comm
-from mpirl.config import Config, ConfigError, parse_config
+from mpirl import comm, exit_codes, signals
+from mpirl.config import Config, ConfigError, given_values, parse_config
 from mpirl.layout import plan_layout
+from mpirl.resume import load_for_resume, rank_parts, relayout_note, same_layout
 from mpirl.roles.actor import run_actor
+from mpirl.roles.checkpointing import Checkpointer
 from mpirl.roles.learner import Learner
 from mpirl.roles.setup import RunSetup
 from mpirl.rundir import RunDir
 from mpirl.threads import cpu_share, limit_threads
-
-EXIT_BAD_INPUT = 2
-EXIT_FAILED = 1
-
 
 def _agree(world, error: str | None) -> str | None:
     """Collective: the error message to report (once, by rank 0) if any rank had one."""
@@ -36,65 +36,111 @@ def _agree(world, error: str | None) -> str | None:
     return message + where
 
 
-def _prepare(world, argv: Sequence[str] | None) -> tuple[Config, RunSetup]:
-    quiet_help = world.Get_rank() != 0 and argv is not None and ("-h" in argv or "--help" in argv)
+class _BadInput(Exception):
+    """Every rank agreed that the input is unusable; rank 0 has reported it."""
+
+
+def _settle(world, error: str | None) -> None:
+    """Collective: raise _BadInput on every rank if any rank had an error (printed once)."""
+    error = _agree(world, error)
+    if error:
+        if world.Get_rank() == 0:
+            print(f"mpirl: error: {error}", file=sys.stderr, flush=True)
+        raise _BadInput
+
+
+def _parse(world, argv: list[str]) -> Config:
+    quiet_help = world.Get_rank() != 0 and ("-h" in argv or "--help" in argv)
     with contextlib.redirect_stdout(io.StringIO()) if quiet_help else contextlib.nullcontext():
-        cfg = parse_config(argv)
-    layout = plan_layout(world.Get_size(), cfg.learners)
-    return cfg, RunSetup(cfg, layout)
+        return parse_config(argv)
+
+
+def _prepare(world, argv: list[str]):
+    """Collective: the config, setup, run directory and (on resume) each rank's part of the
+    checkpoint. Raises _BadInput after reporting bad input once."""
+    rank = world.Get_rank()
+    cfg = error = None
+    try:
+        cfg = _parse(world, argv)
+    except ConfigError as e:
+        error = str(e)
+    _settle(world, error)
+
+    ckpt = None
+    notes: list[str] = []
+    if cfg.resume:
+        if rank == 0:
+            try:
+                cfg, ckpt, notes = load_for_resume(cfg.resume, given_values(argv))
+            except ConfigError as e:
+                error = str(e)
+        _settle(world, error)
+        cfg = comm.broadcast_object(world, cfg)
+
+    setup = None
+    try:
+        setup = RunSetup(cfg, plan_layout(world.Get_size(), cfg.learners))
+    except ConfigError as e:
+        error = str(e)
+    _settle(world, error)
+
+    run_dir = None
+    if rank == 0:
+        try:
+            run_dir = RunDir(cfg.resume) if cfg.resume else RunDir.create(cfg)
+            run_dir.save_config(cfg)
+            (run_dir.path / "summary.json").unlink(missing_ok=True)
+        except OSError as e:
+            error = f"cannot write the run directory: {e}"
+    _settle(world, error)
+    run_dir = RunDir(comm.broadcast_object(world, str(run_dir.path) if run_dir else None))
+
+    parts = None
+    if rank == 0 and ckpt is not None:
+        exact = same_layout(ckpt, cfg, setup.layout)
+        if not exact:
+            notes.append(relayout_note(ckpt, setup.layout))
+        parts = rank_parts(ckpt, setup.layout, exact, ckpt.shared["counters"]["segment"] + 1)
+        for note in notes:
+            print(f"mpirl: {note}", file=sys.stderr, flush=True)
+    resume = comm.scatter_objects(world, parts) if cfg.resume else None
+    return cfg, setup, run_dir, resume
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    signals.install()
     world = comm.world()
     rank = world.Get_rank()
     argv = list(sys.argv[1:] if argv is None else argv)
-    error = cfg = setup = None
     try:
-        cfg, setup = _prepare(world, argv)
-    except ConfigError as e:
-        error = str(e)
+        cfg, setup, run_dir, resume = _prepare(world, argv)
+    except _BadInput:
+        return exit_codes.BAD_INPUT
     except SystemExit as e:  # --help
         return int(e.code or 0)
-    error = _agree(world, error)
-    if error:
-        if rank == 0:
-            print(f"mpirl: error: {error}", file=sys.stderr, flush=True)
-        return EXIT_BAD_INPUT
 
     _, local_size = comm.node_local(world)
     limit_threads(cpu_share(local_size, cfg.torch_threads))
-
-    run_dir = None
-    error = None
-    if rank == 0:
-        try:
-            run_dir = RunDir.create(cfg)
-            run_dir.save_config(cfg)
-        except OSError as e:
-            error = f"cannot create the run directory: {e}"
-    error = _agree(world, error)
-    if error:
-        if rank == 0:
-            print(f"mpirl: error: {error}", file=sys.stderr, flush=True)
-        return EXIT_BAD_INPUT
-    run_dir = RunDir(comm.broadcast_object(world, str(run_dir.path) if run_dir else None))
+    comm.set_comm_timeout(cfg.comm_timeout)
 
     comms = comm.split_roles(world, setup.layout)
+    checkpointer = Checkpointer(world, run_dir.checkpoints(cfg.keep_checkpoints))
     try:
         if rank == 0 and not cfg.quiet:
             _print_start(cfg, setup, run_dir)
         if setup.layout.is_learner(rank):
-            Learner(setup, comms, run_dir).run()
+            code = Learner(setup, comms, run_dir, checkpointer, resume).run()
         else:
-            run_actor(setup, comms)
+            code = run_actor(setup, comms, checkpointer, resume)
+        comms.free()
+        # wait quietly for the lead's final evaluation, not in MPI_Finalize
+        comm.barrier(world, what="the lead learner to finish the run")
     except Exception as e:  # end every rank now rather than leave peers waiting forever
         # one write, summary line first: the abort may cut off whatever comes after
         sys.stderr.write(f"mpirl: rank {rank} ({comms.role}) failed: {type(e).__name__}: {e}; "
                          f"aborting the job\n{traceback.format_exc()}")
-        comm.abort(world, EXIT_FAILED)
-    comms.free()
-    comm.barrier(world)  # wait quietly for the lead's final evaluation, not in MPI_Finalize
-    return 0
+        comm.abort(world, exit_codes.FAILED)
+    return code
 
 
 def _print_start(cfg: Config, setup: RunSetup, run_dir: RunDir) -> None:

@@ -43,7 +43,9 @@ class A2C:
         self.optimizer = optimizer
 
     def update(self, batch: dict[str, np.ndarray]) -> dict[str, float]:
-        """``batch``: obs (T+1, N, ...), actions (T, N, ...), rewards and dones (T, N)."""
+        """``batch``: obs (T+1, N, ...), actions (T, N, ...), rewards and dones (T, N).
+        The step is skipped (``skipped`` in the result) if any learner's loss or the averaged
+        gradient is not finite."""
         cfg, model = self.cfg, self.model
         self.averager.announce()
         device = next(model.parameters()).device
@@ -62,7 +64,9 @@ class A2C:
         self.averager.backward(loss.total)
         self.averager.average()
         grad_norm = self.averager.clip_norm_(cfg.max_grad_norm)
-        self.optimizer.step()
-        return {"loss": float(loss.total.detach()), "policy_loss": float(loss.policy.detach()),
+        skipped = not self.averager.finite  # the same verdict on every learner
+        if not skipped:
+            self.optimizer.step()
+        return {"skipped": skipped, "loss": float(loss.total.detach()), "policy_loss": float(loss.policy.detach()),
                 "value_loss": float(loss.value.detach()), "entropy": float(loss.entropy.detach()),
                 "grad_norm": grad_norm}

@@ -36,3 +36,11 @@ class RolloutCollector:
         obs[self.n_steps] = envs.obs
         returns, lengths = envs.pop_episodes()
         out["episodes"][:] = (len(returns), sum(returns), sum(lengths))
+
+    def state_dict(self) -> dict:
+        return {"rng": self.rng.bit_generator.state, "envs": self.envs.state_dict()}
+
+    def load_state_dict(self, state: dict, epoch: int) -> int:
+        """Continue from ``state_dict()``; returns how many envs had to start a new episode."""
+        self.rng.bit_generator.state = state["rng"]
+        return self.envs.load_state_dict(state["envs"], epoch)

@@ -1,25 +1,50 @@
 """The synchronous learner loop: weights out to actors, rollouts in, one averaged update.
 
-Every learner runs the same number of iterations, so collectives line up without negotiation;
-the one data-dependent decision (stop at the target return) is made by learner 0 and broadcast
-to the other learners before anyone acts on it.
+Every learner runs the same number of iterations, so collectives line up without negotiation.
+Data-dependent decisions are shared before anyone acts on them: the target-return stop is made
+by learner 0 and broadcast; stop requests (signals), time-based checkpoint triggers and the
+non-finite verdict ride in the gradient allreduce, so every learner sees the same sums.
 """
 from __future__ import annotations
 
+import dataclasses
+import math
+import sys
 import time
 
 import numpy as np
 import torch
 
-from mpirl import comm
+from mpirl import comm, exit_codes, signals
 from mpirl.algos import A2C
 from mpirl.evaluation import evaluate_policy
+from mpirl.faults import Faults
 from mpirl.logger import ProgressLogger
-from mpirl.roles.actor import CONTROL_TAG, ROLLOUT_TAG, RUN, STOP, WEIGHTS_TAG
+from mpirl.roles.actor import CONTROL_TAG, ROLLOUT_TAG, RUN, SAVE, STOP, WEIGHTS_TAG
+from mpirl.roles.checkpointing import Checkpointer, restore_process_rng_state
 from mpirl.roles.setup import RunSetup
 from mpirl.rundir import RunDir
 
 LOSS_KEYS = ("loss", "policy_loss", "value_loss", "entropy", "grad_norm")
+# slots summed across learners with the gradient: [stop requested, checkpoint due by time]
+STOP_SLOT, TIME_SLOT = 0, 1
+
+
+@dataclasses.dataclass
+class Counters:
+    """Where the run stands. Identical on every learner; saved in checkpoints."""
+
+    iteration: int = 0            # updates done
+    env_steps: int = 0
+    time_s: float = 0.0           # training time of the segments before this one
+    eval_time_s: float = 0.0
+    next_log: int = 0
+    next_eval: int | None = None
+    evals: int = 0
+    last_eval: list | None = None   # [env_steps, mean, std]
+    target_hit: list | None = None  # [env_steps, time_s]
+    skipped_updates: int = 0
+    segment: int = 0              # 0 for a fresh run, +1 per resume
 
 
 def make_optimizer(cfg, params) -> torch.optim.Optimizer:
@@ -42,9 +67,11 @@ def choose_device(cfg, learners_comm) -> torch.device:
 
 
 class Learner:
-    def __init__(self, setup: RunSetup, comms: comm.RoleComms, run_dir: RunDir):
+    def __init__(self, setup: RunSetup, comms: comm.RoleComms, run_dir: RunDir,
+                 checkpointer: Checkpointer, resume: dict | None = None):
         cfg = self.cfg = setup.cfg
         self.setup, self.comms, self.run_dir = setup, comms, run_dir
+        self.checkpointer = checkpointer
         self.lead = comms.learners.Get_rank() == 0
         self.device = choose_device(cfg, comms.learners)
         self.model = setup.make_model(self.device)
@@ -63,18 +90,72 @@ class Learner:
         my_share = layout.acting_ranks_of(comms.rank) / (
             layout.learners if layout.self_acting else layout.actors)
         self.averager = comm.GradientAverager(self.model.parameters(), comms.learners,
-                                              share=my_share)
+                                              share=my_share, extras=2)
         self.algo = A2C(cfg, self.model, self.averager, self.optimizer)
         self.sources = list(range(1, comms.group.Get_size()))
-        self._control = np.zeros(1, dtype=np.float64)
+        self.actor_ranks = layout.actors_of(comms.rank)  # world ranks, in group order
+        self._control = np.zeros(2, dtype=np.float64)
         self.rollouts = [setup.make_rollout_buffer() for _ in range(max(1, len(self.sources)))]
         self.collector = None
         if layout.self_acting:
-            self.envs = setup.make_envs(comms.rank)
-            self.collector = setup.make_collector(self.acting_model, self.envs, comms.rank)
-        self.logger = ProgressLogger(run_dir, enabled=self.lead, quiet=cfg.quiet,
-                                     tensorboard=cfg.tensorboard)
+            self.collector = setup.make_collector(self.acting_model, comms.rank, resume)
         self._window = np.zeros(3 + len(LOSS_KEYS) + 1, dtype=np.float64)
+        self.counters = Counters(next_log=cfg.log_every,
+                                 next_eval=cfg.eval_every if cfg.eval_every > 0 else None)
+        if resume:
+            self._restore(resume)
+        self.faults = Faults(comms.rank)
+        self.logger = ProgressLogger(run_dir, enabled=self.lead, quiet=cfg.quiet,
+                                     tensorboard=cfg.tensorboard,
+                                     resume_after=self.counters.env_steps if resume else None)
+        self._segment_start = time.perf_counter()
+        self._last_checkpoint = (self.counters.iteration if resume else -1,
+                                 self._segment_start)
+
+    # ------------------------------------------------------------------ checkpoints
+    def _restore(self, resume: dict) -> None:
+        shared = resume["shared"]
+        self.params.load_(torch.as_tensor(shared["weights"]))
+        self.optimizer.load_state_dict(shared["optimizer"])
+        self.counters = Counters(**shared["counters"])
+        self.counters.segment = resume["epoch"]
+        own = resume.get("own")
+        if own:
+            self._window[:] = own["window"]
+            restore_process_rng_state(own["rng"])
+
+    def _elapsed(self) -> float:
+        return self.counters.time_s + time.perf_counter() - self._segment_start
+
+    def _checkpoint(self) -> None:
+        """Collective over the world: this learner's actors join when told SAVE."""
+        c = self.counters
+        if self.sources:
+            self._control[:] = (SAVE, 0)
+            comm.wait(comm.isend_all(self.comms.group, self._control, self.sources,
+                                     tag=CONTROL_TAG), max_sleep_s=comm.HANDOFF_SLEEP_S,
+                      what="its actors to take a checkpoint command", peers=self.actor_ranks)
+        own = {"role": self.comms.role, "window": self._window.copy()}
+        if self.collector is not None:
+            own["collector"] = self.collector.state_dict()
+        shared = meta = None
+        if self.lead:
+            shared = {"weights": self.params.vector.detach().cpu().clone(),
+                      "optimizer": self.optimizer.state_dict(),
+                      "counters": dataclasses.asdict(dataclasses.replace(
+                          c, time_s=self._elapsed()))}
+            lay = self.setup.layout
+            meta = {"env_steps": c.env_steps, "iteration": c.iteration,
+                    "world_size": lay.size, "learners": lay.learners, "actors": lay.actors,
+                    "written": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                    "config": self.cfg.to_dict()}
+        result = self.checkpointer.save(own, shared, meta)
+        self._last_checkpoint = (c.iteration, time.perf_counter())
+        self.logger.checkpoint(result)
+
+    def _checkpoint_time_due(self) -> bool:
+        minutes = self.cfg.checkpoint_minutes
+        return minutes > 0 and time.perf_counter() - self._last_checkpoint[1] >= 60 * minutes
 
     # ------------------------------------------------------------------ pieces of an iteration
     def _sync_host_weights(self) -> None:
@@ -83,26 +164,31 @@ class Learner:
             self.params.to_numpy(self.weights)
             self._acting_params.load_(self.weights)
 
-    def _publish_weights(self, stop: bool) -> list:
-        """Start sending the control value (RUN or STOP), then the current weights, to this
+    def _publish_weights(self, command: float = RUN, code: int = 0) -> list:
+        """Start sending the control message (RUN or STOP), then the current weights, to this
         learner's actors."""
         self._sync_host_weights()
-        self._control[0] = STOP if stop else RUN
+        self._control[:] = (command, code)
         return (comm.isend_all(self.comms.group, self._control, self.sources, tag=CONTROL_TAG) +
                 comm.isend_all(self.comms.group, self.weights, self.sources, tag=WEIGHTS_TAG))
 
-    def _exchange(self) -> None:
-        """Weights out, the rollouts collected with them in. Receives are posted first, so
-        rollouts land while the weights are still going out; the sends are pushed with brisk
-        polls, since each step of a large transfer needs this rank's attention."""
+    def _exchange(self, poison: bool) -> bool:
+        """Weights out, the rollouts collected with them in; returns whether any of them asks
+        to stop. Receives are posted first, so rollouts land while the weights are still going
+        out; the sends are pushed with brisk polls, since each step of a large transfer needs
+        this rank's attention."""
         if self.collector is not None:  # no actors: act with the current weights
             self._sync_host_weights()
             self.collector.collect(self.rollouts[0])
-            return
-        incoming = comm.irecv_all(self.comms.group, [r.buffer for r in self.rollouts],
-                                  self.sources, tag=ROLLOUT_TAG)
-        comm.wait(self._publish_weights(stop=False), max_sleep_s=comm.HANDOFF_SLEEP_S)
-        comm.wait(incoming)
+        else:
+            incoming = comm.irecv_all(self.comms.group, [r.buffer for r in self.rollouts],
+                                      self.sources, tag=ROLLOUT_TAG)
+            comm.wait(self._publish_weights(), max_sleep_s=comm.HANDOFF_SLEEP_S,
+                      what="its actors to take the weights", peers=self.actor_ranks * 2)
+            comm.wait(incoming, what="rollouts", peers=self.actor_ranks)
+        if poison:
+            self.rollouts[0]["rewards"][:] = np.nan
+        return bool(signals.requested()) or any(r["requests"][0] for r in self.rollouts)
 
     def _batch(self) -> dict[str, np.ndarray]:
         """Rollouts of all this learner's actors side by side along the env axis."""
@@ -112,10 +198,10 @@ class Learner:
             out[key] = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
         return out
 
-    def _set_lr(self, iteration: int) -> float:
+    def _set_lr(self, env_steps: int, planned_steps: int) -> float:
         lr = self.cfg.lr
         if self.cfg.lr_schedule == "linear":
-            lr *= 1.0 - iteration / self.setup.iterations
+            lr *= 1.0 - env_steps / planned_steps
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         return lr
@@ -127,118 +213,174 @@ class Learner:
         return float(np.mean(returns)), float(np.std(returns))
 
     # ------------------------------------------------------------------ the loop
-    def run(self) -> dict:
-        cfg, setup = self.cfg, self.setup
+    def run(self) -> int:
+        """Train to the budget, the target, a stop signal or a non-finite update; returns the
+        exit code (the same on every rank)."""
+        cfg, setup, c = self.cfg, self.setup, self.counters
         per_iter = setup.steps_per_iteration
-        start = time.perf_counter()
-        eval_time = 0.0
-        env_steps = 0
-        next_log = cfg.log_every
-        next_eval = cfg.eval_every if cfg.eval_every > 0 else None
-        last_eval: tuple[int, float, float] | None = None
-        target_hit: tuple[int, float] | None = None
-        last_row_steps, last_row_time = 0, start
+        end = c.iteration + math.ceil(max(cfg.total_steps - c.env_steps, 0) / per_iter)
+        planned_steps = c.env_steps + (end - c.iteration) * per_iter
+        last_row_steps, last_row_time = c.env_steps, time.perf_counter()
         flag = np.zeros(1, dtype=np.float64)
-        evals = 0
-        iteration = 0
-        for iteration in range(setup.iterations):
-            lr = self._set_lr(iteration)
-            self._exchange()
+        outcome = exit_codes.DONE
+        update = 0  # updates in this process, for fault injection
+        while c.iteration < end:
+            lr = self._set_lr(c.env_steps, planned_steps)
+            poison = self.faults.strike(update) == "nan"
+            update += 1
+            extras = self.averager.extras
+            extras[STOP_SLOT] = 1.0 if self._exchange(poison) else 0.0
+            extras[TIME_SLOT] = 1.0 if self.lead and self._checkpoint_time_due() else 0.0
             stats = self.algo.update(self._batch())
-            env_steps += per_iter
+            stop_requested, time_due = (v > 0 for v in extras.tolist())
+            if stats["skipped"]:
+                c.skipped_updates += 1
+                if cfg.nonfinite == "stop":
+                    outcome = exit_codes.DIVERGED
+                    break
+            else:
+                self._window[3:3 + len(LOSS_KEYS)] += [stats[k] for k in LOSS_KEYS]
+                self._window[-1] += 1
+            c.iteration += 1
+            c.env_steps += per_iter
             for r in self.rollouts:
                 self._window[:3] += r["episodes"]
-            self._window[3:3 + len(LOSS_KEYS)] += [stats[k] for k in LOSS_KEYS]
-            self._window[-1] += 1
-            last = iteration == setup.iterations - 1
+            last = c.iteration == end
             row = {}
             stop = False
             # every learner computes `evaluate` and `log` from the same counters, so all of
             # them enter the collectives below together
-            evaluate = next_eval is not None and env_steps >= next_eval and not last
+            # the last update always ends with an evaluation, in the last row
+            evaluate = last or (c.next_eval is not None and c.env_steps >= c.next_eval)
             if evaluate:
-                while next_eval <= env_steps:
-                    next_eval += cfg.eval_every
+                while c.next_eval is not None and c.next_eval <= c.env_steps:
+                    c.next_eval += cfg.eval_every
                 if self.lead:
                     t = time.perf_counter()
-                    mean, std = self._evaluate(evals)
-                    eval_time += time.perf_counter() - t
+                    mean, std = self._evaluate(c.evals)
+                    c.eval_time_s += time.perf_counter() - t
                     row.update(eval_return_mean=mean, eval_return_std=std)
-                    last_eval = (env_steps, mean, std)
+                    c.last_eval = [c.env_steps, mean, std]
                     if cfg.target_return is not None and mean >= cfg.target_return:
-                        target_hit = (env_steps, time.perf_counter() - start)
+                        c.target_hit = [c.env_steps, self._elapsed()]
                         stop = True
-                evals += 1
+                c.evals += 1
                 flag[0] = 1.0 if stop else 0.0
-                comm.broadcast_(self.comms.learners, flag, root=0)
+                comm.broadcast_(self.comms.learners, flag, root=0,
+                                what="the lead learner's evaluation")
                 stop = bool(flag[0])
-            if env_steps >= next_log or evaluate or last or stop:
-                while next_log <= env_steps:
-                    next_log += cfg.log_every
-                window = comm.allreduce_sum_(self.comms.learners, self._window.copy())
+            # (no extra row at a stop signal: the checkpoint keeps the partial window, so the
+            # resumed run writes the same rows as an uninterrupted one)
+            if c.env_steps >= c.next_log or evaluate or last or stop:
+                while c.next_log <= c.env_steps:
+                    c.next_log += cfg.log_every
+                window = comm.allreduce_sum_(self.comms.learners, self._window.copy(),
+                                             what="the other learners at a log row")
                 now = time.perf_counter()
-                row = self._row(window, env_steps, iteration + 1, now - start,
-                                (env_steps - last_row_steps) / max(now - last_row_time, 1e-9),
+                row = self._row(window, c, self._elapsed(),
+                                (c.env_steps - last_row_steps) / max(now - last_row_time, 1e-9),
                                 lr, row)
-                last_row_steps, last_row_time = env_steps, now
+                last_row_steps, last_row_time = c.env_steps, now
                 self.logger.write(row)
                 self._window[:] = 0
             if stop:
                 break
-        comm.wait(self._publish_weights(stop=True), max_sleep_s=comm.HANDOFF_SLEEP_S)
-        wall = time.perf_counter() - start
-        return self._finish(env_steps, iteration + 1, wall, eval_time, last_eval, target_hit,
-                            evals)
+            if stop_requested:
+                outcome = exit_codes.PREEMPTED
+                break
+            if time_due or (cfg.checkpoint_every and c.iteration % cfg.checkpoint_every == 0):
+                self._checkpoint()
+        if outcome != exit_codes.DIVERGED and self._last_checkpoint[0] != c.iteration:
+            self._checkpoint()  # the end of the run, or a stop signal: continue from here
+        if self.sources:
+            comm.wait(self._publish_weights(STOP, outcome), max_sleep_s=comm.HANDOFF_SLEEP_S,
+                      what="its actors to take the stop command", peers=self.actor_ranks * 2)
+        if outcome == exit_codes.DONE:
+            self._finish()
+        elif outcome == exit_codes.PREEMPTED:
+            self._report_preempted()
+        else:
+            self._report_diverged()
+        self.logger.close()
+        if self.collector is not None:
+            self.collector.envs.close()
+        return outcome
 
-    def _row(self, window, env_steps, iterations, time_s, sps, lr, extra) -> dict:
+    def _row(self, window, c: Counters, time_s, sps, lr, extra) -> dict:
         episodes = window[0]
         updates = max(window[-1], 1)
-        row = {"env_steps": env_steps, "iterations": iterations, "time_s": round(time_s, 3),
+        row = {"env_steps": c.env_steps, "iterations": c.iteration, "time_s": round(time_s, 3),
                "sps": round(sps, 1), "episodes": int(episodes),
                "episode_return_mean": window[1] / episodes if episodes else float("nan"),
                "episode_length_mean": window[2] / episodes if episodes else float("nan")}
         for i, k in enumerate(LOSS_KEYS):
-            row[k] = window[3 + i] / updates
+            row[k] = window[3 + i] / updates if window[-1] else float("nan")
         row["lr"] = lr
+        row["skipped_updates"] = c.skipped_updates
         row.update(extra)
         return row
 
-    def _finish(self, env_steps, iterations, wall, eval_time, last_eval, target_hit, evals):
-        cfg = self.cfg
-        summary = None
-        if self.lead:
-            if last_eval is not None and last_eval[0] == env_steps:
-                final_mean, final_std = last_eval[1], last_eval[2]
-            else:
-                final_mean, final_std = self._evaluate(evals)
-                self.logger.write_eval(env_steps, final_mean, final_std)
-            self.run_dir.save_policy(self.model)
-            train_time = wall - eval_time
-            summary = {
-                "final_eval_return": final_mean,
-                "final_eval_return_std": final_std,
-                "env_steps": env_steps,
-                "iterations": iterations,
-                "wall_time_s": round(wall, 3),
-                "eval_time_s": round(eval_time, 3),
-                "sps": round(env_steps / wall, 1),
-                "train_sps": round(env_steps / max(train_time, 1e-9), 1),
-                "target_return": cfg.target_return,
-                "target_reached": target_hit is not None or (
-                    cfg.target_return is not None and final_mean >= cfg.target_return),
-                "target_reached_env_steps": target_hit[0] if target_hit else None,
-                "target_reached_time_s": round(target_hit[1], 3) if target_hit else None,
-                "world_size": self.setup.layout.size,
-                "learners": self.setup.layout.learners,
-                "actors": self.setup.layout.actors,
-                "device": str(self.device),
-            }
-            if summary["target_reached"] and target_hit is None:
-                summary["target_reached_env_steps"] = env_steps
-                summary["target_reached_time_s"] = round(wall, 3)
-            self.run_dir.write_summary(summary)
-            self.logger.final(summary)
-        self.logger.close()
-        if self.collector is not None:
-            self.envs.close()
-        return summary or {}
+    def _report_preempted(self) -> None:
+        if not self.lead:
+            return
+        self.run_dir.save_policy(self.model)
+        where = (f"checkpoint {self.checkpointer.last}" if self.checkpointer.last
+                 else "NO checkpoint could be written")
+        sys.stderr.write(
+            f"mpirl: stopped by a stop signal (SIGTERM/SIGUSR1) at env step "
+            f"{self.counters.env_steps:,}; {where}. Continue with: python -m mpirl.train "
+            f"--resume {self.run_dir.path}\n")
+        sys.stderr.flush()
+
+    def _report_diverged(self) -> None:
+        if not self.lead:
+            return
+        c = self.counters
+        last = self.checkpointer.last or "none yet"
+        sys.stderr.write(
+            f"mpirl: error: the loss or gradient became NaN/Inf in update {c.iteration + 1} "
+            f"(after env step {c.env_steps:,}); the update was not applied and training "
+            f"stopped. Newest good checkpoint: {last}. Resume from it with --resume "
+            f"{self.run_dir.path} and e.g. a lower --lr (with --override lr), or train with "
+            f"--nonfinite skip to skip such updates\n")
+        sys.stderr.flush()
+
+    def _finish(self) -> None:
+        cfg, c = self.cfg, self.counters
+        if not self.lead:
+            return
+        wall = self._elapsed()
+        if c.last_eval is not None and c.last_eval[0] == c.env_steps:
+            final_mean, final_std = c.last_eval[1], c.last_eval[2]
+        else:
+            final_mean, final_std = self._evaluate(c.evals)
+            self.logger.write_eval(c.env_steps, final_mean, final_std)
+        self.run_dir.save_policy(self.model)
+        train_time = wall - c.eval_time_s
+        hit = c.target_hit
+        summary = {
+            "final_eval_return": final_mean,
+            "final_eval_return_std": final_std,
+            "env_steps": c.env_steps,
+            "iterations": c.iteration,
+            "wall_time_s": round(wall, 3),
+            "eval_time_s": round(c.eval_time_s, 3),
+            "sps": round(c.env_steps / wall, 1),
+            "train_sps": round(c.env_steps / max(train_time, 1e-9), 1),
+            "target_return": cfg.target_return,
+            "target_reached": hit is not None or (
+                cfg.target_return is not None and final_mean >= cfg.target_return),
+            "target_reached_env_steps": hit[0] if hit else None,
+            "target_reached_time_s": round(hit[1], 3) if hit else None,
+            "skipped_updates": c.skipped_updates,
+            "resumed": c.segment,
+            "world_size": self.setup.layout.size,
+            "learners": self.setup.layout.learners,
+            "actors": self.setup.layout.actors,
+            "device": str(self.device),
+        }
+        if summary["target_reached"] and hit is None:
+            summary["target_reached_env_steps"] = c.env_steps
+            summary["target_reached_time_s"] = round(wall, 3)
+        self.run_dir.write_summary(summary)
+        self.logger.final(summary)

@@ -39,9 +39,23 @@ class RunSetup:
     def make_envs(self, rank: int) -> EnvVector:
         return EnvVector(self.cfg.env, self.cfg.envs_per_actor, self.cfg.seed, rank)
 
-    def make_collector(self, model: ActorCritic, envs: EnvVector, rank: int) -> RolloutCollector:
-        rng = np.random.default_rng(np.random.SeedSequence([self.cfg.seed, _ACTION_STREAM, rank]))
-        return RolloutCollector(model, envs, self.cfg.n_steps, self.cfg.gamma, rng)
+    def make_collector(self, model: ActorCritic, rank: int, resume: dict | None = None
+                       ) -> RolloutCollector:
+        """A collector on fresh envs for ``rank``. On resume it continues this rank's saved
+        state where there is one, or else starts new episodes and action streams seeded for the
+        resume count, so a re-laid-out run does not replay its first segment."""
+        epoch = resume["epoch"] if resume else 0
+        key = [self.cfg.seed, _ACTION_STREAM, rank] + ([epoch] if epoch else [])
+        rng = np.random.default_rng(np.random.SeedSequence(key))
+        collector = RolloutCollector(model, self.make_envs(rank), self.cfg.n_steps,
+                                     self.cfg.gamma, rng)
+        if resume:
+            own = (resume.get("own") or {}).get("collector")
+            if own is not None:
+                collector.load_state_dict(own, epoch)
+            else:
+                collector.envs.restart(epoch)
+        return collector
 
     def make_rollout_buffer(self) -> PackedArrays:
         return PackedArrays(rollout_fields(self.spec, self.cfg.n_steps, self.cfg.envs_per_actor))

@@ -1,0 +1,212 @@
+"""Faults injected into whole jobs under mpirun: stop signals and exact resume, damaged and
+crafted checkpoints, killed, failing, hanging and diverging ranks. Every job runs with a
+timeout, so a hang fails the test instead of blocking the suite."""
+import csv
+import json
+import os
+import random
+import signal
+import time
+
+import pytest
+import torch
+
+from conftest import rank_pids, run_job, start_job
+from test_checkpoint import crafted_checkpoint
+
+from mpirl import exit_codes
+
+TIMING_COLUMNS = {"time_s", "sps"}
+# a run long enough to be interrupted mid-way, with checkpoints that mark progress
+LONG = ["--total-steps", "96000", "--log-every", "4000", "--eval-every", "32000",
+        "--eval-episodes", "3", "--checkpoint-every", "40", "--seed", "3", "--quiet",
+        "--no-tensorboard"]
+
+
+def _rows(run):
+    with open(run / "progress.csv") as f:
+        return [{k: v for k, v in r.items() if k not in TIMING_COLUMNS}
+                for r in csv.DictReader(f)]
+
+
+def _wait_for_checkpoint(proc, run, timeout=120.0):
+    deadline = time.monotonic() + timeout
+    while not list((run / "checkpoints").glob("ckpt-*.ckpt")):
+        if proc.poll() is not None:
+            pytest.fail(f"job ended before its first checkpoint:\n{proc.communicate()}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail("no checkpoint appeared")
+        time.sleep(0.05)
+
+
+def _finish(proc, timeout=120.0):
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except Exception:
+        proc.kill()
+        out, err = proc.communicate()
+        pytest.fail(f"job did not end within {timeout} s:\n{out}\n{err}")
+    return proc.returncode, out, err
+
+
+def _same_weights(a, b):
+    wa = torch.load(a / "policy.pt", weights_only=True)
+    wb = torch.load(b / "policy.pt", weights_only=True)
+    return all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+@pytest.mark.parametrize("how", ["SIGTERM to mpirun", "SIGUSR1 to one actor"])
+def test_a_stopped_and_resumed_run_ends_like_an_uninterrupted_one(tmp_path, how):
+    whole, parts = tmp_path / "whole", tmp_path / "parts"
+    res = run_job(["mpirl.train", *LONG, "--run-dir", str(whole)], ranks=3)
+    assert res.returncode == 0, res.stderr
+
+    proc = start_job(["mpirl.train", *LONG, "--run-dir", str(parts)], ranks=3)
+    _wait_for_checkpoint(proc, parts)
+    if how.startswith("SIGTERM"):
+        proc.send_signal(signal.SIGTERM)
+    else:
+        os.kill(rank_pids(proc)[2], signal.SIGUSR1)
+    code, out, err = _finish(proc)
+    assert code == exit_codes.PREEMPTED, err
+    assert "stopped by a stop signal" in err and f"--resume {parts}" in err
+    assert int(_rows(parts)[-1]["env_steps"]) < 96000, "the signal came after the run's end"
+
+    res = run_job(["mpirl.train", "--resume", str(parts)], ranks=3)
+    assert res.returncode == 0, res.stderr
+    assert "resuming from" in res.stderr
+    assert _same_weights(whole, parts)
+    rows_whole, rows_parts = _rows(whole), _rows(parts)
+    assert rows_parts == rows_whole  # no gap, no duplicate, the same numbers
+    steps = [int(r["env_steps"]) for r in rows_parts]
+    assert steps == sorted(set(steps))
+    assert json.loads((parts / "summary.json").read_text())["resumed"] == 1
+
+
+def _short_run(run, ranks=2, extra=()):
+    res = run_job(["mpirl.train", "--total-steps", "8000", "--checkpoint-every", "10",
+                   "--keep-checkpoints", "3", "--envs-per-actor", "4", "--quiet",
+                   "--no-tensorboard", "--eval-episodes", "2", "--run-dir", str(run), *extra],
+                  ranks=ranks)
+    assert res.returncode == 0, res.stderr
+    return sorted((run / "checkpoints").glob("ckpt-*.ckpt"))
+
+
+def test_resume_skips_a_truncated_or_crafted_checkpoint_and_says_so(tmp_path):
+    run = tmp_path / "run"
+    older, previous, newest = _short_run(run)
+    data = newest.read_bytes()
+    newest.write_bytes(data[:len(data) // 3])
+    marker = tmp_path / "pwned"
+    crafted = run / "checkpoints" / "ckpt-999999999999.ckpt"
+    crafted.write_bytes(crafted_checkpoint(marker))
+    res = run_job(["mpirl.train", "--resume", str(run), "--total-steps", "12000",
+                   "--override", "total-steps"], ranks=2)
+    assert res.returncode == 0, res.stderr
+    assert f"skipping checkpoint: {crafted} cannot be loaded safely" in res.stderr
+    assert f"skipping checkpoint: {newest} is truncated" in res.stderr
+    assert f"resuming from {previous}" in res.stderr
+    assert not marker.exists()
+    assert json.loads((run / "summary.json").read_text())["env_steps"] >= 12000
+
+
+def test_resume_refuses_a_changed_config_or_a_run_without_checkpoints(tmp_path):
+    run = tmp_path / "run"
+    _short_run(run)
+    res = run_job(["mpirl.train", "--resume", str(run), "--lr", "0.01"], ranks=2)
+    assert res.returncode == exit_codes.BAD_INPUT
+    assert res.stderr.count("mpirl: error:") == 1
+    assert "--lr 0.01 (the run has 0.002)" in res.stderr and "--override lr" in res.stderr
+    for p in (run / "checkpoints").iterdir():
+        p.unlink()
+    res = run_job(["mpirl.train", "--resume", str(run)], ranks=2)
+    assert res.returncode == exit_codes.BAD_INPUT and "no checkpoint in" in res.stderr
+    res = run_job(["mpirl.train", "--resume", str(tmp_path / "nothing")], ranks=2)
+    assert res.returncode == exit_codes.BAD_INPUT and "not an mpirl run directory" in res.stderr
+
+
+def test_resume_on_another_rank_count_re_lays_out_and_says_what_carries_over(tmp_path):
+    run = tmp_path / "run"
+    _short_run(run, ranks=2)
+    res = run_job(["mpirl.train", "--resume", str(run), "--learners", "2", "--total-steps",
+                   "16000", "--override", "total_steps"], ranks=4)
+    assert res.returncode == 0, res.stderr
+    assert "taken on 2 rank(s) (1 learner(s)) and this run has 4 (2)" in res.stderr
+    assert "weights, optimizer state and counters carry over" in res.stderr
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["env_steps"] >= 16000 and summary["world_size"] == 4
+    steps = [int(r["env_steps"]) for r in _rows(run)]
+    assert steps == sorted(set(steps))
+
+
+def test_killing_any_rank_ends_the_job_quickly_ten_times(tmp_path):
+    """SIGKILL one rank of a 4-rank run at a random point; the launcher must end the job."""
+    rng = random.Random(5)
+    took = []
+    for attempt in range(10):
+        run = tmp_path / f"run{attempt}"
+        proc = start_job(["mpirl.train", "--total-steps", "10000000", "--checkpoint-every", "20",
+                          "--learners", str(rng.choice([1, 2])), "--quiet",
+                          "--no-tensorboard", "--run-dir", str(run)], ranks=4)
+        _wait_for_checkpoint(proc, run)
+        time.sleep(rng.uniform(0.0, 2.0))
+        victim = rng.randrange(4)
+        os.kill(rank_pids(proc)[victim], signal.SIGKILL)
+        start = time.monotonic()
+        code, _, err = _finish(proc, timeout=30)
+        took.append(time.monotonic() - start)
+        assert code != 0, err
+    print(f"job end after SIGKILL of one rank: max {max(took):.2f} s, "
+          f"mean {sum(took) / len(took):.2f} s")
+
+
+@pytest.mark.parametrize("rank,learners,role", [(3, 1, "actor"), (0, 1, "learner"),
+                                                (1, 2, "learner")])
+def test_an_exception_on_any_rank_ends_the_job_with_one_message(tmp_path, monkeypatch, rank,
+                                                                 learners, role):
+    monkeypatch.setenv("MPIRL_FAULT", f"raise@{rank}:30")
+    start = time.monotonic()
+    res = run_job(["mpirl.train", "--total-steps", "10000000", "--learners", str(learners),
+                   "--quiet", "--no-tensorboard", "--run-dir", str(tmp_path / "run")],
+                  ranks=4, timeout=120)
+    assert res.returncode == exit_codes.FAILED, res.stderr
+    assert (f"mpirl: rank {rank} ({role}) failed: InjectedFault: injected failure at update 30"
+            in res.stderr)
+    assert res.stderr.count("failed:") == 1
+    assert time.monotonic() - start < 60
+
+
+def test_a_hung_rank_is_reported_by_the_comm_timeout(tmp_path, monkeypatch):
+    monkeypatch.setenv("MPIRL_FAULT", "hang@2:30")
+    start = time.monotonic()
+    res = run_job(["mpirl.train", "--total-steps", "10000000", "--comm-timeout", "3",
+                   "--quiet", "--no-tensorboard", "--run-dir", str(tmp_path / "run")],
+                  ranks=3, timeout=120)
+    assert res.returncode == exit_codes.FAILED
+    assert "rank 0 (learner) failed: CommTimeout: waited 3 s (--comm-timeout 3) for " \
+        "rollouts from rank 2" in res.stderr
+    assert time.monotonic() - start < 60
+
+
+def test_nan_stops_training_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    monkeypatch.setenv("MPIRL_FAULT", "nan@1:25")  # the second learner's data goes bad
+    run = tmp_path / "run"
+    res = run_job(["mpirl.train", "--learners", "2", "--total-steps", "100000",
+                   "--checkpoint-every", "10", "--envs-per-actor", "4", "--quiet",
+                   "--no-tensorboard", "--run-dir", str(run)], ranks=4)
+    assert res.returncode == exit_codes.DIVERGED, res.stderr
+    newest = sorted((run / "checkpoints").glob("ckpt-*.ckpt"))[-1]
+    assert "NaN/Inf in update 26" in res.stderr and f"Newest good checkpoint: {newest}" in \
+        res.stderr
+    assert newest.name == f"ckpt-{20 * 2 * 4 * 5:012d}.ckpt"  # update 20, before the bad one
+
+    monkeypatch.setenv("MPIRL_FAULT", "nan@0:5")
+    run = tmp_path / "skip"
+    res = run_job(["mpirl.train", "--nonfinite", "skip", "--total-steps", "4000",
+                   "--envs-per-actor", "4", "--quiet", "--no-tensorboard",
+                   "--run-dir", str(run)], ranks=2)
+    assert res.returncode == 0, res.stderr
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["skipped_updates"] == 1
+    assert _rows(run)[-1]["skipped_updates"] == "1"
