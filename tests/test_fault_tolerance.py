@@ -210,3 +210,20 @@ def test_nan_stops_training_and_keeps_the_last_good_checkpoint(tmp_path, monkeyp
     summary = json.loads((run / "summary.json").read_text())
     assert summary["skipped_updates"] == 1
     assert _rows(run)[-1]["skipped_updates"] == "1"
+
+
+def test_checkpoints_by_time_and_a_stop_signal_without_mpirun(tmp_path):
+    run = tmp_path / "run"
+    proc = start_job(["mpirl.train", "--total-steps", "10000000", "--checkpoint-minutes",
+                      "0.005", "--keep-checkpoints", "100", "--quiet", "--no-tensorboard",
+                      "--run-dir", str(run)])
+    _wait_for_checkpoint(proc, run)
+    deadline = time.monotonic() + 60
+    while len(list((run / "checkpoints").glob("*.ckpt"))) < 3 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    code, _, err = _finish(proc)
+    assert code == exit_codes.PREEMPTED, err
+    assert len(list((run / "checkpoints").glob("*.ckpt"))) >= 4  # 3+ by time, 1 at the signal
+    res = run_job(["mpirl.evaluate", str(run), "--episodes", "2", "--json"])
+    assert res.returncode == 0, res.stderr
