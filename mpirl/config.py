@@ -79,6 +79,9 @@ class Config:
     keep_checkpoints: int = _f(3, "How many of the newest checkpoints to keep.")
     resume: str | None = _f(
         None, "Continue the run in this run directory from its newest readable checkpoint.")
+    auto_resume: bool = _f(
+        False, "If the run directory (--run-dir, or the default name) holds a checkpoint, "
+        "continue from it as --resume would; else start the run. For requeued batch jobs.")
     override: list[str] = _f(
         (), "With --resume: the config fields you mean to change from the saved run.")
     comm_timeout: float = _f(
@@ -114,8 +117,8 @@ class Config:
         unknown = sorted(set(self.override) - set(_field_types()))
         if unknown:
             raise ConfigError(f"--override names unknown field(s): {', '.join(unknown)}")
-        if self.override and not self.resume:
-            raise ConfigError("--override only applies with --resume RUN_DIR")
+        if self.override and not (self.resume or self.auto_resume):
+            raise ConfigError("--override only applies with --resume RUN_DIR or --auto-resume")
         if not 0.0 < self.gamma <= 1.0:
             raise ConfigError(f"--gamma must be in (0, 1], got {self.gamma}")
         if not 0.0 <= self.gae_lambda <= 1.0:
@@ -253,8 +256,8 @@ def parse_config(argv: Sequence[str] | None = None) -> Config:
 
 # Fields that change how a run executes or reports, not what it computes: a resumed run may
 # set them freely. ``learners`` re-lays the ranks out; ``device`` changes only rounding.
-RESUME_FREE = frozenset({"resume", "override", "config", "run_dir", "quiet", "tensorboard",
-                         "torch_threads", "device", "learners", "comm_timeout",
+RESUME_FREE = frozenset({"resume", "auto_resume", "override", "config", "run_dir", "quiet",
+                         "tensorboard", "torch_threads", "device", "learners", "comm_timeout",
                          "checkpoint_every", "checkpoint_minutes", "keep_checkpoints",
                          "nonfinite"})
 

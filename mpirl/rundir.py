@@ -32,11 +32,27 @@ class RunDir:
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
 
+    @staticmethod
+    def path_for(cfg: Config) -> Path:
+        """--run-dir, or the default name (which, outside SLURM, holds the current time)."""
+        return Path(cfg.run_dir) if cfg.run_dir else Path("runs") / default_run_name(cfg)
+
+    def holds_run(self) -> bool:
+        """Whether a run got far enough here to leave work behind (checkpoints or results)."""
+        return (self.path / "config.yaml").is_file() and (
+            bool(self.checkpoints().paths()) or (self.path / "summary.json").is_file() or
+            (self.path / POLICY_FILE).is_file())
+
     @classmethod
     def create(cls, cfg: Config) -> "RunDir":
-        path = Path(cfg.run_dir) if cfg.run_dir else Path("runs") / default_run_name(cfg)
-        path.mkdir(parents=True, exist_ok=True)
-        return cls(path)
+        """A run directory for a new run; refuses one that holds an earlier run's work."""
+        run_dir = cls(cls.path_for(cfg))
+        if run_dir.holds_run():
+            raise ConfigError(
+                f"run directory {run_dir.path} already holds a run; continue it with --resume "
+                f"{run_dir.path} (or --auto-resume), or choose another --run-dir")
+        run_dir.path.mkdir(parents=True, exist_ok=True)
+        return run_dir
 
     def _atomic_write(self, name: str, write) -> None:
         tmp = self.path / f".{name}.tmp"

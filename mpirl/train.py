@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import sys
 import traceback
 from typing import Sequence
 
-from mpirl import comm, exit_codes, signals
+from mpirl import comm, exit_codes, signals, slurm
 from mpirl.config import Config, ConfigError, given_values, parse_config
 from mpirl.layout import plan_layout
 from mpirl.resume import load_for_resume, rank_parts, relayout_note, same_layout
@@ -68,10 +69,17 @@ def _prepare(world, argv: list[str]):
 
     ckpt = None
     notes: list[str] = []
-    if cfg.resume:
+    resume_dir = cfg.resume
+    if cfg.auto_resume and not resume_dir and rank == 0:
+        candidate = RunDir(RunDir.path_for(cfg))
+        if candidate.checkpoints().paths():
+            resume_dir = str(candidate.path)
+    resume_dir = comm.broadcast_object(world, resume_dir)
+    if resume_dir:
         if rank == 0:
             try:
-                cfg, ckpt, notes = load_for_resume(cfg.resume, given_values(argv))
+                given = dict(given_values(argv), resume=resume_dir)
+                cfg, ckpt, notes = load_for_resume(resume_dir, given)
             except ConfigError as e:
                 error = str(e)
         _settle(world, error)
@@ -90,6 +98,8 @@ def _prepare(world, argv: list[str]):
             run_dir = RunDir(cfg.resume) if cfg.resume else RunDir.create(cfg)
             run_dir.save_config(cfg)
             (run_dir.path / "summary.json").unlink(missing_ok=True)
+        except ConfigError as e:
+            error = str(e)
         except OSError as e:
             error = f"cannot write the run directory: {e}"
     _settle(world, error)
@@ -112,6 +122,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     world = comm.world()
     rank = world.Get_rank()
     argv = list(sys.argv[1:] if argv is None else argv)
+    launch_error = slurm.singleton_launch(world.Get_size())
+    if launch_error:  # each task is alone: only the first one speaks
+        if os.environ.get("SLURM_PROCID", "0") == "0":
+            print(f"mpirl: error: {launch_error}", file=sys.stderr, flush=True)
+        return exit_codes.BAD_INPUT
     try:
         cfg, setup, run_dir, resume = _prepare(world, argv)
     except _BadInput:
@@ -125,9 +140,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     comms = comm.split_roles(world, setup.layout)
     checkpointer = Checkpointer(world, run_dir.checkpoints(cfg.keep_checkpoints))
+    nodes = comm.gather_objects(world, slurm.node_name())
     try:
         if rank == 0 and not cfg.quiet:
-            _print_start(cfg, setup, run_dir)
+            _print_start(cfg, setup, run_dir, nodes)
         if setup.layout.is_learner(rank):
             code = Learner(setup, comms, run_dir, checkpointer, resume).run()
         else:
@@ -143,7 +159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return code
 
 
-def _print_start(cfg: Config, setup: RunSetup, run_dir: RunDir) -> None:
+def _print_start(cfg: Config, setup: RunSetup, run_dir: RunDir, nodes: list[str]) -> None:
     lay = setup.layout
     roles = (f"{lay.learners} learner(s) acting on their own envs" if lay.self_acting else
              f"{lay.learners} learner(s), {lay.actors} actor(s)")
@@ -152,6 +168,7 @@ def _print_start(cfg: Config, setup: RunSetup, run_dir: RunDir) -> None:
           f"{setup.steps_per_iteration} env steps per update, {setup.iterations} updates; "
           f"model {setup.n_params:,} parameters; "
           f"run dir {run_dir.path}", flush=True)
+    print(f"mpirl: placement: {slurm.describe_placement(nodes, lay.is_learner)}", flush=True)
 
 
 if __name__ == "__main__":
