@@ -26,7 +26,8 @@ def _cluster_up() -> bool:
     if not shutil.which("sinfo"):
         return False
     res = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True)
-    return res.returncode == 0 and ("idle" in res.stdout or "mix" in res.stdout)
+    usable = ("idle", "mix", "alloc", "plnd", "comp")  # up, whether busy or not
+    return res.returncode == 0 and any(line.startswith(usable) for line in res.stdout.split())
 
 
 @pytest.fixture(scope="module")
@@ -193,3 +194,14 @@ def test_auto_resume_continues_and_a_used_run_dir_is_never_overwritten(tmp_path)
                    "total_steps"])
     assert res.returncode == 0 and "resuming from" in res.stderr, res.stderr
     assert _summary(run)["env_steps"] >= 6000 and _summary(run)["resumed"] == 1
+
+
+def test_a_heterogeneous_job_puts_the_learners_on_their_own_nodes(cluster, tmp_path):
+    job = submit("gpu-learners.sbatch", tmp_path, *QUICK)
+    state = wait_job(job, timeout=240)  # Slurm schedules heterogeneous jobs less eagerly
+    out = (tmp_path / f"out-{job}.txt").read_text()
+    assert state["ExitCode"] == "0:0", out
+    placement = re.search(r"mpirl: placement: (\S+): learners 0-1; (\S+): actors 2-5$", out,
+                          re.M)
+    assert placement and placement.group(1) != placement.group(2), out
+    assert "6 rank(s): 2 learner(s), 4 actor(s)" in out
