@@ -71,6 +71,8 @@ class Config:
         None, "Run directory; default runs/<algo>-<env>-<SLURM job id or time>.")
     tensorboard: bool = _f(True, "Write TensorBoard event files into the run directory.")
     quiet: bool = _f(False, "Do not print progress rows on the terminal.")
+    timing: bool = _f(True, "Measure where each rank's time goes (cheap); --no-timing turns "
+                      "it off, e.g. to measure its cost.")
 
     # --- checkpoints, resume and failure handling
     checkpoint_every: int = _f(0, "Write a checkpoint every this many updates; 0 = by time only.")
@@ -259,7 +261,7 @@ def parse_config(argv: Sequence[str] | None = None) -> Config:
 RESUME_FREE = frozenset({"resume", "auto_resume", "override", "config", "run_dir", "quiet",
                          "tensorboard", "torch_threads", "device", "learners", "comm_timeout",
                          "checkpoint_every", "checkpoint_minutes", "keep_checkpoints",
-                         "nonfinite"})
+                         "nonfinite", "timing"})
 
 
 def resumed_config(saved: dict[str, Any], given: dict[str, Any]) -> Config:

@@ -14,7 +14,9 @@ from mpirl.rundir import RunDir
 
 COLUMNS = ["env_steps", "iterations", "time_s", "sps", "episodes", "episode_return_mean",
            "episode_length_mean", "loss", "policy_loss", "value_loss", "entropy", "grad_norm",
-           "lr", "skipped_updates", "eval_return_mean", "eval_return_std"]
+           "lr", "skipped_updates", "eval_return_mean", "eval_return_std",
+           "learner_wait_rollouts", "learner_wait_learners", "learner_gradient",
+           "actor_wait_weights"]
 
 
 def _rows_up_to(path, env_steps: int) -> list[dict]:
@@ -77,6 +79,11 @@ class ProgressLogger:
             if "eval_return_mean" in row:
                 line += f"  eval {row['eval_return_mean']:8.2f}"
             print(line, flush=True)
+
+    def timing(self, table: str) -> None:
+        """The end-of-run time breakdown (lead only; printed unless quiet)."""
+        if self.enabled and not self.quiet:
+            print(table, flush=True)
 
     def checkpoint(self, result) -> None:
         """Report a checkpoint: (path, bytes, seconds) or an error text (lead only)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from mpirl.envs import EnvSpec
+from mpirl.timing import CATEGORIES
 
 _ALIGN = 16
 
@@ -49,4 +50,6 @@ def rollout_fields(spec: EnvSpec, n_steps: int, n_envs: int):
         "episodes": ((EPISODE_STATS,), np.dtype(np.float64)),
         # a stop signal the sender received (0 = none): how actors ask the learners to stop
         "requests": ((1,), np.dtype(np.float64)),
+        # the sender's seconds per activity so far (mpirl.timing), for the time breakdown
+        "timing": ((len(CATEGORIES),), np.dtype(np.float64)),
     }

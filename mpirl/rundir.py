@@ -92,5 +92,8 @@ class RunDir:
         return CheckpointStore(self.path / CHECKPOINT_DIR, keep)
 
     def write_summary(self, summary: dict) -> None:
-        text = (json.dumps(summary, indent=2) + "\n").encode()
-        self._atomic_write("summary.json", lambda f: f.write(text))
+        self.write_json("summary.json", summary)
+
+    def write_json(self, name: str, data: dict) -> None:
+        text = (json.dumps(data, indent=2) + "\n").encode()
+        self._atomic_write(name, lambda f: f.write(text))

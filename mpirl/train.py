@@ -15,7 +15,7 @@ import sys
 import traceback
 from typing import Sequence
 
-from mpirl import comm, exit_codes, signals, slurm
+from mpirl import comm, exit_codes, signals, slurm, timing
 from mpirl.config import Config, ConfigError, given_values, parse_config
 from mpirl.layout import plan_layout
 from mpirl.resume import load_for_resume, rank_parts, relayout_note, same_layout
@@ -137,6 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _, local_size = comm.node_local(world)
     limit_threads(cpu_share(local_size, cfg.torch_threads))
     comm.set_comm_timeout(cfg.comm_timeout)
+    timing.configure(cfg.timing)
 
     comms = comm.split_roles(world, setup.layout)
     checkpointer = Checkpointer(world, run_dir.checkpoints(cfg.keep_checkpoints))

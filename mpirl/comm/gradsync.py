@@ -25,7 +25,9 @@ from typing import Iterable
 import numpy as np
 import torch
 
-from mpirl.comm.core import Comm, allreduce_sum_, announce_arrival, broadcast_
+from mpirl import timing
+from mpirl.comm.core import (Comm, announce_arrival, broadcast_, raw_allreduce_sum_,
+                             wait)
 
 
 class GradientAverager:
@@ -97,13 +99,18 @@ class GradientAverager:
             self._checked = True
         if self.size > 1:
             arrival, self._arrival = self._arrival, None
-            what = "the other learners at the gradient allreduce"
-            if self._host is None:
-                allreduce_sum_(self.comm, self.buffer.numpy(), arrival, what=what)
-            else:
+            host = self.buffer.numpy() if self._host is None else self._host.numpy()
+            if self._host is not None:
                 self._host.copy_(self.buffer)
-                allreduce_sum_(self.comm, self._host.numpy(), arrival, what=what)
+            # the rendezvous first (time spent there is waiting on peers), then the reduction
+            timing.switch("wait_learners")
+            wait(arrival if arrival is not None else self.comm.Ibarrier(),
+                 what="the other learners at the gradient allreduce")
+            timing.switch("allreduce")
+            raw_allreduce_sum_(self.comm, host)
+            if self._host is not None:
                 self.buffer.copy_(self._host, non_blocking=False)
+        timing.switch("optimizer")  # what follows the averaging: clipping, the step
         self.finite = float(self._nonfinite) == 0.0
         return self.flat
 

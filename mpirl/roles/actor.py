@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mpirl import comm, signals
+from mpirl import comm, signals, timing
 from mpirl.faults import Faults
 from mpirl.roles.checkpointing import Checkpointer, restore_process_rng_state
 from mpirl.roles.setup import RunSetup
@@ -36,12 +36,15 @@ def run_actor(setup: RunSetup, comms: comm.RoleComms, checkpointer: Checkpointer
     faults = Faults(rank)
     incoming = None
     update = 0
+    timing.clock().reset()
     while True:
         if incoming is None:
             incoming = comm.irecv_all(comms.group, [weights], [0], tag=WEIGHTS_TAG)
+        timing.switch("wait_weights")
         comm.recv(comms.group, control, source=0, tag=CONTROL_TAG,
                   what="the next command from its learner", peer=learner)
         if control[0] == SAVE:
+            timing.switch("checkpoint")
             checkpointer.save({"role": "actor", "collector": collector.state_dict()})
             continue
         comm.wait(incoming, what="weights from its learner", peers=[learner])
@@ -53,6 +56,8 @@ def run_actor(setup: RunSetup, comms: comm.RoleComms, checkpointer: Checkpointer
         if poison:
             rollout["rewards"][:] = np.nan
         rollout["requests"][0] = signals.requested()
+        timing.switch("send")
+        timing.clock().snapshot(rollout["timing"])
         comm.send(comms.group, rollout.buffer, dest=0, tag=ROLLOUT_TAG,
                   what="its learner to take a rollout", peer=learner)
         update += 1

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from mpirl import timing
 from mpirl.envs import EnvVector
 from mpirl.models import ActorCritic, env_actions
 from mpirl.rollout import PackedArrays
@@ -24,10 +25,13 @@ class RolloutCollector:
         obs, actions, rewards, dones = out["obs"], out["actions"], out["rewards"], out["dones"]
         for t in range(self.n_steps):
             obs[t] = envs.obs
+            timing.switch("inference")
             a = self.model.act(envs.obs, self.rng)
             actions[t] = a
+            timing.switch("env")
             _, r, terminated, truncated, final_obs = envs.step(env_actions(spec, a))
             if final_obs:
+                timing.switch("inference")
                 idx = list(final_obs)
                 bootstrap = self.model.predict_values(np.stack([final_obs[i] for i in idx]))
                 r[idx] += self.gamma * bootstrap

@@ -15,7 +15,7 @@ import time
 import numpy as np
 import torch
 
-from mpirl import comm, exit_codes, signals
+from mpirl import comm, exit_codes, signals, timing
 from mpirl.algos import A2C
 from mpirl.evaluation import evaluate_policy
 from mpirl.faults import Faults
@@ -100,6 +100,7 @@ class Learner:
         if layout.self_acting:
             self.collector = setup.make_collector(self.acting_model, comms.rank, resume)
         self._window = np.zeros(3 + len(LOSS_KEYS) + 1, dtype=np.float64)
+        self._timing_totals: dict[int, np.ndarray] = {}
         self.counters = Counters(next_log=cfg.log_every,
                                  next_eval=cfg.eval_every if cfg.eval_every > 0 else None)
         if resume:
@@ -129,6 +130,7 @@ class Learner:
 
     def _checkpoint(self) -> None:
         """Collective over the world: this learner's actors join when told SAVE."""
+        timing.switch("checkpoint")
         c = self.counters
         if self.sources:
             self._control[:] = (SAVE, 0)
@@ -183,8 +185,10 @@ class Learner:
         else:
             incoming = comm.irecv_all(self.comms.group, [r.buffer for r in self.rollouts],
                                       self.sources, tag=ROLLOUT_TAG)
+            timing.switch("send")
             comm.wait(self._publish_weights(), max_sleep_s=comm.HANDOFF_SLEEP_S,
                       what="its actors to take the weights", peers=self.actor_ranks * 2)
+            timing.switch("wait_rollouts")
             comm.wait(incoming, what="rollouts", peers=self.actor_ranks)
         if poison:
             self.rollouts[0]["rewards"][:] = np.nan
@@ -207,6 +211,7 @@ class Learner:
         return lr
 
     def _evaluate(self, index: int) -> tuple[float, float]:
+        timing.switch("evaluation")
         self._sync_host_weights()
         returns = evaluate_policy(self.acting_model, self.cfg.env, self.cfg.eval_episodes,
                                   seed=self.cfg.seed, index=index)
@@ -224,6 +229,7 @@ class Learner:
         flag = np.zeros(1, dtype=np.float64)
         outcome = exit_codes.DONE
         update = 0  # updates in this process, for fault injection
+        timing.clock().reset()
         while c.iteration < end:
             lr = self._set_lr(c.env_steps, planned_steps)
             poison = self.faults.strike(update) == "nan"
@@ -231,6 +237,7 @@ class Learner:
             extras = self.averager.extras
             extras[STOP_SLOT] = 1.0 if self._exchange(poison) else 0.0
             extras[TIME_SLOT] = 1.0 if self.lead and self._checkpoint_time_due() else 0.0
+            timing.switch("gradient")
             stats = self.algo.update(self._batch())
             stop_requested, time_due = (v > 0 for v in extras.tolist())
             if stats["skipped"]:
@@ -272,8 +279,11 @@ class Learner:
             # (no extra row at a stop signal: the checkpoint keeps the partial window, so the
             # resumed run writes the same rows as an uninterrupted one)
             if c.env_steps >= c.next_log or evaluate or last or stop:
+                timing.switch("other")
                 while c.next_log <= c.env_steps:
                     c.next_log += cfg.log_every
+                if cfg.timing:
+                    row.update(self._timing_row())
                 window = comm.allreduce_sum_(self.comms.learners, self._window.copy(),
                                              what="the other learners at a log row")
                 now = time.perf_counter()
@@ -295,6 +305,7 @@ class Learner:
         if self.sources:
             comm.wait(self._publish_weights(STOP, outcome), max_sleep_s=comm.HANDOFF_SLEEP_S,
                       what="its actors to take the stop command", peers=self.actor_ranks * 2)
+        self._report_timing()
         if outcome == exit_codes.DONE:
             self._finish()
         elif outcome == exit_codes.PREEMPTED:
@@ -319,6 +330,44 @@ class Learner:
         row["skipped_updates"] = c.skipped_updates
         row.update(extra)
         return row
+
+    # ------------------------------------------------------------------ time breakdown
+    def _timing_row(self) -> dict:
+        """Collective over the learners: every rank's seconds per activity (actors' arrive
+        with their rollouts) to the lead, which returns the shares since the previous row
+        (``time/<role>/<activity>``) and keeps the totals for the end-of-run table."""
+        mine = {self.comms.rank: timing.clock().snapshot()}
+        if self.collector is None:
+            for r, rank in zip(self.rollouts, self.actor_ranks):
+                mine[rank] = r["timing"].copy()
+        parts = comm.gather_to_root(self.comms.learners, mine,
+                                    what="the other learners at a log row")
+        if parts is None:
+            return {}
+        totals = {rank: t for part in parts for rank, t in part.items()}
+        window = {r: t - self._timing_totals.get(r, 0.0) for r, t in totals.items()}
+        self._timing_totals = totals
+        roles = {r: self.setup.layout.role(r) for r in totals}
+        row = {}
+        for role, info in timing.breakdown(window, roles).items():
+            for cat, v in info["categories"].items():
+                row[f"time/{role}/{cat}"] = v["share"]
+        learner = "learner+actor" if self.setup.layout.self_acting else "learner"
+        row["learner_wait_rollouts"] = row.get(f"time/{learner}/wait_rollouts", 0.0)
+        row["learner_wait_learners"] = row.get(f"time/{learner}/wait_learners", 0.0)
+        row["learner_gradient"] = sum(row.get(f"time/{learner}/{c}", 0.0)
+                                      for c in ("gradient", "allreduce", "optimizer"))
+        row["actor_wait_weights"] = row.get("time/actor/wait_weights", float("nan"))
+        return row
+
+    def _report_timing(self) -> None:
+        if not (self.lead and self.cfg.timing and self._timing_totals):
+            return
+        roles = {r: self.setup.layout.role(r) for r in self._timing_totals}
+        table = timing.breakdown(self._timing_totals, roles)
+        self.logger.timing(timing.format_table(table, self._elapsed()))
+        self.run_dir.write_json("timing.json", {"breakdown": table,
+                                                "verdict": timing.verdict(table)})
 
     def _report_preempted(self) -> None:
         if not self.lead:

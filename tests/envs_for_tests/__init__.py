@@ -1,5 +1,6 @@
 """Small environments the tests load through 'package.module:Class'."""
 import os
+import time
 
 import gymnasium as gym
 import numpy as np
@@ -49,4 +50,15 @@ class CrashingCartPole(gym.Env):
         self.steps += 1
         if self.crash and self.steps == 200:
             raise RuntimeError("injected failure in env.step")
+        return self.env.step(action)
+
+
+class SlowCartPole(gym.Wrapper):
+    """CartPole whose every step takes at least 5 ms: an expensive simulator."""
+
+    def __init__(self):
+        super().__init__(gym.make("CartPole-v1"))
+
+    def step(self, action):
+        time.sleep(0.005)
         return self.env.step(action)

@@ -1,0 +1,162 @@
+"""Where the time goes: a per-process stopwatch over named activities, cheap enough to leave on.
+
+Each rank is always "in" exactly one activity; ``switch(name)`` charges the time since the last
+switch to the activity that just ended. A switch costs one ``perf_counter`` call and a list
+update, and a training iteration makes a few dozen, so the breakdown stays on by default
+(``--no-timing`` turns it off, to measure its cost).
+
+``breakdown`` turns every rank's totals into per-role means, maxima and the slowest rank, and
+``verdict`` says what that means for the run.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+CATEGORIES = ("env", "inference", "send", "wait_weights", "wait_rollouts", "wait_learners",
+              "gradient", "allreduce", "optimizer", "checkpoint", "evaluation", "other")
+_INDEX = {c: i for i, c in enumerate(CATEGORIES)}
+DESCRIPTIONS = {
+    "env": "stepping environments",
+    "inference": "policy forward passes while acting",
+    "send": "sending weights or rollouts",
+    "wait_weights": "waiting for weights or a command from the learner",
+    "wait_rollouts": "waiting for rollouts from actors",
+    "wait_learners": "waiting for the other learners at the allreduce",
+    "gradient": "loss and backward pass",
+    "allreduce": "averaging gradients (the allreduce itself)",
+    "optimizer": "clipping and the optimizer step",
+    "checkpoint": "writing checkpoints",
+    "evaluation": "evaluation episodes",
+    "other": "everything else (logging, set-up)",
+}
+
+
+class Stopwatch:
+    def __init__(self, enabled: bool = True):
+        self.enabled = enabled
+        self.totals = [0.0] * len(CATEGORIES)
+        self._current = _INDEX["other"]
+        self._since = time.perf_counter()
+
+    def reset(self, category: str = "other") -> None:
+        """Start counting afresh (at the start of a training loop: set-up is not training)."""
+        self.totals = [0.0] * len(CATEGORIES)
+        self._current = _INDEX[category]
+        self._since = time.perf_counter()
+
+    def switch(self, category: str) -> None:
+        """From now on, time counts as ``category``."""
+        if not self.enabled:
+            return
+        now = time.perf_counter()
+        self.totals[self._current] += now - self._since
+        self._since = now
+        self._current = _INDEX[category]
+
+    def snapshot(self, out: np.ndarray | None = None) -> np.ndarray:
+        """Seconds per category so far, the running activity included."""
+        if self.enabled:
+            now = time.perf_counter()
+            self.totals[self._current] += now - self._since
+            self._since = now
+        if out is None:
+            return np.array(self.totals)
+        out[:] = self.totals
+        return out
+
+
+_clock = Stopwatch()
+
+
+def clock() -> Stopwatch:
+    """This process's stopwatch (one per rank)."""
+    return _clock
+
+
+def switch(category: str) -> None:
+    _clock.switch(category)
+
+
+def configure(enabled: bool) -> None:
+    global _clock
+    _clock = Stopwatch(enabled)
+
+
+# ---------------------------------------------------------------------- aggregation
+def breakdown(totals: dict[int, np.ndarray], roles: dict[int, str]) -> dict[str, dict]:
+    """Per role: {category: {"seconds", "share", "max_share", "slowest_rank"}} from seconds per
+    rank (``totals[rank]``). Shares are fractions of each rank's accounted time."""
+    out: dict[str, dict] = {}
+    for role in dict.fromkeys(roles[r] for r in sorted(totals)):
+        ranks = [r for r in sorted(totals) if roles[r] == role]
+        secs = np.stack([totals[r] for r in ranks])
+        wall = np.maximum(secs.sum(axis=1, keepdims=True), 1e-12)
+        shares = secs / wall
+        cats = {}
+        for i, cat in enumerate(CATEGORIES):
+            if secs[:, i].max() <= 0:
+                continue
+            worst = int(np.argmax(shares[:, i]))
+            cats[cat] = {"seconds": float(secs[:, i].mean()), "share": float(shares[:, i].mean()),
+                         "max_share": float(shares[worst, i]), "slowest_rank": ranks[worst]}
+        out[role] = {"ranks": len(ranks), "categories": cats}
+    return out
+
+
+def _share(table: dict, role: str, *cats: str) -> float:
+    got = table.get(role, {}).get("categories", {})
+    return sum(got.get(c, {}).get("share", 0.0) for c in cats)
+
+
+def verdict(table: dict) -> list[str]:
+    """Plain-language conclusions from a ``breakdown`` table, most important first."""
+    out = []
+    learner = "learner" if "learner" in table else "learner+actor"
+    # a learner's sends complete when its actors take the weights: waiting on them too
+    learners_wait = _share(table, learner, "wait_rollouts", "send")
+    actors_wait = _share(table, "actor", "wait_weights")
+    grad = _share(table, learner, "gradient", "optimizer", "allreduce")
+    wait_peers = _share(table, learner, "wait_learners")
+    if learners_wait >= 0.3 and actors_wait < 0.5:
+        out.append(f"learners wait on actors {learners_wait:.0%} of the time: the actors are "
+                   "the bottleneck; add actor ranks (on more cores or nodes), or make env "
+                   "steps cheaper")
+    elif actors_wait >= 0.3 and learners_wait < 0.5:
+        out.append(f"actors wait {actors_wait:.0%} of the time for the learners' weights: the "
+                   "learners are the bottleneck")
+    elif learners_wait >= 0.3 and actors_wait >= 0.3:
+        out.append(f"learners ({learners_wait:.0%}) and actors ({actors_wait:.0%}) mostly wait "
+                   "for each other: each exchange carries too little work for its hand-off "
+                   "cost; raise --envs-per-actor or --n-steps")
+    if grad >= 0.5:
+        out.append(f"gradient work dominates the learners ({grad:.0%} of their time): use "
+                   "--device cuda, a smaller model, or more learners (--learners)")
+    if wait_peers >= 0.2:
+        out.append(f"learners wait on each other {wait_peers:.0%} of the time at the allreduce:"
+                   " their loads are uneven (actors per learner, or a slow node)")
+    env = _share(table, "actor", "env") or _share(table, learner, "env")
+    if not out and env >= 0.5:
+        out.append(f"env stepping takes {env:.0%} of the acting time: more actors add "
+                   "throughput as long as there are cores for them")
+    if not out:
+        out.append("no single activity dominates")
+    return out
+
+
+def format_table(table: dict, wall_s: float) -> str:
+    """The end-of-run "where the time went" table."""
+    lines = [f"where the time went ({wall_s:.1f} s of training):"]
+    for role, info in table.items():
+        lines.append(f"  {role} ({info['ranks']} rank{'s' if info['ranks'] > 1 else ''}):")
+        cats = sorted(info["categories"].items(), key=lambda kv: -kv[1]["share"])
+        for cat, c in cats:
+            if c["share"] < 0.005:
+                continue
+            worst = (f"  max {c['max_share']:5.1%} on rank {c['slowest_rank']}"
+                     if info["ranks"] > 1 else "")
+            lines.append(f"    {cat:<14} {c['seconds']:8.2f} s {c['share']:6.1%}{worst}"
+                         f"   {DESCRIPTIONS[cat]}")
+    lines += [f"  verdict: {v}" for v in verdict(table)]
+    return "\n".join(lines)
