@@ -1,9 +1,11 @@
 """``python -m mpirl.bench``: measure this machine or allocation.
 
-  python -m mpirl.bench sps [--ranks 1 2 4 8 16] [--env CartPole-v1] [--total-steps N]
+  python -m mpirl.bench sps [--ranks 1 2 4 8 16] [--scaling weak|strong] [--csv F]
       Training throughput (env steps/s, learning included) against rank count. Launches one
-      ``mpirun -n K python -m mpirl.train`` per K (``--launcher`` to change) and reads each
-      run's summary.json. Extra training flags go after ``--``.
+      ``mpirun -n K python -m mpirl.train`` per K (``--launcher 'srun --mpi=pmi2'`` inside a
+      SLURM allocation) and reads each run's summary.json and time breakdown (how much the
+      learners and actors waited). Weak scaling keeps the envs per actor, strong scaling
+      the global batch. Extra training flags go after ``--``.
 
   mpirun -n 2 python -m mpirl.bench allreduce [--params 1e4 1e5 1e6]
       mpirl's gradient averaging against a raw mpi4py ``Allreduce`` of the same bytes. Each
@@ -27,18 +29,24 @@ from pathlib import Path
 import numpy as np
 
 
+def _columns(rows: list[dict]) -> list[str]:
+    """Every key of the rows, in first-seen order (a row may lack some, e.g. actor figures
+    for a run without actors)."""
+    return list(dict.fromkeys(k for r in rows for k in r))
+
+
 def _print_table(rows: list[dict], columns: list[str]) -> None:
-    widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in columns}
+    widths = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in columns}
     print("  ".join(c.rjust(widths[c]) for c in columns))
     for r in rows:
-        print("  ".join(str(r[c]).rjust(widths[c]) for c in columns))
+        print("  ".join(str(r.get(c, "")).rjust(widths[c]) for c in columns))
 
 
 def _write_csv(path: str | None, rows: list[dict]) -> None:
     if not path:
         return
     with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w = csv.DictWriter(f, fieldnames=_columns(rows))
         w.writeheader()
         w.writerows(rows)
     print(f"wrote {path}")
@@ -51,15 +59,44 @@ def find_mpirun() -> str | None:
     return str(local) if local.exists() else (shutil.which("mpirun") or shutil.which("mpiexec"))
 
 
+def _acting_ranks(ranks: int, learners: int) -> int:
+    from mpirl.layout import plan_layout
+    layout = plan_layout(ranks, learners)
+    return layout.learners if layout.self_acting else layout.actors
+
+
+def _wait_shares(run_dir: Path) -> dict:
+    """The learners' and actors' share of time spent waiting, from the run's timing.json."""
+    path = run_dir / "timing.json"
+    if not path.is_file():
+        return {}
+    table = json.loads(path.read_text())["breakdown"]
+    out = {}
+    for role, cats in [("learner", ("wait_rollouts", "send", "wait_learners")),
+                       ("actor", ("wait_weights",))]:
+        info = table.get(role) or table.get(f"{role}+actor")
+        if info:
+            out[f"{role}_wait"] = round(sum(info["categories"].get(c, {}).get("share", 0.0)
+                                            for c in cats), 3)
+    return out
+
+
 def bench_sps(args: argparse.Namespace, train_args: list[str]) -> list[dict]:
+    """One training run per rank count. Weak scaling keeps --envs-per-actor (the work per
+    actor) fixed, so the batch grows with the actors; strong scaling keeps the global batch
+    (--global-envs envs in all) fixed and splits it over the actors."""
     launcher = shlex.split(args.launcher) if args.launcher else [find_mpirun() or "mpirun"]
     rows = []
     with tempfile.TemporaryDirectory(prefix="mpirl-bench-") as tmp:
         for ranks in args.ranks:
             run_dir = Path(tmp) / f"n{ranks}"
+            acting = _acting_ranks(ranks, args.learners)
+            envs = args.envs_per_actor if args.scaling == "weak" else \
+                max(1, args.global_envs // acting)
             cmd = [*launcher, "-n", str(ranks), sys.executable, "-m", "mpirl.train",
                    "--env", args.env, "--total-steps", str(args.total_steps), "--eval-every",
                    "0", "--eval-episodes", "1", "--quiet", "--no-tensorboard",
+                   "--learners", str(args.learners), "--envs-per-actor", str(envs),
                    "--run-dir", str(run_dir), *train_args]
             t = time.perf_counter()
             res = subprocess.run(cmd, capture_output=True, text=True)
@@ -67,13 +104,16 @@ def bench_sps(args: argparse.Namespace, train_args: list[str]) -> list[dict]:
                 sys.stderr.write(res.stderr)
                 raise SystemExit(f"benchmark run with {ranks} ranks failed: {shlex.join(cmd)}")
             s = json.loads((run_dir / "summary.json").read_text())
-            rows.append({"ranks": ranks, "learners": s["learners"], "actors": s["actors"],
+            rows.append({"scaling": args.scaling, "ranks": ranks, "learners": s["learners"],
+                         "actors": s["actors"], "envs_per_actor": envs,
                          "env_steps": s["env_steps"], "train_s": s["wall_time_s"],
-                         "sps": round(s["sps"]), "job_s": round(time.perf_counter() - t, 1)})
+                         "sps": round(s["sps"]), "job_s": round(time.perf_counter() - t, 1),
+                         **_wait_shares(run_dir)})
             print(f"  {ranks:>2} ranks: {rows[-1]['sps']:>8,} steps/s", file=sys.stderr, flush=True)
-    base = rows[0]["sps"]
+    base, base_ranks = rows[0]["sps"], rows[0]["ranks"]
     for r in rows:
         r["vs_first"] = round(r["sps"] / base, 2)
+        r["efficiency"] = round(r["vs_first"] / (r["ranks"] / base_ranks), 2)
     return rows
 
 
@@ -138,6 +178,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ranks", type=int, nargs="+", default=[1, 2, 4, 8, 16])
     p.add_argument("--env", default="CartPole-v1")
     p.add_argument("--total-steps", type=int, default=300_000)
+    p.add_argument("--learners", type=int, default=1)
+    p.add_argument("--scaling", choices=("weak", "strong"), default="weak",
+                   help="weak: fixed envs per actor; strong: a fixed global batch split over "
+                        "the actors")
+    p.add_argument("--envs-per-actor", type=int, default=16, help="for weak scaling")
+    p.add_argument("--global-envs", type=int, default=64,
+                   help="for strong scaling: envs in all, divided among the acting ranks")
     p.add_argument("--launcher", default=None,
                    help="launcher command before '-n K', e.g. 'srun --mpi=pmi2' "
                         "(default: the mpirun next to this Python, else on PATH)")
@@ -153,12 +200,12 @@ def main(argv: list[str] | None = None) -> int:
         rows = bench_sps(args, train_args)
         print(f"training throughput, {args.env}, {args.total_steps:,} env steps per run "
               f"({os.cpu_count()} CPUs here)")
-        _print_table(rows, list(rows[0]))
+        _print_table(rows, _columns(rows))
     else:
         rows = bench_allreduce(args)
         if rows:
             print(f"gradient averaging vs raw Allreduce, {rows[0]['ranks']} ranks")
-            _print_table(rows, list(rows[0]))
+            _print_table(rows, _columns(rows))
     if rows:
         _write_csv(args.csv, rows)
     return 0

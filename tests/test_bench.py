@@ -1,0 +1,27 @@
+"""The benchmark commands run and write the columns the plots and the README read."""
+import csv
+
+from conftest import run_job
+
+
+def test_sps_bench_weak_and_strong_write_a_csv(tmp_path):
+    for scaling in ("weak", "strong"):
+        out = tmp_path / f"{scaling}.csv"
+        res = run_job(["mpirl.bench", "sps", "--ranks", "1", "3", "--total-steps", "3000",
+                       "--scaling", scaling, "--global-envs", "8", "--csv", str(out)])
+        assert res.returncode == 0, res.stderr
+        rows = list(csv.DictReader(open(out)))
+        assert [r["ranks"] for r in rows] == ["1", "3"]
+        assert {"sps", "efficiency", "learner_wait", "actor_wait"} <= set(rows[0])
+        envs = [int(r["envs_per_actor"]) for r in rows]
+        assert envs == ([16, 16] if scaling == "weak" else [8, 4])  # 8 envs over 1, 2 actors
+        assert rows[1]["actor_wait"] != ""
+
+
+def test_allreduce_bench_under_mpirun(tmp_path):
+    out = tmp_path / "allreduce.csv"
+    res = run_job(["mpirl.bench", "allreduce", "--params", "1e3", "1e4", "--repeat", "20",
+                   "--warmup", "2", "--csv", str(out)], ranks=2)
+    assert res.returncode == 0, res.stderr
+    rows = list(csv.DictReader(open(out)))
+    assert [r["params"] for r in rows] == ["1000", "10000"] and float(rows[0]["ratio"]) > 0
