@@ -16,7 +16,9 @@ from test_checkpoint import crafted_checkpoint
 
 from mpirl import exit_codes
 
-TIMING_COLUMNS = {"time_s", "sps"}
+# wall-clock measurements, which no two runs share
+TIMING_COLUMNS = {"time_s", "sps", "learner_wait_rollouts", "learner_wait_learners",
+                  "learner_gradient", "actor_wait_weights"}
 # a run long enough to be interrupted mid-way, with checkpoints that mark progress
 LONG = ["--total-steps", "96000", "--log-every", "4000", "--eval-every", "32000",
         "--eval-episodes", "3", "--checkpoint-every", "40", "--seed", "3", "--quiet",
