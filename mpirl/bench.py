@@ -28,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mpirl.timing import share
+
 
 def _columns(rows: list[dict]) -> list[str]:
     """Every key of the rows, in first-seen order (a row may lack some, e.g. actor figures
@@ -71,13 +73,10 @@ def _wait_shares(run_dir: Path) -> dict:
     if not path.is_file():
         return {}
     table = json.loads(path.read_text())["breakdown"]
-    out = {}
-    for role, cats in [("learner", ("wait_rollouts", "send", "wait_learners")),
-                       ("actor", ("wait_weights",))]:
-        info = table.get(role) or table.get(f"{role}+actor")
-        if info:
-            out[f"{role}_wait"] = round(sum(info["categories"].get(c, {}).get("share", 0.0)
-                                            for c in cats), 3)
+    out = {"learner_wait": round(share(table, "learner", "wait_rollouts", "send",
+                                       "wait_learners"), 3)}
+    if "actor" in table:
+        out["actor_wait"] = round(share(table, "actor", "wait_weights"), 3)
     return out
 
 

@@ -124,9 +124,7 @@ def from_bytes(data: bytes, path: Path) -> Checkpoint:
         raise CheckpointError(f"{path} cannot be loaded safely: {str(e).splitlines()[0]}") from None
     if not isinstance(raw, dict) or raw.get("format") != FORMAT or \
             not {"meta", "shared", "ranks"} <= set(raw):
-        raise CheckpointError(f"{path} has an unknown layout (format {raw.get('format')!r} "
-                              f"expected {FORMAT})" if isinstance(raw, dict) else
-                              f"{path} has an unknown layout")
+        raise CheckpointError(f"{path} has an unknown layout (mpirl reads format {FORMAT})")
     return Checkpoint(decode(raw["meta"]), decode(raw["shared"]), decode(raw["ranks"]),
                       path=path)
 

@@ -213,8 +213,9 @@ class EnvVector:
 
     def restart(self, epoch: int) -> None:
         """Start every env on a new episode, seeded for ``epoch`` (the resume count)."""
-        self.load_state_dict({"obs": None, "ret": None, "len": None, "done": [[], [], []],
-                              "envs": [None] * self.n}, epoch)
+        self.done_returns, self.done_lengths, self.done_envs = [], [], []
+        for i in range(self.n):
+            self._new_episode(i, epoch)
 
     def load_state_dict(self, state: dict, epoch: int) -> int:
         """Continue from ``state_dict()``. Envs without a snapshot start a new episode, seeded
@@ -229,11 +230,14 @@ class EnvVector:
                 self.obs[i] = state["obs"][i]
                 self._ret[i], self._len[i] = state["ret"][i], state["len"][i]
             else:
-                seed, rank, stream = self._seeding
-                self.obs[i], _ = env.reset(seed=env_seed(seed, rank, i, stream, epoch))
-                self._ret[i], self._len[i] = 0.0, 0
+                self._new_episode(i, epoch)
                 restarted += 1
         return restarted
+
+    def _new_episode(self, i: int, epoch: int) -> None:
+        seed, rank, stream = self._seeding
+        self.obs[i], _ = self.envs[i].reset(seed=env_seed(seed, rank, i, stream, epoch))
+        self._ret[i], self._len[i] = 0.0, 0
 
     def close(self) -> None:
         for env in self.envs:

@@ -105,20 +105,31 @@ def breakdown(totals: dict[int, np.ndarray], roles: dict[int, str]) -> dict[str,
     return out
 
 
-def _share(table: dict, role: str, *cats: str) -> float:
-    got = table.get(role, {}).get("categories", {})
+def share(table: dict, role: str, *cats: str) -> float:
+    """The mean share of ``cats`` together for ``role`` in a ``breakdown`` table (0 if the role
+    is absent). "learner" also finds learners that act themselves ("learner+actor")."""
+    info = table.get(role) or (table.get("learner+actor") if role == "learner" else None)
+    got = (info or {}).get("categories", {})
     return sum(got.get(c, {}).get("share", 0.0) for c in cats)
+
+
+def summary_columns(table: dict) -> dict[str, float]:
+    """The four shares progress.csv carries (the full breakdown goes to TensorBoard)."""
+    return {"learner_wait_rollouts": share(table, "learner", "wait_rollouts"),
+            "learner_wait_learners": share(table, "learner", "wait_learners"),
+            "learner_gradient": share(table, "learner", "gradient", "allreduce", "optimizer"),
+            "actor_wait_weights": (share(table, "actor", "wait_weights") if "actor" in table
+                                   else float("nan"))}
 
 
 def verdict(table: dict) -> list[str]:
     """Plain-language conclusions from a ``breakdown`` table, most important first."""
     out = []
-    learner = "learner" if "learner" in table else "learner+actor"
     # a learner's sends complete when its actors take the weights: waiting on them too
-    learners_wait = _share(table, learner, "wait_rollouts", "send")
-    actors_wait = _share(table, "actor", "wait_weights")
-    grad = _share(table, learner, "gradient", "optimizer", "allreduce")
-    wait_peers = _share(table, learner, "wait_learners")
+    learners_wait = share(table, "learner", "wait_rollouts", "send")
+    actors_wait = share(table, "actor", "wait_weights")
+    grad = share(table, "learner", "gradient", "optimizer", "allreduce")
+    wait_peers = share(table, "learner", "wait_learners")
     if learners_wait >= 0.3 and actors_wait < 0.5:
         out.append(f"learners wait on actors {learners_wait:.0%} of the time: the actors are "
                    "the bottleneck; add actor ranks (on more cores or nodes), or make env "
@@ -137,7 +148,7 @@ def verdict(table: dict) -> list[str]:
     if wait_peers >= 0.2:
         out.append(f"learners wait on each other {wait_peers:.0%} of the time at the allreduce:"
                    " their loads are uneven (actors per learner, or a slow node)")
-    env = _share(table, "actor", "env") or _share(table, learner, "env")
+    env = share(table, "actor", "env") or share(table, "learner", "env")
     if not out and env >= 0.5:
         out.append(f"env stepping takes {env:.0%} of the acting time: more actors add "
                    "throughput as long as there are cores for them")

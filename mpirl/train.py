@@ -26,6 +26,7 @@ from mpirl.roles.setup import RunSetup
 from mpirl.rundir import RunDir
 from mpirl.threads import cpu_share, limit_threads
 
+
 def _agree(world, error: str | None) -> str | None:
     """Collective: the error message to report (once, by rank 0) if any rank had one."""
     message, failing = comm.first_error(world, error)

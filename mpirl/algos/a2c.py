@@ -67,6 +67,7 @@ class A2C:
         skipped = not self.averager.finite  # the same verdict on every learner
         if not skipped:
             self.optimizer.step()
-        return {"skipped": skipped, "loss": float(loss.total.detach()), "policy_loss": float(loss.policy.detach()),
+        return {"skipped": skipped, "loss": float(loss.total.detach()),
+                "policy_loss": float(loss.policy.detach()),
                 "value_loss": float(loss.value.detach()), "entropy": float(loss.entropy.detach()),
                 "grad_norm": grad_norm}

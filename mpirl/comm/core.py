@@ -98,23 +98,31 @@ def announce_arrival(comm: MPI.Comm) -> MPI.Request | None:
     """Start a non-blocking barrier that says this rank is on its way to a collective.
 
     Post it before local work that precedes the collective (a backward pass), and give it to
-    ``allreduce_sum_``: the barrier then completes during that work instead of after it.
+    ``rendezvous``: the barrier then completes during that work instead of after it.
     """
     return comm.Ibarrier() if comm.Get_size() > 1 else None
 
 
-def allreduce_sum_(comm: MPI.Comm, arr: np.ndarray, arrival: MPI.Request | None = None,
+def rendezvous(comm: MPI.Comm, arrival: MPI.Request | None = None,
+               what: str = "the other ranks at an allreduce") -> None:
+    """Wait quietly until every rank of ``comm`` is here (``arrival`` if it was announced
+    earlier), so the blocking collective that follows runs with everyone present."""
+    if comm.Get_size() > 1:
+        wait(arrival if arrival is not None else comm.Ibarrier(), what=what)
+
+
+def allreduce_sum_(comm: MPI.Comm, arr: np.ndarray,
                    what: str = "the other ranks at an allreduce") -> np.ndarray:
     """Sum ``arr`` over ``comm`` in place; returns it.
 
-    Ranks first meet at a quietly awaited barrier (``arrival`` if it was announced earlier),
-    then run the blocking Allreduce: with every rank present it finishes at full speed without
-    anyone spinning for long. (A non-blocking allreduce advances only while ranks poll it, so
-    sleeping between polls would stall it.)
+    Ranks first meet at a quietly awaited barrier (``rendezvous``), then run the blocking
+    Allreduce: with every rank present it finishes at full speed without anyone spinning for
+    long. (A non-blocking allreduce advances only while ranks poll it, so sleeping between
+    polls would stall it.)
     """
     if comm.Get_size() > 1:
-        wait(arrival if arrival is not None else comm.Ibarrier(), what=what)
-        comm.Allreduce(MPI.IN_PLACE, _mpi_buffer(arr), op=MPI.SUM)
+        rendezvous(comm, what=what)
+        raw_allreduce_sum_(comm, arr)
     return arr
 
 

@@ -27,7 +27,7 @@ import torch
 
 from mpirl import timing
 from mpirl.comm.core import (Comm, announce_arrival, broadcast_, raw_allreduce_sum_,
-                             wait)
+                             rendezvous)
 
 
 class GradientAverager:
@@ -102,10 +102,9 @@ class GradientAverager:
             host = self.buffer.numpy() if self._host is None else self._host.numpy()
             if self._host is not None:
                 self._host.copy_(self.buffer)
-            # the rendezvous first (time spent there is waiting on peers), then the reduction
+            # as allreduce_sum_, in two timed parts: waiting on peers, then the reduction
             timing.switch("wait_learners")
-            wait(arrival if arrival is not None else self.comm.Ibarrier(),
-                 what="the other learners at the gradient allreduce")
+            rendezvous(self.comm, arrival, what="the other learners at the gradient allreduce")
             timing.switch("allreduce")
             raw_allreduce_sum_(self.comm, host)
             if self._host is not None:

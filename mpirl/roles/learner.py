@@ -337,9 +337,8 @@ class Learner:
         with their rollouts) to the lead, which returns the shares since the previous row
         (``time/<role>/<activity>``) and keeps the totals for the end-of-run table."""
         mine = {self.comms.rank: timing.clock().snapshot()}
-        if self.collector is None:
-            for r, rank in zip(self.rollouts, self.actor_ranks):
-                mine[rank] = r["timing"].copy()
+        for r, rank in zip(self.rollouts, self.actor_ranks):
+            mine[rank] = r["timing"].copy()
         parts = comm.gather_to_root(self.comms.learners, mine,
                                     what="the other learners at a log row")
         if parts is None:
@@ -348,16 +347,10 @@ class Learner:
         window = {r: t - self._timing_totals.get(r, 0.0) for r, t in totals.items()}
         self._timing_totals = totals
         roles = {r: self.setup.layout.role(r) for r in totals}
-        row = {}
-        for role, info in timing.breakdown(window, roles).items():
-            for cat, v in info["categories"].items():
-                row[f"time/{role}/{cat}"] = v["share"]
-        learner = "learner+actor" if self.setup.layout.self_acting else "learner"
-        row["learner_wait_rollouts"] = row.get(f"time/{learner}/wait_rollouts", 0.0)
-        row["learner_wait_learners"] = row.get(f"time/{learner}/wait_learners", 0.0)
-        row["learner_gradient"] = sum(row.get(f"time/{learner}/{c}", 0.0)
-                                      for c in ("gradient", "allreduce", "optimizer"))
-        row["actor_wait_weights"] = row.get("time/actor/wait_weights", float("nan"))
+        table = timing.breakdown(window, roles)
+        row = {f"time/{role}/{cat}": v["share"]
+               for role, info in table.items() for cat, v in info["categories"].items()}
+        row.update(timing.summary_columns(table))
         return row
 
     def _report_timing(self) -> None:
