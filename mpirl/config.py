@@ -24,7 +24,7 @@ def _f(default: Any, help: str, **kw: Any) -> Any:
     return field(default=default, metadata={"help": help, **kw})
 
 
-ALGOS = ("a2c",)
+ALGOS = ("a2c", "dqn")
 DEVICES = ("cpu", "cuda", "auto")
 OPTIMIZERS = ("rmsprop", "adam")
 
@@ -50,7 +50,8 @@ class Config:
         0, "Torch threads per rank; 0 = SLURM_CPUS_PER_TASK, else this node's cores / ranks.")
 
     # --- algorithm (A2C)
-    n_steps: int = _f(5, "Steps each env collects per update (the rollout length).")
+    n_steps: int = _f(5, "Steps each env collects per update (A2C: the rollout length; DQN: "
+                      "the chunk an actor sends its learner at a time).")
     gamma: float = _f(0.99, "Discount factor.")
     gae_lambda: float = _f(1.0, "GAE lambda; 1.0 gives plain n-step returns.")
     ent_coef: float = _f(0.0, "Entropy bonus weight.")
@@ -62,6 +63,36 @@ class Config:
                           choices=("constant", "linear"))
     hidden_sizes: list[int] = _f((64, 64), "Hidden layer sizes of the policy and value MLPs.")
     activation: str = _f("tanh", "Hidden activation.", choices=("tanh", "relu"))
+
+    # --- algorithm (DQN); shared fields above take DQN defaults from ALGO_DEFAULTS
+    replay_size: int = _f(100_000, "DQN: replay capacity in transitions, summed over the "
+                          "learners' shards (memory is allocated up front).")
+    batch_size: int = _f(256, "DQN: minibatch per gradient update, summed over the learners.")
+    replay_ratio: float = _f(
+        32.0, "DQN: samples trained on per env step collected (updates x --batch-size per "
+        "step); held whatever the number of actors.")
+    learning_starts: int = _f(1_000, "DQN: transitions in the replay before updates begin.")
+    n_step: int = _f(3, "DQN: steps summed in the n-step return.")
+    target_update: int = _f(100, "DQN: copy the online network to the target every this many "
+                            "updates.")
+    weights_every: int = _f(8, "DQN: send actors fresh weights every this many updates.")
+    dueling: bool = _f(False, "DQN: dueling value/advantage heads.")
+    prioritized: bool = _f(False, "DQN: proportional prioritized replay.")
+    priority_alpha: float = _f(0.6, "DQN: priority exponent alpha of prioritized replay.")
+    priority_beta: float = _f(
+        0.4, "DQN: initial importance-weight exponent beta, annealed to 1 over the budget.")
+    exploration: str = _f(
+        "apex", "DQN: epsilon per acting rank i of N: apex = eps-base ** (1 + eps-alpha i/(N-1)) "
+        "(Ape-X), linear = eps-final for all; both annealed from 1.0 over "
+        "--exploration-fraction of the budget.", choices=("apex", "linear"))
+    exploration_fraction: float = _f(0.1, "DQN: fraction of the budget over which epsilon "
+                                     "anneals from 1.0 to its final value.")
+    eps_final: float = _f(0.05, "DQN: final epsilon with --exploration linear.")
+    eps_base: float = _f(0.4, "DQN: Ape-X base epsilon.")
+    eps_alpha: float = _f(7.0, "DQN: Ape-X epsilon exponent spread.")
+    checkpoint_replay: bool = _f(
+        False, "DQN: include the replay shards in checkpoints (large), so a resumed run "
+        "continues with its experience; else the replay refills after a resume.")
 
     # --- evaluation and logging
     eval_episodes: int = _f(10, "Deterministic episodes per evaluation.")
@@ -127,6 +158,8 @@ class Config:
             raise ConfigError(f"--gae-lambda must be in [0, 1], got {self.gae_lambda}")
         if self.lr <= 0:
             raise ConfigError(f"--lr must be positive, got {self.lr}")
+        if self.algo == "dqn":
+            self._validate_dqn()
         if not self.hidden_sizes or any(h <= 0 for h in self.hidden_sizes):
             raise ConfigError(f"--hidden-sizes must be positive integers, got {self.hidden_sizes}")
         for f in dataclasses.fields(self):
@@ -137,6 +170,28 @@ class Config:
         if world_size is not None:
             from mpirl.layout import plan_layout
             plan_layout(world_size, self.learners)
+
+
+    def _validate_dqn(self) -> None:
+        for name in ["replay_size", "batch_size", "n_step", "target_update", "weights_every"]:
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"--{_flag(name)} must be positive, got {getattr(self, name)}")
+        if self.replay_ratio <= 0:
+            raise ConfigError(f"--replay-ratio must be positive, got {self.replay_ratio}")
+        if self.learning_starts < 0:
+            raise ConfigError(f"--learning-starts must be >= 0, got {self.learning_starts}")
+        if self.replay_size < self.batch_size:
+            raise ConfigError(f"--replay-size {self.replay_size} is smaller than --batch-size "
+                              f"{self.batch_size}: the replay must hold at least one batch")
+        if self.batch_size < self.learners:
+            raise ConfigError(f"--batch-size {self.batch_size} is less than one sample per "
+                              f"learner (--learners {self.learners})")
+        for name in ["exploration_fraction", "eps_final", "eps_base", "priority_beta"]:
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ConfigError(f"--{_flag(name)} must be in [0, 1], got "
+                                  f"{getattr(self, name)}")
+        if self.eps_alpha < 0 or self.priority_alpha < 0:
+            raise ConfigError("--eps-alpha and --priority-alpha must be >= 0")
 
 
 def _flag(name: str) -> str:
@@ -218,6 +273,9 @@ def build_parser() -> argparse.ArgumentParser:
         kind = str(f.type)
         flag = "--" + _flag(f.name)
         help_ = f.metadata["help"]
+        others = [f"{algo}: {d[f.name]}" for algo, d in ALGO_DEFAULTS.items() if f.name in d]
+        if others:
+            help_ += f" (default {f.default}; {', '.join(others)})"
         choices = f.metadata.get("choices")
         if kind.startswith("bool"):
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, help=help_)
@@ -243,7 +301,18 @@ def given_values(argv: Sequence[str] | None = None) -> dict[str, Any]:
     return values
 
 
+# Where an algorithm's good defaults differ from the dataclass's (which are A2C's). A value
+# given on the command line or in a config file always wins.
+ALGO_DEFAULTS: dict[str, dict[str, Any]] = {
+    "dqn": {"total_steps": 100_000, "envs_per_actor": 4, "n_steps": 16, "optimizer": "adam",
+            "lr": 1e-3, "lr_schedule": "linear", "hidden_sizes": [64, 64],
+            "activation": "relu", "max_grad_norm": 10.0, "eval_every": 5_000,
+            "log_every": 5_000},
+}
+
+
 def _build(values: dict[str, Any]) -> Config:
+    values = {**ALGO_DEFAULTS.get(values.get("algo", "a2c"), {}), **values}
     cfg = Config(**values)
     cfg.hidden_sizes = list(cfg.hidden_sizes)
     cfg.override = list(cfg.override)

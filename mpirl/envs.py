@@ -169,13 +169,17 @@ class EnvVector:
         self.done_lengths: list[int] = []
         self.done_envs: list[int] = []
 
-    def step(self, actions: np.ndarray):
+    def step(self, actions: np.ndarray, hold: np.ndarray | None = None):
+        """Step every env (but those where ``hold`` is True, which keep their observation and
+        get reward 0)."""
         n = self.n
-        rewards = np.empty(n, dtype=np.float32)
+        rewards = np.zeros(n, dtype=np.float32)
         terminated = np.zeros(n, dtype=bool)
         truncated = np.zeros(n, dtype=bool)
         final_obs: dict[int, np.ndarray] = {}
         for i, env in enumerate(self.envs):
+            if hold is not None and hold[i]:
+                continue
             o, r, te, tr, _ = env.step(actions[i])
             rewards[i] = r
             self._ret[i] += r

@@ -53,3 +53,18 @@ def rollout_fields(spec: EnvSpec, n_steps: int, n_envs: int):
         # the sender's seconds per activity so far (mpirl.timing), for the time breakdown
         "timing": ((len(CATEGORIES),), np.dtype(np.float64)),
     }
+
+
+def transition_fields(spec: EnvSpec, n_steps: int, n_envs: int):
+    """The arrays of one chunk of off-policy experience: ``n_steps`` rows from ``n_envs`` envs,
+    laid out as the rows of a replay shard (see ``mpirl.replay.shard``)."""
+    T, N = n_steps, n_envs
+    return {
+        "obs": ((T, N, *spec.obs_shape), spec.obs_dtype),
+        "actions": ((T, N, *spec.action_shape), spec.action_dtype),
+        "rewards": ((T, N), np.dtype(np.float32)),
+        "flags": ((T, N), np.dtype(np.uint8)),
+        "episodes": ((EPISODE_STATS,), np.dtype(np.float64)),
+        "requests": ((1,), np.dtype(np.float64)),
+        "timing": ((len(CATEGORIES),), np.dtype(np.float64)),
+    }

@@ -15,7 +15,8 @@ import time
 import numpy as np
 
 CATEGORIES = ("env", "inference", "send", "wait_weights", "wait_rollouts", "wait_learners",
-              "gradient", "allreduce", "optimizer", "checkpoint", "evaluation", "other")
+              "gradient", "allreduce", "optimizer", "replay", "checkpoint", "evaluation",
+              "other")
 _INDEX = {c: i for i, c in enumerate(CATEGORIES)}
 DESCRIPTIONS = {
     "env": "stepping environments",
@@ -27,6 +28,7 @@ DESCRIPTIONS = {
     "gradient": "loss and backward pass",
     "allreduce": "averaging gradients (the allreduce itself)",
     "optimizer": "clipping and the optimizer step",
+    "replay": "writing to and sampling from the replay (DQN)",
     "checkpoint": "writing checkpoints",
     "evaluation": "evaluation episodes",
     "other": "everything else (logging, set-up)",

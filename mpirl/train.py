@@ -171,6 +171,15 @@ def _print_start(cfg: Config, setup: RunSetup, run_dir: RunDir, nodes: list[str]
           f"model {setup.n_params:,} parameters; "
           f"run dir {run_dir.path}", flush=True)
     print(f"mpirl: placement: {slurm.describe_placement(nodes, lay.is_learner)}", flush=True)
+    if cfg.algo == "dqn":
+        per = setup.replay_bytes
+        mib = 1 << 20
+        print(f"mpirl: replay: {cfg.replay_size:,} transitions over {lay.learners} shard(s) of "
+              f"{setup.replay_rows:,} steps x {setup.streams_of(0)} env streams, "
+              f"{per[0] / mib:.1f} MiB per learner, {sum(per) / mib:.1f} MiB in all (allocated "
+              f"now); batch {cfg.batch_size}, replay ratio {cfg.replay_ratio:g} = "
+              f"{cfg.replay_ratio * setup.steps_per_iteration / cfg.batch_size:g} updates per "
+              f"{setup.steps_per_iteration} env steps", flush=True)
 
 
 if __name__ == "__main__":

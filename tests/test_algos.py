@@ -2,6 +2,7 @@
 import math
 
 import numpy as np
+import pytest
 import torch
 
 from mpirl.algos import a2c_loss, gae
@@ -79,3 +80,50 @@ def test_sampled_actions_follow_the_policy():
     counts = np.bincount(model.act(obs, np.random.default_rng(1)), minlength=3) / len(obs)
     np.testing.assert_allclose(counts, np.exp([0, 1, 2]) / np.exp([0, 1, 2]).sum(), atol=0.01)
     assert (model.act(obs[:3], None, deterministic=True) == 2).all()
+
+
+def test_double_dqn_targets_pick_online_argmax_and_evaluate_with_target():
+    from mpirl.algos import double_dqn_targets
+    online = torch.tensor([[1.0, 3.0], [5.0, 2.0]])
+    target = torch.tensor([[10.0, 20.0], [30.0, 40.0]])
+    y = double_dqn_targets(online, target, torch.tensor([1.0, 2.0]), torch.tensor([0.5, 0.0]))
+    # row 0: online prefers action 1, target says 20 -> 1 + 0.5 * 20; row 1: terminated -> 2
+    assert y.tolist() == [11.0, 2.0]
+
+
+def test_dqn_huber_loss_and_importance_weights():
+    from mpirl.algos import dqn_loss
+    q = torch.tensor([[0.0, 1.0], [2.0, 0.0]], requires_grad=True)
+    actions = torch.tensor([1, 0])
+    targets = torch.tensor([1.5, 5.0])  # errors 0.5 (quadratic part) and 3.0 (linear part)
+    loss, td = dqn_loss(q, actions, targets)
+    assert loss.item() == pytest.approx((0.5 * 0.5 ** 2 + (3.0 - 0.5)) / 2)
+    assert td.tolist() == [0.5, 3.0]
+    weighted, _ = dqn_loss(q, actions, targets, torch.tensor([1.0, 0.0]))
+    assert weighted.item() == pytest.approx(0.5 * 0.5 ** 2 / 2)
+
+
+def test_actor_epsilons_follow_ape_x_and_anneal():
+    from mpirl.algos import actor_epsilon
+    from mpirl.config import Config
+    cfg = Config(algo="dqn", exploration="apex", eps_base=0.4, eps_alpha=7.0,
+                 exploration_fraction=0.1)
+    assert actor_epsilon(cfg, 0.0, 0, 8) == 1.0
+    assert actor_epsilon(cfg, 0.05, 0, 8) == pytest.approx(0.7)
+    assert actor_epsilon(cfg, 0.5, 0, 8) == pytest.approx(0.4)
+    assert actor_epsilon(cfg, 0.5, 7, 8) == pytest.approx(0.4 ** 8)
+    assert actor_epsilon(cfg, 0.5, 3, 8) == pytest.approx(0.4 ** (1 + 7 * 3 / 7))
+    cfg.exploration = "linear"
+    assert actor_epsilon(cfg, 1.0, 5, 8) == pytest.approx(cfg.eps_final)
+
+
+def test_dueling_q_network_centres_advantages():
+    from mpirl.models import QNetwork
+    torch.manual_seed(0)
+    net = QNetwork(EnvSpec((3,), np.dtype(np.float32), True, 4, None, None), [8], dueling=True)
+    obs = torch.randn(5, 3)
+    q = net(obs)
+    x = torch.relu(torch.nn.functional.linear(obs, net.body[0].weight, net.body[0].bias))
+    v = net.value_head(x)
+    assert torch.allclose(q.mean(-1, keepdim=True), v, atol=1e-6)
+    assert list(net.act(obs.numpy())) == q.argmax(-1).tolist()

@@ -18,7 +18,7 @@ from mpirl import exit_codes
 
 # wall-clock measurements, which no two runs share
 TIMING_COLUMNS = {"time_s", "sps", "learner_wait_rollouts", "learner_wait_learners",
-                  "learner_gradient", "actor_wait_weights"}
+                  "learner_gradient", "actor_wait_weights", "updates_per_s"}
 # a run long enough to be interrupted mid-way, with checkpoints that mark progress
 LONG = ["--total-steps", "96000", "--log-every", "4000", "--eval-every", "32000",
         "--eval-episodes", "3", "--checkpoint-every", "40", "--seed", "3", "--quiet",
@@ -84,6 +84,41 @@ def test_a_stopped_and_resumed_run_ends_like_an_uninterrupted_one(tmp_path, how)
     steps = [int(r["env_steps"]) for r in rows_parts]
     assert steps == sorted(set(steps))
     assert json.loads((parts / "summary.json").read_text())["resumed"] == 1
+
+
+DQN_LONG = ["--algo", "dqn", "--total-steps", "40000", "--log-every", "2000", "--eval-every",
+            "20000", "--eval-episodes", "3", "--checkpoint-every", "30", "--seed", "3",
+            "--checkpoint-replay", "--quiet", "--no-tensorboard"]
+
+
+def test_a_stopped_and_resumed_dqn_run_with_its_replay_ends_like_an_uninterrupted_one(tmp_path):
+    """The replay shards, the target network, the update schedule and the chunks actors had
+    already sent for the next iteration all go into the checkpoint, so a DQN run resumed on
+    the same layout repeats the uninterrupted run exactly."""
+    whole, parts = tmp_path / "whole", tmp_path / "parts"
+    res = run_job(["mpirl.train", *DQN_LONG, "--run-dir", str(whole)], ranks=3)
+    assert res.returncode == 0, res.stderr
+    proc = start_job(["mpirl.train", *DQN_LONG, "--run-dir", str(parts)], ranks=3)
+    _wait_for_checkpoint(proc, parts)
+    proc.send_signal(signal.SIGTERM)
+    code, out, err = _finish(proc)
+    assert code == exit_codes.PREEMPTED, err
+    assert int(_rows(parts)[-1]["env_steps"]) < 40000, "the signal came after the run's end"
+    res = run_job(["mpirl.train", "--resume", str(parts)], ranks=3)
+    assert res.returncode == 0, res.stderr
+    assert _same_weights(whole, parts)
+    assert _rows(parts) == _rows(whole)
+    # without --checkpoint-replay the replay refills before updates go on, and it still ends
+    res = run_job(["mpirl.train", *DQN_LONG[:-3], "--quiet", "--no-tensorboard",
+                   "--no-checkpoint-replay", "--total-steps", "12000", "--run-dir",
+                   str(tmp_path / "small")], ranks=3)
+    assert res.returncode == 0, res.stderr
+    small = sorted((tmp_path / "small" / "checkpoints").glob("*.ckpt"))
+    assert small[-1].stat().st_size < sorted((parts / "checkpoints").glob("*.ckpt"))[-1] \
+        .stat().st_size / 4
+    res = run_job(["mpirl.train", "--resume", str(tmp_path / "small"), "--total-steps",
+                   "16000", "--override", "total-steps"], ranks=3)
+    assert res.returncode == 0, res.stderr
 
 
 def _short_run(run, ranks=2, extra=()):

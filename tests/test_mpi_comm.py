@@ -127,3 +127,53 @@ def test_a_wait_that_outlasts_the_comm_timeout_names_the_missing_rank():
     finally:
         comm.set_comm_timeout(0)
     comm.barrier(world)
+
+
+def _dqn_learner(comm_, share=None):
+    from mpirl.algos import DQN
+    from mpirl.models import QNetwork
+    torch.manual_seed(0)
+    model, target = QNetwork(SPEC, [16, 16]), QNetwork(SPEC, [16, 16])
+    params = comm.FlatParameters(model)
+    averager = comm.GradientAverager(model.parameters(), comm_, share)
+    flat = torch.nn.Parameter(params.vector, requires_grad=False)
+    flat.grad = averager.flat
+    opt = torch.optim.Adam([flat], lr=1e-2, eps=1e-5, fused=True)
+    cfg = Config(algo="dqn", max_grad_norm=1.0)
+    return DQN(cfg, model, target, averager, opt), params
+
+
+def _dqn_batch(seed: int, n: int):
+    from mpirl.replay import Sample
+    rng = np.random.default_rng(seed)
+    return Sample(cells=np.arange(n), obs=rng.standard_normal((n, 4)).astype(np.float32),
+                  actions=rng.integers(0, 2, n), returns=rng.standard_normal(n).astype(np.float32),
+                  next_obs=rng.standard_normal((n, 4)).astype(np.float32),
+                  discounts=(rng.random(n) < 0.8).astype(np.float32) * 0.97,
+                  weights=rng.random(n).astype(np.float32))
+
+
+def test_dqn_averaged_update_equals_one_process_on_all_minibatches():
+    """DQN learners sampling uneven parts of the global minibatch end, after a few averaged
+    updates (with importance weights and a target copy), with the weights one process gets on
+    the whole minibatch."""
+    from mpirl.replay import Sample
+    world = comm.world()
+    rank, size = world.Get_rank(), world.Get_size()
+    sizes = [5 + 3 * r for r in range(size)]
+    total = sum(sizes)
+    learner, params = _dqn_learner(world, share=sizes[rank] / total)
+    reference, ref_params = _dqn_learner(None)
+    for step in range(4):
+        parts = [_dqn_batch(100 * step + r, sizes[r]) for r in range(size)]
+        learner.update(parts[rank], weighted=True)
+        joint = Sample(*(np.concatenate([getattr(p, f) for p in parts])
+                         for f in Sample.__dataclass_fields__))
+        reference.update(joint, weighted=True)
+        if step == 1:
+            learner.sync_target()
+            reference.sync_target()
+    np.testing.assert_allclose(params.vector.numpy(), ref_params.vector.numpy(), atol=2e-6)
+    gathered = comm.gather_objects(world, params.vector.numpy().copy())
+    for other in gathered:
+        np.testing.assert_array_equal(other, gathered[0])

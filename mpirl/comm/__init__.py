@@ -7,7 +7,7 @@ from mpirl.comm.core import (HANDOFF_SLEEP_S, CommTimeout, RoleComms, abort, all
                              announce_arrival, barrier, broadcast_, broadcast_object, first_error,
                              gather_objects, gather_to_root, irecv_all, isend_all, node_local,
                              raw_allreduce_sum_, recv, rendezvous, scatter_objects, send,
-                             set_comm_timeout, split_roles, wait, world)
+                             set_comm_timeout, split_roles, test, wait, world)
 from mpirl.comm.gradsync import FlatParameters, GradientAverager, broadcast_parameters
 from mpirl.layout import Layout, plan_layout
 
@@ -17,5 +17,5 @@ __all__ = [
     "broadcast_object", "broadcast_parameters", "first_error", "gather_objects",
     "gather_to_root", "irecv_all", "isend_all", "node_local", "plan_layout",
     "raw_allreduce_sum_", "recv", "rendezvous", "scatter_objects", "send", "set_comm_timeout",
-    "split_roles", "wait", "world",
+    "split_roles", "test", "wait", "world",
 ]

@@ -79,6 +79,12 @@ def wait(requests: MPI.Request | Sequence[MPI.Request], max_sleep_s: float = MAX
         elapsed = time.perf_counter() - start
 
 
+def test(requests: Sequence[MPI.Request]) -> bool:
+    """Whether all ``requests`` are complete; never blocks. Each call also lets MPI move
+    pending transfers along, so a busy rank calls it between pieces of work."""
+    return not requests or MPI.Request.Testall(list(requests))
+
+
 def _timeout_report(elapsed: float, reqs: list, what: str, peers: Sequence[int] | None) -> str:
     report = f"waited {elapsed:.0f} s (--comm-timeout {_timeout_s:g}) for {what}"
     if peers is not None:

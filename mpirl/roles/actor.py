@@ -1,9 +1,11 @@
-"""The actor loop: receive weights from the learner, collect a rollout, send it, repeat."""
+"""The actor loop: receive a command (and weights) from the learner, collect a rollout or a
+chunk of replay rows, send it, repeat."""
 from __future__ import annotations
 
 import numpy as np
 
 from mpirl import comm, signals, timing
+from mpirl.algos import actor_epsilon
 from mpirl.faults import Faults
 from mpirl.roles.checkpointing import Checkpointer, restore_process_rng_state
 from mpirl.roles.setup import RunSetup
@@ -11,9 +13,12 @@ from mpirl.roles.setup import RunSetup
 ROLLOUT_TAG = 11
 WEIGHTS_TAG = 12
 CONTROL_TAG = 13
-# Commands in the control message [command, exit code]. RUN and STOP are followed by weights;
-# SAVE asks the actor to join a checkpoint, after which the same weights are still to come.
+# The control message: [command, exit code, weights follow (0/1), progress (fraction of the
+# budget done)]. RUN asks for the next rollout or chunk; STOP is always followed by weights,
+# RUN by weights when the learner has fresh ones to send; SAVE asks the actor to join a
+# checkpoint, after which the next command is still to come.
 RUN, STOP, SAVE = 0.0, 1.0, 2.0
+CONTROL_SIZE = 4
 
 
 def run_actor(setup: RunSetup, comms: comm.RoleComms, checkpointer: Checkpointer,
@@ -28,8 +33,10 @@ def run_actor(setup: RunSetup, comms: comm.RoleComms, checkpointer: Checkpointer
     learner = setup.layout.learner_of(rank)
     model = setup.make_model("cpu")
     weights = comm.FlatParameters(model).vector.numpy()  # received straight into the model
-    control = np.zeros(2, dtype=np.float64)
+    control = np.zeros(CONTROL_SIZE, dtype=np.float64)
     collector = setup.make_collector(model, rank, resume)
+    exploring = setup.cfg.algo == "dqn"
+    index = setup.acting_index(rank)
     if resume and resume.get("own"):
         restore_process_rng_state(resume["own"]["rng"])
     rollout = setup.make_rollout_buffer()
@@ -47,10 +54,13 @@ def run_actor(setup: RunSetup, comms: comm.RoleComms, checkpointer: Checkpointer
             timing.switch("checkpoint")
             checkpointer.save({"role": "actor", "collector": collector.state_dict()})
             continue
-        comm.wait(incoming, what="weights from its learner", peers=[learner])
-        incoming = None
+        if control[2]:
+            comm.wait(incoming, what="weights from its learner", peers=[learner])
+            incoming = None
         if control[0] == STOP:
             break
+        if exploring:
+            collector.epsilon = actor_epsilon(setup.cfg, control[3], index, setup.acting_ranks)
         poison = faults.strike(update) == "nan"
         collector.collect(rollout)
         if poison:

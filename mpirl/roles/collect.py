@@ -1,4 +1,5 @@
-"""Collecting one on-policy rollout from an env vector with the current policy."""
+"""Collecting experience from an env vector: on-policy rollouts (A2C) and epsilon-greedy
+chunks of replay rows (DQN)."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,6 +7,7 @@ import numpy as np
 from mpirl import timing
 from mpirl.envs import EnvVector
 from mpirl.models import ActorCritic, env_actions
+from mpirl.replay import ENDED, TERMINATED, VALID
 from mpirl.rollout import PackedArrays
 
 
@@ -47,4 +49,56 @@ class RolloutCollector:
     def load_state_dict(self, state: dict, epoch: int) -> int:
         """Continue from ``state_dict()``; returns how many envs had to start a new episode."""
         self.rng.bit_generator.state = state["rng"]
+        return self.envs.load_state_dict(state["envs"], epoch)
+
+
+class TransitionCollector:
+    """Steps ``envs`` for ``n_steps`` epsilon-greedily with a Q-network and writes a chunk of
+    replay rows (``mpirl.rollout.transition_fields``).
+
+    An episode cut off by a time limit is followed by a reset row in its env's stream: the row
+    holds the episode's final observation (the bootstrap target of the step before), no
+    transition, and that env is not stepped for it. Terminated episodes need no such row.
+    """
+
+    def __init__(self, model, envs: EnvVector, n_steps: int, rng: np.random.Generator):
+        self.model, self.envs, self.n_steps, self.rng = model, envs, n_steps, rng
+        self.epsilon = 1.0
+        # envs whose next row is a reset row, with the final observation it shows
+        self.final_obs: dict[int, np.ndarray] = {}
+
+    def collect(self, out: PackedArrays) -> None:
+        envs, rng, n = self.envs, self.rng, self.envs.n
+        obs, actions, rewards, flags = out["obs"], out["actions"], out["rewards"], out["flags"]
+        n_actions = envs.spec.n_actions
+        hold = np.zeros(n, dtype=bool)
+        for t in range(self.n_steps):
+            obs[t] = envs.obs
+            hold[:] = False
+            for i, final in self.final_obs.items():
+                obs[t, i] = final
+                hold[i] = True
+            self.final_obs = {}
+            timing.switch("inference")
+            a = self.model.act(envs.obs)
+            explore = rng.random(n) < self.epsilon
+            if explore.any():
+                a[explore] = rng.integers(0, n_actions, int(explore.sum()))
+            actions[t] = a
+            timing.switch("env")
+            _, r, terminated, truncated, final_obs = envs.step(a, hold)
+            rewards[t] = r
+            flags[t] = np.where(hold, 0, VALID | np.where(terminated, TERMINATED | ENDED,
+                                                          np.where(truncated, ENDED, 0)))
+            self.final_obs = final_obs
+        returns, lengths = envs.pop_episodes()
+        out["episodes"][:] = (len(returns), sum(returns), sum(lengths))
+
+    def state_dict(self) -> dict:
+        return {"rng": self.rng.bit_generator.state, "envs": self.envs.state_dict(),
+                "final_obs": dict(self.final_obs)}
+
+    def load_state_dict(self, state: dict, epoch: int) -> int:
+        self.rng.bit_generator.state = state["rng"]
+        self.final_obs = dict(state.get("final_obs", {}))
         return self.envs.load_state_dict(state["envs"], epoch)

@@ -16,18 +16,15 @@ import numpy as np
 import torch
 
 from mpirl import comm, exit_codes, signals, timing
-from mpirl.algos import A2C
 from mpirl.evaluation import evaluate_policy
 from mpirl.faults import Faults
 from mpirl.logger import ProgressLogger
-from mpirl.roles.actor import CONTROL_TAG, ROLLOUT_TAG, RUN, SAVE, STOP, WEIGHTS_TAG
+from mpirl.roles.actor import (CONTROL_SIZE, CONTROL_TAG, ROLLOUT_TAG, RUN, SAVE, STOP,
+                               WEIGHTS_TAG)
 from mpirl.roles.checkpointing import Checkpointer, restore_process_rng_state
 from mpirl.roles.setup import RunSetup
+from mpirl.roles.trainers import make_trainer
 from mpirl.rundir import RunDir
-
-LOSS_KEYS = ("loss", "policy_loss", "value_loss", "entropy", "grad_norm")
-# slots summed across learners with the gradient: [stop requested, checkpoint due by time]
-STOP_SLOT, TIME_SLOT = 0, 1
 
 
 @dataclasses.dataclass
@@ -47,10 +44,13 @@ class Counters:
     segment: int = 0              # 0 for a fresh run, +1 per resume
 
 
-def make_optimizer(cfg, params) -> torch.optim.Optimizer:
+def make_optimizer(cfg, params, fused: bool = False) -> torch.optim.Optimizer:
+    """``fused`` takes one flat parameter: the step is then one kernel, which matters when a
+    learner makes hundreds of small updates a second (DQN)."""
+    kind = {"fused": True} if fused else {"foreach": True}
     if cfg.optimizer == "rmsprop":
-        return torch.optim.RMSprop(params, lr=cfg.lr, alpha=0.99, eps=1e-5, foreach=True)
-    return torch.optim.Adam(params, lr=cfg.lr, eps=1e-5, foreach=True)
+        return torch.optim.RMSprop(params, lr=cfg.lr, alpha=0.99, eps=1e-5, **kind)
+    return torch.optim.Adam(params, lr=cfg.lr, eps=1e-5, **kind)
 
 
 def choose_device(cfg, learners_comm) -> torch.device:
@@ -85,21 +85,36 @@ class Learner:
             self.weights = np.zeros(self.params.numel, dtype=np.float32)
             self.acting_model = setup.make_model("cpu")  # for self-acting and evaluation
             self._acting_params = comm.FlatParameters(self.acting_model)
-        self.optimizer = make_optimizer(cfg, self.model.parameters())
         layout = setup.layout
-        my_share = layout.acting_ranks_of(comms.rank) / (
-            layout.learners if layout.self_acting else layout.actors)
+        if cfg.algo == "dqn":  # this learner's part of the global minibatch
+            my_share = setup.batch_of(comms.rank) / cfg.batch_size
+        else:
+            my_share = layout.acting_ranks_of(comms.rank) / setup.acting_ranks
+        # extras: [stop requested, checkpoint due by time], summed over learners
         self.averager = comm.GradientAverager(self.model.parameters(), comms.learners,
                                               share=my_share, extras=2)
-        self.algo = A2C(cfg, self.model, self.averager, self.optimizer)
+        if cfg.algo == "dqn":
+            flat = torch.nn.Parameter(self.params.vector, requires_grad=False)
+            flat.grad = self.averager.flat
+            self.optimizer = make_optimizer(cfg, [flat], fused=True)
+        else:
+            self.optimizer = make_optimizer(cfg, self.model.parameters())
+        self.epoch = resume["epoch"] if resume else 0
+        self.trainer = make_trainer(self)
         self.sources = list(range(1, comms.group.Get_size()))
         self.actor_ranks = layout.actors_of(comms.rank)  # world ranks, in group order
-        self._control = np.zeros(2, dtype=np.float64)
+        self._control = np.zeros(CONTROL_SIZE, dtype=np.float64)
         self.rollouts = [setup.make_rollout_buffer() for _ in range(max(1, len(self.sources)))]
+        self._incoming = None  # receives of the next rollouts, while actors collect them
+        self._sending: list = []  # pipelined: weight sends that complete during training
+        self._send_buffer = None  # pipelined: the weights being sent (training goes on)
+        self._ready = False    # rollouts received and not yet ingested
+        self._progress = 0.0
         self.collector = None
         if layout.self_acting:
             self.collector = setup.make_collector(self.acting_model, comms.rank, resume)
-        self._window = np.zeros(3 + len(LOSS_KEYS) + 1, dtype=np.float64)
+        self.stat_keys = self.trainer.stat_keys
+        self._window = np.zeros(3 + len(self.stat_keys) + 1, dtype=np.float64)
         self._timing_totals: dict[int, np.ndarray] = {}
         self.counters = Counters(next_log=cfg.log_every,
                                  next_eval=cfg.eval_every if cfg.eval_every > 0 else None)
@@ -121,29 +136,39 @@ class Learner:
         self.counters = Counters(**shared["counters"])
         self.counters.segment = resume["epoch"]
         own = resume.get("own")
+        self.trainer.load(shared.get("trainer", {}), (own or {}).get("trainer"))
         if own:
             self._window[:] = own["window"]
             restore_process_rng_state(own["rng"])
+            for r, buffer in zip(self.rollouts, own.get("pending") or []):
+                r.buffer[:] = buffer
+                r["requests"][:] = 0  # a stop asked for then was the previous segment's
+                self._ready = True
 
     def _elapsed(self) -> float:
         return self.counters.time_s + time.perf_counter() - self._segment_start
 
     def _checkpoint(self) -> None:
         """Collective over the world: this learner's actors join when told SAVE."""
+        self._drain()
         timing.switch("checkpoint")
         c = self.counters
         if self.sources:
-            self._control[:] = (SAVE, 0)
+            self._control[:] = (SAVE, 0, 0, self._progress)
             comm.wait(comm.isend_all(self.comms.group, self._control, self.sources,
                                      tag=CONTROL_TAG), max_sleep_s=comm.HANDOFF_SLEEP_S,
                       what="its actors to take a checkpoint command", peers=self.actor_ranks)
-        own = {"role": self.comms.role, "window": self._window.copy()}
+        own = {"role": self.comms.role, "window": self._window.copy(),
+               "trainer": self.trainer.own_state(self.cfg.checkpoint_replay)}
+        if self._ready:  # received for the next iteration: it continues from them
+            own["pending"] = [r.buffer.copy() for r in self.rollouts]
         if self.collector is not None:
             own["collector"] = self.collector.state_dict()
         shared = meta = None
         if self.lead:
             shared = {"weights": self.params.vector.detach().cpu().clone(),
                       "optimizer": self.optimizer.state_dict(),
+                      "trainer": self.trainer.shared_state(),
                       "counters": dataclasses.asdict(dataclasses.replace(
                           c, time_s=self._elapsed()))}
             lay = self.setup.layout
@@ -166,41 +191,87 @@ class Learner:
             self.params.to_numpy(self.weights)
             self._acting_params.load_(self.weights)
 
-    def _publish_weights(self, command: float = RUN, code: int = 0) -> list:
-        """Start sending the control message (RUN or STOP), then the current weights, to this
-        learner's actors."""
-        self._sync_host_weights()
-        self._control[:] = (command, code)
-        return (comm.isend_all(self.comms.group, self._control, self.sources, tag=CONTROL_TAG) +
-                comm.isend_all(self.comms.group, self.weights, self.sources, tag=WEIGHTS_TAG))
-
-    def _exchange(self, poison: bool) -> bool:
-        """Weights out, the rollouts collected with them in; returns whether any of them asks
-        to stop. Receives are posted first, so rollouts land while the weights are still going
-        out; the sends are pushed with brisk polls, since each step of a large transfer needs
-        this rank's attention."""
-        if self.collector is not None:  # no actors: act with the current weights
+    def _publish(self, command: float = RUN, code: int = 0, weights: bool = True) -> list:
+        """Start sending the control message, then (if ``weights``) the current weights, to
+        this learner's actors."""
+        self._control[:] = (command, code, 1.0 if weights else 0.0, self._progress)
+        reqs = comm.isend_all(self.comms.group, self._control, self.sources, tag=CONTROL_TAG)
+        if weights:
             self._sync_host_weights()
-            self.collector.collect(self.rollouts[0])
+            source = self.weights
+            if self.trainer.pipelined:  # the weights change while this copy is sent
+                if self._send_buffer is None:
+                    self._send_buffer = np.empty_like(self.weights)
+                self._send_buffer[:] = self.weights
+                source = self._send_buffer
+            reqs += comm.isend_all(self.comms.group, source, self.sources, tag=WEIGHTS_TAG)
+        return reqs
+
+    def _request(self, weights: bool) -> None:
+        """Ask the actors for their next rollouts: receives posted first, so rollouts land
+        while the weights are still going out. On-policy, the sends are pushed to completion
+        with brisk polls, since each step of a large transfer needs this rank's attention;
+        pipelined, they complete while training, through ``_pump`` between updates."""
+        self._finish_sends()
+        self._incoming = comm.irecv_all(self.comms.group, [r.buffer for r in self.rollouts],
+                                        self.sources, tag=ROLLOUT_TAG)
+        timing.switch("send")
+        sends = self._publish(weights=weights)
+        if self.trainer.pipelined:
+            self._sending = sends
         else:
-            incoming = comm.irecv_all(self.comms.group, [r.buffer for r in self.rollouts],
-                                      self.sources, tag=ROLLOUT_TAG)
-            timing.switch("send")
-            comm.wait(self._publish_weights(), max_sleep_s=comm.HANDOFF_SLEEP_S,
+            comm.wait(sends, max_sleep_s=comm.HANDOFF_SLEEP_S,
                       what="its actors to take the weights", peers=self.actor_ranks * 2)
+
+    def _pump(self) -> None:
+        """Between updates: let pending weight sends progress (and note when they are done)."""
+        if self._sending and comm.test(self._sending):
+            self._sending = []
+
+    def _finish_sends(self) -> None:
+        if self._sending:
+            timing.switch("send")
+            comm.wait(self._sending, max_sleep_s=comm.HANDOFF_SLEEP_S,
+                      what="its actors to take the weights", peers=self.actor_ranks * 2)
+            self._sending = []
+
+    def _drain(self) -> None:
+        """Wait for rollouts still being collected (before actors are given a new command)."""
+        self._finish_sends()
+        if self._incoming is not None:
             timing.switch("wait_rollouts")
-            comm.wait(incoming, what="rollouts", peers=self.actor_ranks)
+            comm.wait(self._incoming, what="rollouts", peers=self.actor_ranks)
+            self._incoming = None
+            self._ready = True
+
+    def _exchange(self, poison: bool, last: bool) -> bool:
+        """The rollouts of this iteration in, and handed to the trainer; returns whether any
+        of them asks to stop.
+
+        On-policy (A2C): the current weights go out, then the rollouts collected with them
+        come in. Pipelined (DQN): the rollouts asked for in the previous iteration come in,
+        and the next ones are asked for at once, so actors collect while the learners train.
+        """
+        trainer = self.trainer
+        if self.collector is not None:  # no actors: act with the current weights
+            if not self._ready:
+                self._sync_host_weights()
+                self.collector.epsilon = trainer.epsilon(self._progress, self.comms.rank)
+                self.collector.collect(self.rollouts[0])
+        else:
+            if not trainer.pipelined or (self._incoming is None and not self._ready):
+                self._request(weights=trainer.weights_due())
+            self._drain()
+        self._ready = False
         if poison:
             self.rollouts[0]["rewards"][:] = np.nan
-        return bool(signals.requested()) or any(r["requests"][0] for r in self.rollouts)
-
-    def _batch(self) -> dict[str, np.ndarray]:
-        """Rollouts of all this learner's actors side by side along the env axis."""
-        out = {}
-        for key in ("obs", "actions", "rewards", "dones"):
-            parts = [r[key] for r in self.rollouts]
-            out[key] = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
-        return out
+        requested = bool(signals.requested()) or any(r["requests"][0] for r in self.rollouts)
+        trainer.ingest(self.rollouts)
+        # read now: pipelined, the next rollouts land in these buffers during training
+        self._episodes = sum(r["episodes"] for r in self.rollouts)
+        if trainer.pipelined and self.sources and not last:
+            self._request(weights=trainer.weights_due())
+        return requested
 
     def _set_lr(self, env_steps: int, planned_steps: int) -> float:
         lr = self.cfg.lr
@@ -230,28 +301,31 @@ class Learner:
         outcome = exit_codes.DONE
         update = 0  # updates in this process, for fault injection
         timing.clock().reset()
+        keys = self.stat_keys
         while c.iteration < end:
             lr = self._set_lr(c.env_steps, planned_steps)
+            self._progress = c.env_steps / cfg.total_steps
             poison = self.faults.strike(update) == "nan"
             update += 1
-            extras = self.averager.extras
-            extras[STOP_SLOT] = 1.0 if self._exchange(poison) else 0.0
-            extras[TIME_SLOT] = 1.0 if self.lead and self._checkpoint_time_due() else 0.0
-            timing.switch("gradient")
-            stats = self.algo.update(self._batch())
-            stop_requested, time_due = (v > 0 for v in extras.tolist())
-            if stats["skipped"]:
-                c.skipped_updates += 1
-                if cfg.nonfinite == "stop":
-                    outcome = exit_codes.DIVERGED
-                    break
-            else:
-                self._window[3:3 + len(LOSS_KEYS)] += [stats[k] for k in LOSS_KEYS]
-                self._window[-1] += 1
+            requested = self._exchange(poison, last=c.iteration + 1 == end)
+            time_due = self.lead and self._checkpoint_time_due()
+            results, sums = self.trainer.train([float(requested), float(time_due)],
+                                               self._progress, self._pump)
+            stop_requested, time_due = (v > 0 for v in sums)
+            diverged = False
+            for stats in results:
+                if stats["skipped"]:
+                    c.skipped_updates += 1
+                    diverged = cfg.nonfinite == "stop"
+                else:
+                    self._window[3:3 + len(keys)] += [stats[k] for k in keys]
+                    self._window[-1] += 1
+            if diverged:
+                outcome = exit_codes.DIVERGED
+                break
             c.iteration += 1
             c.env_steps += per_iter
-            for r in self.rollouts:
-                self._window[:3] += r["episodes"]
+            self._window[:3] += self._episodes
             last = c.iteration == end
             row = {}
             stop = False
@@ -284,6 +358,7 @@ class Learner:
                     c.next_log += cfg.log_every
                 if cfg.timing:
                     row.update(self._timing_row())
+                row.update(self.trainer.row(time.perf_counter() - last_row_time))
                 window = comm.allreduce_sum_(self.comms.learners, self._window.copy(),
                                              what="the other learners at a log row")
                 now = time.perf_counter()
@@ -303,7 +378,8 @@ class Learner:
         if outcome != exit_codes.DIVERGED and self._last_checkpoint[0] != c.iteration:
             self._checkpoint()  # the end of the run, or a stop signal: continue from here
         if self.sources:
-            comm.wait(self._publish_weights(STOP, outcome), max_sleep_s=comm.HANDOFF_SLEEP_S,
+            self._drain()
+            comm.wait(self._publish(STOP, outcome), max_sleep_s=comm.HANDOFF_SLEEP_S,
                       what="its actors to take the stop command", peers=self.actor_ranks * 2)
         self._report_timing()
         if outcome == exit_codes.DONE:
@@ -324,7 +400,7 @@ class Learner:
                "sps": round(sps, 1), "episodes": int(episodes),
                "episode_return_mean": window[1] / episodes if episodes else float("nan"),
                "episode_length_mean": window[2] / episodes if episodes else float("nan")}
-        for i, k in enumerate(LOSS_KEYS):
+        for i, k in enumerate(self.stat_keys):
             row[k] = window[3 + i] / updates if window[-1] else float("nan")
         row["lr"] = lr
         row["skipped_updates"] = c.skipped_updates
@@ -420,6 +496,7 @@ class Learner:
             "learners": self.setup.layout.learners,
             "actors": self.setup.layout.actors,
             "device": str(self.device),
+            **self.trainer.summary(),
         }
         if summary["target_reached"] and hit is None:
             summary["target_reached_env_steps"] = c.env_steps

@@ -6,12 +6,13 @@ import math
 import numpy as np
 import torch
 
-from mpirl.config import Config
+from mpirl.config import Config, ConfigError
 from mpirl.envs import EnvSpec, EnvVector, describe_env, make_env
 from mpirl.layout import Layout
-from mpirl.models import ActorCritic, build_policy
-from mpirl.roles.collect import RolloutCollector
-from mpirl.rollout import PackedArrays, rollout_fields
+from mpirl.models import build_policy
+from mpirl.replay import Prioritization, ReplayShard
+from mpirl.roles.collect import RolloutCollector, TransitionCollector
+from mpirl.rollout import PackedArrays, rollout_fields, transition_fields
 
 _ACTION_STREAM = 2
 
@@ -27,28 +28,77 @@ class RunSetup:
             spec = describe_env(env, cfg.env)
             env.close()
         self.spec = spec
+        if cfg.algo == "dqn" and not spec.discrete:
+            raise ConfigError(f"--algo dqn needs a Discrete action space, and env '{cfg.env}' "
+                              f"has continuous (Box) actions; use --algo a2c for it")
         self.n_params = sum(p.numel() for p in self.make_model("cpu").parameters())
-        acting = layout.learners if layout.self_acting else layout.actors
-        self.steps_per_iteration = cfg.n_steps * cfg.envs_per_actor * acting
+        self.acting_ranks = layout.learners if layout.self_acting else layout.actors
+        self.steps_per_iteration = cfg.n_steps * cfg.envs_per_actor * self.acting_ranks
         self.iterations = math.ceil(cfg.total_steps / self.steps_per_iteration)
+        if cfg.algo == "dqn":
+            self._plan_replay()
 
-    def make_model(self, device: str | torch.device) -> ActorCritic:
+    # ------------------------------------------------------------------ DQN replay geometry
+    def _plan_replay(self) -> None:
+        """Every env stream gets the same number of replay rows, so every learner's shard
+        fills at the same pace and the learners' decisions (whether to train, how often)
+        agree without a message."""
+        cfg = self.cfg
+        streams = self.acting_ranks * cfg.envs_per_actor
+        self.replay_rows = cfg.replay_size // streams
+        need = cfg.n_steps + cfg.n_step + 2
+        if self.replay_rows < need:
+            raise ConfigError(
+                f"--replay-size {cfg.replay_size:,} spread over {streams} env streams "
+                f"({self.acting_ranks} acting ranks x {cfg.envs_per_actor} envs) leaves "
+                f"{self.replay_rows} steps per stream; each needs at least --n-steps + "
+                f"--n-step + 2 = {need}: raise --replay-size to {need * streams:,} or more")
+        self.replay_bytes = [
+            ReplayShard.estimate_nbytes(self.replay_rows, self.streams_of(rank),
+                                        self.spec.obs_shape, self.spec.obs_dtype,
+                                        self.spec.action_shape, self.spec.action_dtype,
+                                        cfg.prioritized)
+            for rank in range(self.layout.learners)]
+
+    def streams_of(self, learner: int) -> int:
+        return self.layout.acting_ranks_of(learner) * self.cfg.envs_per_actor
+
+    def batch_of(self, learner: int) -> int:
+        """This learner's part of the global minibatch, in proportion to its env streams."""
+        lay, total = self.layout, self.cfg.batch_size
+        streams = [self.streams_of(r) for r in range(lay.learners)]
+        parts = [total * s // sum(streams) for s in streams]
+        for r in range(total - sum(parts)):  # the remainder, one each, to the first learners
+            parts[r % lay.learners] += 1
+        return parts[learner]
+
+    def make_replay(self, learner: int) -> ReplayShard:
+        cfg = self.cfg
+        prio = Prioritization(alpha=cfg.priority_alpha) if cfg.prioritized else None
+        return ReplayShard(self.replay_rows, self.streams_of(learner), self.spec.obs_shape,
+                           self.spec.obs_dtype, self.spec.action_shape, self.spec.action_dtype,
+                           cfg.n_step, cfg.gamma, prio)
+
+    def make_model(self, device: str | torch.device) -> torch.nn.Module:
         torch.manual_seed(self.cfg.seed)  # identical initial weights on every rank
         return build_policy(self.cfg, self.spec).to(device)
 
     def make_envs(self, rank: int) -> EnvVector:
         return EnvVector(self.cfg.env, self.cfg.envs_per_actor, self.cfg.seed, rank)
 
-    def make_collector(self, model: ActorCritic, rank: int, resume: dict | None = None
-                       ) -> RolloutCollector:
+    def make_collector(self, model: torch.nn.Module, rank: int, resume: dict | None = None
+                       ) -> RolloutCollector | TransitionCollector:
         """A collector on fresh envs for ``rank``. On resume it continues this rank's saved
         state where there is one, or else starts new episodes and action streams seeded for the
         resume count, so a re-laid-out run does not replay its first segment."""
         epoch = resume["epoch"] if resume else 0
         key = [self.cfg.seed, _ACTION_STREAM, rank] + ([epoch] if epoch else [])
         rng = np.random.default_rng(np.random.SeedSequence(key))
-        collector = RolloutCollector(model, self.make_envs(rank), self.cfg.n_steps,
-                                     self.cfg.gamma, rng)
+        if self.cfg.algo == "dqn":
+            collector = TransitionCollector(model, self.make_envs(rank), self.cfg.n_steps, rng)
+        else:
+            collector = RolloutCollector(model, self.make_envs(rank), self.cfg.n_steps,
+                                         self.cfg.gamma, rng)
         if resume:
             own = (resume.get("own") or {}).get("collector")
             if own is not None:
@@ -58,4 +108,11 @@ class RunSetup:
         return collector
 
     def make_rollout_buffer(self) -> PackedArrays:
-        return PackedArrays(rollout_fields(self.spec, self.cfg.n_steps, self.cfg.envs_per_actor))
+        """The message an acting rank sends per iteration: a rollout, or a chunk of replay
+        rows."""
+        fields = transition_fields if self.cfg.algo == "dqn" else rollout_fields
+        return PackedArrays(fields(self.spec, self.cfg.n_steps, self.cfg.envs_per_actor))
+
+    def acting_index(self, rank: int) -> int:
+        """Which of the ``acting_ranks`` this rank is (for per-actor exploration rates)."""
+        return rank if self.layout.self_acting else rank - self.layout.learners

@@ -1,0 +1,97 @@
+"""Deep Q-learning with the double-DQN target (van Hasselt et al. 2016, arXiv:1509.06461),
+n-step returns and a Huber loss, as in Ape-X (Horgan et al. 2018, arXiv:1803.00933), and
+importance weights for prioritized replay (Schaul et al. 2016, arXiv:1511.05952).
+
+``double_dqn_targets`` and ``dqn_loss`` are pure functions of tensors. ``DQN`` is the update a
+learner runs on each minibatch: loss, backward, gradient averaging across learners, clipping,
+optimizer step; plus the target network and its periodic copy.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from mpirl.replay import Sample
+
+__all__ = ["DQN", "actor_epsilon", "double_dqn_targets", "dqn_loss"]
+
+
+def double_dqn_targets(next_q_online: torch.Tensor, next_q_target: torch.Tensor,
+                       returns: torch.Tensor, discounts: torch.Tensor) -> torch.Tensor:
+    """y = R + discount x Q_target(s', argmax_a Q_online(s', a)). ``discounts`` is gamma**k,
+    0 where the episode terminated inside the n-step window."""
+    best = next_q_online.argmax(-1, keepdim=True)
+    return returns + discounts * next_q_target.gather(-1, best).squeeze(-1)
+
+
+def dqn_loss(q: torch.Tensor, actions: torch.Tensor, targets: torch.Tensor,
+             weights: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean (importance-weighted) Huber loss between Q(s, a) and the targets; returns the loss
+    and the TD errors (targets - Q(s, a), detached) for the new priorities."""
+    taken = q.gather(-1, actions.long().unsqueeze(-1)).squeeze(-1)
+    targets = targets.detach()
+    per_sample = F.smooth_l1_loss(taken, targets, reduction="none")
+    loss = per_sample.mean() if weights is None else (weights * per_sample).mean()
+    return loss, (targets - taken).detach()
+
+
+def actor_epsilon(cfg, progress: float, index: int, count: int) -> float:
+    """The exploration rate of acting rank ``index`` of ``count`` at ``progress`` (fraction of
+    the budget done): annealed linearly from 1.0 over ``cfg.exploration_fraction``, to
+    ``cfg.eps_final`` (linear) or to the Ape-X rate eps_base ** (1 + eps_alpha i / (N - 1))."""
+    if cfg.exploration == "linear":
+        final = cfg.eps_final
+    else:
+        spread = index / (count - 1) if count > 1 else 0.0
+        final = cfg.eps_base ** (1.0 + cfg.eps_alpha * spread)
+    if cfg.exploration_fraction <= 0:
+        return final
+    frac = min(max(progress, 0.0) / cfg.exploration_fraction, 1.0)
+    return 1.0 + frac * (final - 1.0)
+
+
+class DQN:
+    """Updates ``model`` from replay minibatches; ``target`` is its periodic copy."""
+
+    STAT_KEYS = ("loss", "q_mean", "grad_norm")
+
+    def __init__(self, cfg, model, target, averager, optimizer):
+        self.cfg = cfg
+        self.model, self.target = model, target
+        self.averager, self.optimizer = averager, optimizer
+        self.device = next(model.parameters()).device
+        self.sync_target()
+
+    def sync_target(self) -> None:
+        with torch.no_grad():
+            for t, p in zip(self.target.parameters(), self.model.parameters()):
+                t.copy_(p)
+
+    def _tensor(self, a: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(a).to(self.device, non_blocking=True)
+
+    def update(self, batch: Sample, weighted: bool) -> dict:
+        """One averaged gradient step on this learner's part of the global minibatch. Returns
+        the statistics, ``skipped`` (the same verdict on every learner) and the absolute TD
+        errors (for the priorities)."""
+        cfg = self.cfg
+        self.averager.announce()
+        obs, next_obs = self._tensor(batch.obs), self._tensor(batch.next_obs)
+        with torch.no_grad():
+            targets = double_dqn_targets(self.model(next_obs), self.target(next_obs),
+                                         self._tensor(batch.returns),
+                                         self._tensor(batch.discounts))
+        q = self.model(obs)
+        loss, td = dqn_loss(q, self._tensor(batch.actions), targets,
+                            self._tensor(batch.weights) if weighted else None)
+        self.averager.zero_grad()
+        self.averager.backward(loss)
+        self.averager.average()
+        grad_norm = self.averager.clip_norm_(cfg.max_grad_norm)
+        skipped = not self.averager.finite
+        if not skipped:
+            self.optimizer.step()
+        return {"skipped": skipped, "loss": float(loss.detach()),
+                "q_mean": float(q.detach().mean()), "grad_norm": grad_norm,
+                "td": td.abs().cpu().numpy()}

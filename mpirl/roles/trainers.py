@@ -1,0 +1,213 @@
+"""What a learner does with the data of one iteration, per algorithm family.
+
+The learner loop (``mpirl.roles.learner``) owns communication, counters, evaluation, logging
+and checkpoints; a trainer fills in the algorithm: how incoming messages become training data
+(``ingest``), how many averaged updates an iteration makes (``train``), what it adds to the log
+row and to checkpoints.
+
+``train`` gets this learner's control values (stop request, checkpoint due) and returns their
+sums over all learners: they ride in the extra slots of every gradient allreduce, and when an
+iteration makes no update, in one small allreduce of their own, so every learner takes the
+same branch afterwards.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from mpirl import comm, timing
+from mpirl.algos import A2C, DQN, actor_epsilon
+from mpirl.rollout import PackedArrays
+
+_REPLAY_STREAM = 3
+
+
+class OnPolicyTrainer:
+    """A2C: one update per iteration on the rollouts just collected with the current weights."""
+
+    pipelined = False  # actors must act with the newest weights
+    stat_keys = ("loss", "policy_loss", "value_loss", "entropy", "grad_norm")
+
+    def __init__(self, learner):
+        self.cfg = learner.cfg
+        self.averager = learner.averager
+        self.algo = A2C(learner.cfg, learner.model, learner.averager, learner.optimizer)
+        self._batch: dict[str, np.ndarray] = {}
+
+    def ingest(self, rollouts: list[PackedArrays]) -> None:
+        """The rollouts of all this learner's actors side by side along the env axis."""
+        for key in ("obs", "actions", "rewards", "dones"):
+            parts = [r[key] for r in rollouts]
+            self._batch[key] = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
+
+    def weights_due(self) -> bool:
+        return True
+
+    def train(self, control: list[float], progress: float, between=None
+              ) -> tuple[list[dict], list[float]]:
+        self.averager.extras[:] = torch.tensor(control)
+        timing.switch("gradient")
+        stats = self.algo.update(self._batch)
+        return [stats], self.averager.extras.tolist()
+
+    def epsilon(self, progress: float, index: int) -> None:
+        return None
+
+    def row(self, seconds: float) -> dict:
+        return {}
+
+    def summary(self) -> dict:
+        return {}
+
+    def shared_state(self) -> dict:
+        return {}
+
+    def own_state(self, with_replay: bool) -> dict:
+        return {}
+
+    def load(self, shared: dict, own: dict | None) -> None:
+        pass
+
+
+class ReplayTrainer:
+    """DQN: chunks go into this learner's replay shard; each iteration makes as many averaged
+    updates as keep ``--replay-ratio`` (samples trained per env step), whatever the actor count.
+
+    The number of updates is a function of the counters alone (a fractional carry keeps the
+    long-run ratio exact), so every learner makes the same number and the allreduces line up.
+    """
+
+    pipelined = True  # actors collect the next chunk while the learners train on this one
+    stat_keys = DQN.STAT_KEYS
+
+    def __init__(self, learner):
+        cfg = self.cfg = learner.cfg
+        setup, rank = learner.setup, learner.comms.rank
+        self.setup = setup
+        self.averager = learner.averager
+        self.learners = setup.layout.learners
+        self.comm = learner.comms.learners
+        self.replay = setup.make_replay(rank)
+        self.batch = setup.batch_of(rank)
+        self.streams_total = setup.acting_ranks * cfg.envs_per_actor
+        self.target = setup.make_model(learner.device)
+        for p in self.target.parameters():
+            p.requires_grad_(False)
+        self.algo = DQN(cfg, learner.model, self.target, learner.averager, learner.optimizer)
+        epoch = learner.epoch
+        key = [cfg.seed, _REPLAY_STREAM, rank] + ([epoch] if epoch else [])
+        self.rng = np.random.default_rng(np.random.SeedSequence(key))
+        self.updates = 0
+        self.credit = 0.0          # fractional updates owed to the replay ratio
+        self.published_at = None   # update count when actors last got weights
+        self._window = [0, 0]      # updates and env steps since the last log row
+
+    # ------------------------------------------------------------------ data in
+    def ingest(self, rollouts: list[PackedArrays]) -> None:
+        timing.switch("replay")
+        parts = {k: [r[k] for r in rollouts] for k in ("obs", "actions", "rewards", "flags")}
+        joined = {k: v[0] if len(v) == 1 else np.concatenate(v, axis=1) for k, v in parts.items()}
+        self.replay.add(joined["obs"], joined["actions"], joined["rewards"], joined["flags"])
+
+    def weights_due(self) -> bool:
+        if self.published_at is None or self.updates - self.published_at >= \
+                self.cfg.weights_every:
+            self.published_at = self.updates
+            return True
+        return False
+
+    def epsilon(self, progress: float, index: int) -> float:
+        return actor_epsilon(self.cfg, progress, index, self.setup.acting_ranks)
+
+    # ------------------------------------------------------------------ updates
+    def _ready(self) -> bool:
+        """Whether updates may run: the same answer on every learner, since every shard has
+        had the same number of rows written."""
+        rows = min(self.replay.written, self.replay.rows)
+        return (rows * self.streams_total >= self.cfg.learning_starts
+                and self.replay.written > self.replay.n_step + 1)
+
+    def updates_due(self, steps: int) -> int:
+        if not self._ready():
+            return 0
+        self.credit += self.cfg.replay_ratio * steps / self.cfg.batch_size
+        due = int(self.credit)
+        self.credit -= due
+        return due
+
+    def train(self, control: list[float], progress: float, between=None
+              ) -> tuple[list[dict], list[float]]:
+        """``between`` is called after each update (the learner keeps its sends moving)."""
+        cfg = self.cfg
+        due = self.updates_due(self.setup.steps_per_iteration)
+        self._window[1] += self.setup.steps_per_iteration
+        extras = self.averager.extras
+        own = torch.tensor(control, dtype=extras.dtype)
+        if due == 0:
+            sums = np.array(control, dtype=np.float64)
+            if self.learners > 1:
+                comm.allreduce_sum_(self.comm, sums, what="the other learners at an iteration")
+            return [], sums.tolist()
+        beta = cfg.priority_beta + min(progress, 1.0) * (1.0 - cfg.priority_beta)
+        out = []
+        for _ in range(due):
+            timing.switch("replay")
+            sample = self.replay.sample(self.batch, self.rng, beta)
+            extras.copy_(own)  # summed afresh by every allreduce
+            timing.switch("gradient")
+            stats = self.algo.update(sample, weighted=cfg.prioritized)
+            out.append(stats)
+            if stats["skipped"]:
+                if cfg.nonfinite == "stop":
+                    break
+                continue
+            timing.switch("replay")
+            self.replay.update_priorities(sample.cells, stats["td"])
+            self.updates += 1
+            self._window[0] += 1
+            if self.updates % cfg.target_update == 0:
+                self.algo.sync_target()
+            if between is not None:
+                between()
+        return out, extras.tolist()
+
+    # ------------------------------------------------------------------ reporting
+    def row(self, seconds: float) -> dict:
+        updates, steps = self._window
+        self._window = [0, 0]
+        return {"updates": self.updates,
+                "replay_ratio": updates * self.cfg.batch_size / steps if steps else float("nan"),
+                "replay_fill": self.replay.fill(),
+                "updates_per_s": updates / seconds if seconds > 0 else float("nan")}
+
+    def summary(self) -> dict:
+        return {"updates": self.updates, "batch_size": self.cfg.batch_size,
+                "replay_ratio": self.cfg.replay_ratio,
+                "replay_bytes_per_learner": self.replay.nbytes}
+
+    # ------------------------------------------------------------------ checkpoints
+    def shared_state(self) -> dict:
+        params = torch.cat([p.detach().reshape(-1) for p in self.target.parameters()])
+        return {"target": params.cpu().clone(), "updates": self.updates, "credit": self.credit,
+                "published_at": self.published_at}
+
+    def own_state(self, with_replay: bool) -> dict:
+        own = {"rng": self.rng.bit_generator.state}
+        if with_replay:
+            own["replay"] = self.replay.state_dict()
+        return own
+
+    def load(self, shared: dict, own: dict | None) -> None:
+        if shared:
+            torch.nn.utils.vector_to_parameters(shared["target"].to(self.algo.device),
+                                                self.target.parameters())
+            self.updates, self.credit = shared["updates"], shared["credit"]
+            self.published_at = shared["published_at"]
+        if own:
+            self.rng.bit_generator.state = own["rng"]
+            if "replay" in own:
+                self.replay.load_state_dict(own["replay"])
+
+
+def make_trainer(learner):
+    return ReplayTrainer(learner) if learner.cfg.algo == "dqn" else OnPolicyTrainer(learner)
