@@ -11,6 +11,12 @@
       mpirl's gradient averaging against a raw mpi4py ``Allreduce`` of the same bytes. Each
       sample syncs the ranks, runs the same backward pass, then times only the call that
       makes the gradient global, as an update experiences it.
+
+  python -m mpirl.bench sumtree [--size 1e6] [--batch 1e5]
+      The prioritized-replay sum tree: milliseconds to draw a batch of indices and to write
+      a batch of new priorities, in a tree of the given size.
+
+  DQN throughput: ``python -m mpirl.bench sps --ranks 4 --envs-per-actor 4 -- --algo dqn``.
 """
 from __future__ import annotations
 
@@ -164,6 +170,26 @@ def bench_allreduce(args: argparse.Namespace) -> list[dict]:
     return rows if rank == 0 else []
 
 
+# ---------------------------------------------------------------------------- sum tree
+def bench_sumtree(args: argparse.Namespace) -> list[dict]:
+    from mpirl.replay import SumTree
+    rng = np.random.default_rng(0)
+    size, batch = int(float(args.size)), int(float(args.batch))
+    tree = SumTree(size)
+    tree.set(np.arange(size), rng.random(size) + 1e-3)
+    rows = []
+    for _ in range(args.repeat):
+        t = time.perf_counter()
+        index = tree.sample(batch, rng)
+        sample_s = time.perf_counter() - t
+        t = time.perf_counter()
+        tree.set(index, rng.random(batch) + 1e-3)
+        rows.append((sample_s, time.perf_counter() - t))
+    sample_ms, update_ms = (1e3 * float(np.median(x)) for x in zip(*rows))
+    return [{"tree_size": size, "batch": batch, "sample_ms": round(sample_ms, 2),
+             "update_ms": round(update_ms, 2)}]
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     train_args: list[str] = []
@@ -193,12 +219,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeat", type=int, default=200)
     p.add_argument("--warmup", type=int, default=20)
     p.add_argument("--csv", default=None, help="also write the table to this CSV file")
+    p = sub.add_parser("sumtree", help="prioritized replay: sampling and priority updates")
+    p.add_argument("--size", default="1e6")
+    p.add_argument("--batch", default="1e5")
+    p.add_argument("--repeat", type=int, default=20)
+    p.add_argument("--csv", default=None, help="also write the table to this CSV file")
     args = parser.parse_args(argv)
 
     if args.what == "sps":
         rows = bench_sps(args, train_args)
         print(f"training throughput, {args.env}, {args.total_steps:,} env steps per run "
               f"({os.cpu_count()} CPUs here)")
+        _print_table(rows, _columns(rows))
+    elif args.what == "sumtree":
+        rows = bench_sumtree(args)
+        print("sum tree, median of the repeats")
         _print_table(rows, _columns(rows))
     else:
         rows = bench_allreduce(args)

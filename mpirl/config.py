@@ -304,8 +304,8 @@ def given_values(argv: Sequence[str] | None = None) -> dict[str, Any]:
 # Where an algorithm's good defaults differ from the dataclass's (which are A2C's). A value
 # given on the command line or in a config file always wins.
 ALGO_DEFAULTS: dict[str, dict[str, Any]] = {
-    "dqn": {"total_steps": 100_000, "envs_per_actor": 4, "n_steps": 16, "optimizer": "adam",
-            "lr": 1e-3, "lr_schedule": "linear", "hidden_sizes": [64, 64],
+    "dqn": {"total_steps": 200_000, "envs_per_actor": 4, "n_steps": 16, "optimizer": "adam",
+            "lr": 1e-3, "lr_schedule": "linear", "hidden_sizes": [128, 128],
             "activation": "relu", "max_grad_norm": 10.0, "eval_every": 5_000,
             "log_every": 5_000},
 }

@@ -145,8 +145,10 @@ def verdict(table: dict) -> list[str]:
                    "cost; raise --envs-per-actor or --n-steps")
     if grad >= 0.5:
         out.append(f"gradient work dominates the learners ({grad:.0%} of their time): a larger "
-                   "batch per update (--envs-per-actor, --n-steps) spreads its fixed cost over "
-                   "more steps; for a large model, use --device cuda or more --learners")
+                   "batch per update spreads its fixed cost over more samples (A2C: "
+                   "--envs-per-actor, --n-steps; DQN: --batch-size, which makes fewer updates "
+                   "at the same --replay-ratio); for a large model, use --device cuda or more "
+                   "--learners")
     if wait_peers >= 0.2:
         out.append(f"learners wait on each other {wait_peers:.0%} of the time at the allreduce:"
                    " their loads are uneven (actors per learner, or a slow node)")

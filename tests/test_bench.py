@@ -25,3 +25,12 @@ def test_allreduce_bench_under_mpirun(tmp_path):
     assert res.returncode == 0, res.stderr
     rows = list(csv.DictReader(open(out)))
     assert [r["params"] for r in rows] == ["1000", "10000"] and float(rows[0]["ratio"]) > 0
+
+
+def test_sumtree_bench_prints_milliseconds(tmp_path):
+    out = tmp_path / "tree.csv"
+    res = run_job(["mpirl.bench", "sumtree", "--size", "1e4", "--batch", "1e3", "--repeat", "3",
+                   "--csv", str(out)])
+    assert res.returncode == 0, res.stderr
+    row = next(csv.DictReader(open(out)))
+    assert row["tree_size"] == "10000" and float(row["sample_ms"]) > 0

@@ -1,4 +1,4 @@
-"""It learns: A2C with the defaults on 4 ranks solves CartPole-v1 and stays solved."""
+"""It learns: A2C and DQN with their defaults on 4 ranks solve CartPole-v1 and stay solved."""
 import json
 
 import pytest
@@ -26,4 +26,25 @@ def test_a2c_stays_solved_to_the_default_budget(tmp_path, seed):
     assert res.returncode == 0, res.stderr
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["env_steps"] >= 300_000
+    assert summary["final_eval_return"] >= 475, summary
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_dqn_reaches_target_on_four_ranks(tmp_path, seed):
+    res = run_job(["mpirl.train", "--algo", "dqn", "--env", "CartPole-v1", "--seed", str(seed),
+                   "--target-return", "475", "--run-dir", str(tmp_path), "--quiet",
+                   "--no-tensorboard"], ranks=4, timeout=300)
+    assert res.returncode == 0, res.stderr
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["target_reached"], summary
+    assert summary["final_eval_return"] >= 475
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_dqn_stays_solved_to_the_default_budget(tmp_path, seed):
+    res = run_job(["mpirl.train", "--algo", "dqn", "--seed", str(seed), "--run-dir",
+                   str(tmp_path), "--quiet", "--no-tensorboard"], ranks=4, timeout=300)
+    assert res.returncode == 0, res.stderr
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["env_steps"] >= 200_000
     assert summary["final_eval_return"] >= 475, summary

@@ -85,6 +85,12 @@ def test_several_learners_with_actors(tmp_path):
     (["--learners", "9"], "--learners 9 is more than the 4 MPI rank(s)"),
     (["--total-steps", "-1"], "--total-steps must be positive"),
     (["--config", "BAD_CONFIG"], "unknown key 'not_a_field'"),
+    (["--algo", "dqn", "--replay-size", "32", "--batch-size", "64"],
+     "--replay-size 32 is smaller than --batch-size 64"),
+    (["--algo", "dqn", "--env", "Pendulum-v1"],
+     "--algo dqn needs a Discrete action space, and env 'Pendulum-v1' has continuous"),
+    (["--algo", "dqn", "--replay-size", "200", "--batch-size", "32"],
+     "leaves 16 steps per stream; each needs at least"),
 ])
 def test_bad_input_exits_2_on_every_rank_with_one_message(tmp_path, args, needle):
     bad = tmp_path / "bad.yaml"
@@ -117,6 +123,24 @@ def test_sixteen_ranks_on_a_small_machine(tmp_path):
     assert res.returncode == 0, res.stderr
     summary = json.loads((run / "summary.json").read_text())
     assert summary["world_size"] == 16 and summary["actors"] == 14
+
+
+def test_dqn_with_sixteen_ranks_and_two_learners_keeps_its_memory_bounded(tmp_path):
+    """14 actors feed 2 learners' replay shards on a 2-core machine; the replay is allocated
+    up front, so each learner's memory is known before it trains."""
+    run = tmp_path / "run"
+    res = run_job(["mpirl.train", "--algo", "dqn", "--total-steps", "30000", "--learners", "2",
+                   "--prioritized", "--dueling", "--eval-episodes", "3", "--run-dir", str(run),
+                   "--no-tensorboard", "--quiet"], ranks=16, timeout=300)
+    assert res.returncode == 0, res.stderr
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["world_size"] == 16 and summary["actors"] == 14
+    # the configured replay ratio is held with 14 actors: 32 samples per env step
+    assert summary["updates"] * summary["batch_size"] == pytest.approx(
+        32 * (summary["env_steps"] - 1000), rel=0.05)
+    assert summary["replay_bytes_per_learner"] < 3 * 2 ** 20
+    rows = list(csv.DictReader(open(run / "progress.csv")))
+    assert float(rows[-1]["replay_ratio"]) == pytest.approx(32, rel=0.05)
 
 
 def test_continuous_actions_train_and_evaluate(tmp_path):
