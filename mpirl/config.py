@@ -65,7 +65,7 @@ class Config:
     activation: str = _f("tanh", "Hidden activation.", choices=("tanh", "relu"))
 
     # --- algorithm (DQN); shared fields above take DQN defaults from ALGO_DEFAULTS
-    replay_size: int = _f(100_000, "DQN: replay capacity in transitions, summed over the "
+    replay_size: int = _f(200_000, "DQN: replay capacity in transitions, summed over the "
                           "learners' shards (memory is allocated up front).")
     batch_size: int = _f(256, "DQN: minibatch per gradient update, summed over the learners.")
     replay_ratio: float = _f(
