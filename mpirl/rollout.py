@@ -39,6 +39,17 @@ class PackedArrays:
 EPISODE_STATS = 3
 
 
+def _report_fields():
+    """What every acting rank's message carries besides its experience."""
+    return {
+        "episodes": ((EPISODE_STATS,), np.dtype(np.float64)),
+        # a stop signal the sender received (0 = none): how actors ask the learners to stop
+        "requests": ((1,), np.dtype(np.float64)),
+        # the sender's seconds per activity so far (mpirl.timing), for the time breakdown
+        "timing": ((len(CATEGORIES),), np.dtype(np.float64)),
+    }
+
+
 def rollout_fields(spec: EnvSpec, n_steps: int, n_envs: int):
     """The arrays of one on-policy rollout of ``n_steps`` steps from ``n_envs`` envs."""
     T, N = n_steps, n_envs
@@ -47,11 +58,7 @@ def rollout_fields(spec: EnvSpec, n_steps: int, n_envs: int):
         "actions": ((T, N, *spec.action_shape), spec.action_dtype),
         "rewards": ((T, N), np.dtype(np.float32)),
         "dones": ((T, N), np.dtype(np.float32)),
-        "episodes": ((EPISODE_STATS,), np.dtype(np.float64)),
-        # a stop signal the sender received (0 = none): how actors ask the learners to stop
-        "requests": ((1,), np.dtype(np.float64)),
-        # the sender's seconds per activity so far (mpirl.timing), for the time breakdown
-        "timing": ((len(CATEGORIES),), np.dtype(np.float64)),
+        **_report_fields(),
     }
 
 
@@ -64,7 +71,5 @@ def transition_fields(spec: EnvSpec, n_steps: int, n_envs: int):
         "actions": ((T, N, *spec.action_shape), spec.action_dtype),
         "rewards": ((T, N), np.dtype(np.float32)),
         "flags": ((T, N), np.dtype(np.uint8)),
-        "episodes": ((EPISODE_STATS,), np.dtype(np.float64)),
-        "requests": ((1,), np.dtype(np.float64)),
-        "timing": ((len(CATEGORIES),), np.dtype(np.float64)),
+        **_report_fields(),
     }

@@ -7,10 +7,14 @@ from conftest import run_job
 
 pytestmark = pytest.mark.slow
 
+# algorithm, its default budget in env steps
+ALGOS = [("a2c", 300_000), ("dqn", 200_000)]
 
+
+@pytest.mark.parametrize("algo", [a for a, _ in ALGOS])
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_a2c_reaches_target_on_four_ranks(tmp_path, seed):
-    res = run_job(["mpirl.train", "--algo", "a2c", "--env", "CartPole-v1", "--seed", str(seed),
+def test_reaches_target_on_four_ranks(tmp_path, algo, seed):
+    res = run_job(["mpirl.train", "--algo", algo, "--env", "CartPole-v1", "--seed", str(seed),
                    "--target-return", "475", "--run-dir", str(tmp_path), "--quiet",
                    "--no-tensorboard"], ranks=4, timeout=300)
     assert res.returncode == 0, res.stderr
@@ -19,32 +23,12 @@ def test_a2c_reaches_target_on_four_ranks(tmp_path, seed):
     assert summary["final_eval_return"] >= 475
 
 
+@pytest.mark.parametrize("algo,budget", ALGOS)
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_a2c_stays_solved_to_the_default_budget(tmp_path, seed):
-    res = run_job(["mpirl.train", "--seed", str(seed), "--run-dir", str(tmp_path), "--quiet",
-                   "--no-tensorboard"], ranks=4, timeout=300)
-    assert res.returncode == 0, res.stderr
-    summary = json.loads((tmp_path / "summary.json").read_text())
-    assert summary["env_steps"] >= 300_000
-    assert summary["final_eval_return"] >= 475, summary
-
-
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_dqn_reaches_target_on_four_ranks(tmp_path, seed):
-    res = run_job(["mpirl.train", "--algo", "dqn", "--env", "CartPole-v1", "--seed", str(seed),
-                   "--target-return", "475", "--run-dir", str(tmp_path), "--quiet",
-                   "--no-tensorboard"], ranks=4, timeout=300)
-    assert res.returncode == 0, res.stderr
-    summary = json.loads((tmp_path / "summary.json").read_text())
-    assert summary["target_reached"], summary
-    assert summary["final_eval_return"] >= 475
-
-
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_dqn_stays_solved_to_the_default_budget(tmp_path, seed):
-    res = run_job(["mpirl.train", "--algo", "dqn", "--seed", str(seed), "--run-dir",
+def test_stays_solved_to_the_default_budget(tmp_path, algo, budget, seed):
+    res = run_job(["mpirl.train", "--algo", algo, "--seed", str(seed), "--run-dir",
                    str(tmp_path), "--quiet", "--no-tensorboard"], ranks=4, timeout=300)
     assert res.returncode == 0, res.stderr
     summary = json.loads((tmp_path / "summary.json").read_text())
-    assert summary["env_steps"] >= 200_000
+    assert summary["env_steps"] >= budget
     assert summary["final_eval_return"] >= 475, summary

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 
 from mpirl import comm, signals, timing
-from mpirl.algos import actor_epsilon
 from mpirl.faults import Faults
 from mpirl.roles.checkpointing import Checkpointer, restore_process_rng_state
 from mpirl.roles.setup import RunSetup
@@ -35,8 +34,6 @@ def run_actor(setup: RunSetup, comms: comm.RoleComms, checkpointer: Checkpointer
     weights = comm.FlatParameters(model).vector.numpy()  # received straight into the model
     control = np.zeros(CONTROL_SIZE, dtype=np.float64)
     collector = setup.make_collector(model, rank, resume)
-    exploring = setup.cfg.algo == "dqn"
-    index = setup.acting_index(rank)
     if resume and resume.get("own"):
         restore_process_rng_state(resume["own"]["rng"])
     rollout = setup.make_rollout_buffer()
@@ -59,10 +56,8 @@ def run_actor(setup: RunSetup, comms: comm.RoleComms, checkpointer: Checkpointer
             incoming = None
         if control[0] == STOP:
             break
-        if exploring:
-            collector.epsilon = actor_epsilon(setup.cfg, control[3], index, setup.acting_ranks)
         poison = faults.strike(update) == "nan"
-        collector.collect(rollout)
+        collector.collect(rollout, control[3])
         if poison:
             rollout["rewards"][:] = np.nan
         rollout["requests"][0] = signals.requested()

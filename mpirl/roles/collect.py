@@ -2,6 +2,8 @@
 chunks of replay rows (DQN)."""
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 
 from mpirl import timing
@@ -22,7 +24,8 @@ class RolloutCollector:
                  rng: np.random.Generator):
         self.model, self.envs, self.n_steps, self.gamma, self.rng = model, envs, n_steps, gamma, rng
 
-    def collect(self, out: PackedArrays) -> None:
+    def collect(self, out: PackedArrays, progress: float = 0.0) -> None:
+        """``progress`` (fraction of the budget done) is unused: the policy explores itself."""
         spec, envs = self.envs.spec, self.envs
         obs, actions, rewards, dones = out["obs"], out["actions"], out["rewards"], out["dones"]
         for t in range(self.n_steps):
@@ -59,16 +62,19 @@ class TransitionCollector:
     An episode cut off by a time limit is followed by a reset row in its env's stream: the row
     holds the episode's final observation (the bootstrap target of the step before), no
     transition, and that env is not stepped for it. Terminated episodes need no such row.
+    ``epsilon_at(progress)`` is this rank's exploration rate at a fraction of the budget done.
     """
 
-    def __init__(self, model, envs: EnvVector, n_steps: int, rng: np.random.Generator):
+    def __init__(self, model, envs: EnvVector, n_steps: int, rng: np.random.Generator,
+                 epsilon_at: Callable[[float], float]):
         self.model, self.envs, self.n_steps, self.rng = model, envs, n_steps, rng
-        self.epsilon = 1.0
+        self.epsilon_at = epsilon_at
         # envs whose next row is a reset row, with the final observation it shows
         self.final_obs: dict[int, np.ndarray] = {}
 
-    def collect(self, out: PackedArrays) -> None:
+    def collect(self, out: PackedArrays, progress: float) -> None:
         envs, rng, n = self.envs, self.rng, self.envs.n
+        epsilon = self.epsilon_at(progress)
         obs, actions, rewards, flags = out["obs"], out["actions"], out["rewards"], out["flags"]
         n_actions = envs.spec.n_actions
         hold = np.zeros(n, dtype=bool)
@@ -81,7 +87,7 @@ class TransitionCollector:
             self.final_obs = {}
             timing.switch("inference")
             a = self.model.act(envs.obs)
-            explore = rng.random(n) < self.epsilon
+            explore = rng.random(n) < epsilon
             if explore.any():
                 a[explore] = rng.integers(0, n_actions, int(explore.sum()))
             actions[t] = a

@@ -19,11 +19,11 @@ from mpirl import comm, exit_codes, signals, timing
 from mpirl.evaluation import evaluate_policy
 from mpirl.faults import Faults
 from mpirl.logger import ProgressLogger
-from mpirl.roles.actor import (CONTROL_SIZE, CONTROL_TAG, ROLLOUT_TAG, RUN, SAVE, STOP,
-                               WEIGHTS_TAG)
+from mpirl.roles.actor import SAVE, STOP
+from mpirl.roles.actor_link import ActorLink
 from mpirl.roles.checkpointing import Checkpointer, restore_process_rng_state
 from mpirl.roles.setup import RunSetup
-from mpirl.roles.trainers import make_trainer
+from mpirl.roles.trainers import trainer_class
 from mpirl.rundir import RunDir
 
 
@@ -85,33 +85,23 @@ class Learner:
             self.weights = np.zeros(self.params.numel, dtype=np.float32)
             self.acting_model = setup.make_model("cpu")  # for self-acting and evaluation
             self._acting_params = comm.FlatParameters(self.acting_model)
-        layout = setup.layout
-        if cfg.algo == "dqn":  # this learner's part of the global minibatch
-            my_share = setup.batch_of(comms.rank) / cfg.batch_size
-        else:
-            my_share = layout.acting_ranks_of(comms.rank) / setup.acting_ranks
+        kind = trainer_class(cfg)
         # extras: [stop requested, checkpoint due by time], summed over learners
         self.averager = comm.GradientAverager(self.model.parameters(), comms.learners,
-                                              share=my_share, extras=2)
-        if cfg.algo == "dqn":
+                                              share=kind.batch_share(setup, comms.rank),
+                                              extras=2)
+        if kind.flat_optimizer:  # one flat parameter whose gradient is the averaged buffer
             flat = torch.nn.Parameter(self.params.vector, requires_grad=False)
             flat.grad = self.averager.flat
             self.optimizer = make_optimizer(cfg, [flat], fused=True)
         else:
             self.optimizer = make_optimizer(cfg, self.model.parameters())
         self.epoch = resume["epoch"] if resume else 0
-        self.trainer = make_trainer(self)
-        self.sources = list(range(1, comms.group.Get_size()))
-        self.actor_ranks = layout.actors_of(comms.rank)  # world ranks, in group order
-        self._control = np.zeros(CONTROL_SIZE, dtype=np.float64)
-        self.rollouts = [setup.make_rollout_buffer() for _ in range(max(1, len(self.sources)))]
-        self._incoming = None  # receives of the next rollouts, while actors collect them
-        self._sending: list = []  # pipelined: weight sends that complete during training
-        self._send_buffer = None  # pipelined: the weights being sent (training goes on)
-        self._ready = False    # rollouts received and not yet ingested
-        self._progress = 0.0
+        self.trainer = kind(self)
+        self.link = ActorLink(setup, comms, self.weights, self._sync_host_weights,
+                              self.trainer.pipelined)
         self.collector = None
-        if layout.self_acting:
+        if setup.layout.self_acting:
             self.collector = setup.make_collector(self.acting_model, comms.rank, resume)
         self.stat_keys = self.trainer.stat_keys
         self._window = np.zeros(3 + len(self.stat_keys) + 1, dtype=np.float64)
@@ -140,28 +130,26 @@ class Learner:
         if own:
             self._window[:] = own["window"]
             restore_process_rng_state(own["rng"])
-            for r, buffer in zip(self.rollouts, own.get("pending") or []):
+            for r, buffer in zip(self.link.rollouts, own.get("pending") or []):
                 r.buffer[:] = buffer
                 r["requests"][:] = 0  # a stop asked for then was the previous segment's
-                self._ready = True
+                self.link.ready = True
 
     def _elapsed(self) -> float:
         return self.counters.time_s + time.perf_counter() - self._segment_start
 
     def _checkpoint(self) -> None:
         """Collective over the world: this learner's actors join when told SAVE."""
-        self._drain()
+        link = self.link
+        link.drain()
         timing.switch("checkpoint")
         c = self.counters
-        if self.sources:
-            self._control[:] = (SAVE, 0, 0, self._progress)
-            comm.wait(comm.isend_all(self.comms.group, self._control, self.sources,
-                                     tag=CONTROL_TAG), max_sleep_s=comm.HANDOFF_SLEEP_S,
-                      what="its actors to take a checkpoint command", peers=self.actor_ranks)
+        if link.sources:
+            link.tell(SAVE, what="its actors to take a checkpoint command")
         own = {"role": self.comms.role, "window": self._window.copy(),
                "trainer": self.trainer.own_state(self.cfg.checkpoint_replay)}
-        if self._ready:  # received for the next iteration: it continues from them
-            own["pending"] = [r.buffer.copy() for r in self.rollouts]
+        if link.ready:  # received for the next iteration: it continues from them
+            own["pending"] = [r.buffer.copy() for r in link.rollouts]
         if self.collector is not None:
             own["collector"] = self.collector.state_dict()
         shared = meta = None
@@ -191,59 +179,6 @@ class Learner:
             self.params.to_numpy(self.weights)
             self._acting_params.load_(self.weights)
 
-    def _publish(self, command: float = RUN, code: int = 0, weights: bool = True) -> list:
-        """Start sending the control message, then (if ``weights``) the current weights, to
-        this learner's actors."""
-        self._control[:] = (command, code, 1.0 if weights else 0.0, self._progress)
-        reqs = comm.isend_all(self.comms.group, self._control, self.sources, tag=CONTROL_TAG)
-        if weights:
-            self._sync_host_weights()
-            source = self.weights
-            if self.trainer.pipelined:  # the weights change while this copy is sent
-                if self._send_buffer is None:
-                    self._send_buffer = np.empty_like(self.weights)
-                self._send_buffer[:] = self.weights
-                source = self._send_buffer
-            reqs += comm.isend_all(self.comms.group, source, self.sources, tag=WEIGHTS_TAG)
-        return reqs
-
-    def _request(self, weights: bool) -> None:
-        """Ask the actors for their next rollouts: receives posted first, so rollouts land
-        while the weights are still going out. On-policy, the sends are pushed to completion
-        with brisk polls, since each step of a large transfer needs this rank's attention;
-        pipelined, they complete while training, through ``_pump`` between updates."""
-        self._finish_sends()
-        self._incoming = comm.irecv_all(self.comms.group, [r.buffer for r in self.rollouts],
-                                        self.sources, tag=ROLLOUT_TAG)
-        timing.switch("send")
-        sends = self._publish(weights=weights)
-        if self.trainer.pipelined:
-            self._sending = sends
-        else:
-            comm.wait(sends, max_sleep_s=comm.HANDOFF_SLEEP_S,
-                      what="its actors to take the weights", peers=self.actor_ranks * 2)
-
-    def _pump(self) -> None:
-        """Between updates: let pending weight sends progress (and note when they are done)."""
-        if self._sending and comm.test(self._sending):
-            self._sending = []
-
-    def _finish_sends(self) -> None:
-        if self._sending:
-            timing.switch("send")
-            comm.wait(self._sending, max_sleep_s=comm.HANDOFF_SLEEP_S,
-                      what="its actors to take the weights", peers=self.actor_ranks * 2)
-            self._sending = []
-
-    def _drain(self) -> None:
-        """Wait for rollouts still being collected (before actors are given a new command)."""
-        self._finish_sends()
-        if self._incoming is not None:
-            timing.switch("wait_rollouts")
-            comm.wait(self._incoming, what="rollouts", peers=self.actor_ranks)
-            self._incoming = None
-            self._ready = True
-
     def _exchange(self, poison: bool, last: bool) -> bool:
         """The rollouts of this iteration in, and handed to the trainer; returns whether any
         of them asks to stop.
@@ -252,25 +187,25 @@ class Learner:
         come in. Pipelined (DQN): the rollouts asked for in the previous iteration come in,
         and the next ones are asked for at once, so actors collect while the learners train.
         """
-        trainer = self.trainer
+        trainer, link = self.trainer, self.link
+        rollouts = link.rollouts
         if self.collector is not None:  # no actors: act with the current weights
-            if not self._ready:
+            if not link.ready:
                 self._sync_host_weights()
-                self.collector.epsilon = trainer.epsilon(self._progress, self.comms.rank)
-                self.collector.collect(self.rollouts[0])
+                self.collector.collect(rollouts[0], link.progress)
         else:
-            if not trainer.pipelined or (self._incoming is None and not self._ready):
-                self._request(weights=trainer.weights_due())
-            self._drain()
-        self._ready = False
+            if not trainer.pipelined or not (link.in_flight or link.ready):
+                link.request(weights=trainer.weights_due())
+            link.drain()
+        link.ready = False
         if poison:
-            self.rollouts[0]["rewards"][:] = np.nan
-        requested = bool(signals.requested()) or any(r["requests"][0] for r in self.rollouts)
-        trainer.ingest(self.rollouts)
+            rollouts[0]["rewards"][:] = np.nan
+        requested = bool(signals.requested()) or any(r["requests"][0] for r in rollouts)
+        trainer.ingest(rollouts)
         # read now: pipelined, the next rollouts land in these buffers during training
-        self._episodes = sum(r["episodes"] for r in self.rollouts)
-        if trainer.pipelined and self.sources and not last:
-            self._request(weights=trainer.weights_due())
+        self._episodes = sum(r["episodes"] for r in rollouts)
+        if trainer.pipelined and link.sources and not last:
+            link.request(weights=trainer.weights_due())
         return requested
 
     def _set_lr(self, env_steps: int, planned_steps: int) -> float:
@@ -304,13 +239,13 @@ class Learner:
         keys = self.stat_keys
         while c.iteration < end:
             lr = self._set_lr(c.env_steps, planned_steps)
-            self._progress = c.env_steps / cfg.total_steps
+            self.link.progress = c.env_steps / cfg.total_steps
             poison = self.faults.strike(update) == "nan"
             update += 1
             requested = self._exchange(poison, last=c.iteration + 1 == end)
             time_due = self.lead and self._checkpoint_time_due()
             results, sums = self.trainer.train([float(requested), float(time_due)],
-                                               self._progress, self._pump)
+                                               self.link.progress, self.link.pump)
             stop_requested, time_due = (v > 0 for v in sums)
             diverged = False
             for stats in results:
@@ -377,10 +312,9 @@ class Learner:
                 self._checkpoint()
         if outcome != exit_codes.DIVERGED and self._last_checkpoint[0] != c.iteration:
             self._checkpoint()  # the end of the run, or a stop signal: continue from here
-        if self.sources:
-            self._drain()
-            comm.wait(self._publish(STOP, outcome), max_sleep_s=comm.HANDOFF_SLEEP_S,
-                      what="its actors to take the stop command", peers=self.actor_ranks * 2)
+        if self.link.sources:
+            self.link.drain()
+            self.link.tell(STOP, outcome, weights=True, what="its actors to take the stop command")
         self._report_timing()
         if outcome == exit_codes.DONE:
             self._finish()
@@ -413,7 +347,7 @@ class Learner:
         with their rollouts) to the lead, which returns the shares since the previous row
         (``time/<role>/<activity>``) and keeps the totals for the end-of-run table."""
         mine = {self.comms.rank: timing.clock().snapshot()}
-        for r, rank in zip(self.rollouts, self.actor_ranks):
+        for r, rank in zip(self.link.rollouts, self.link.actor_ranks):
             mine[rank] = r["timing"].copy()
         parts = comm.gather_to_root(self.comms.learners, mine,
                                     what="the other learners at a log row")

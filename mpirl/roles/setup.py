@@ -1,11 +1,13 @@
 """What every role derives from the config: env spec, model shape, counts, seeded factories."""
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
 import torch
 
+from mpirl.algos import actor_epsilon
 from mpirl.config import Config, ConfigError
 from mpirl.envs import EnvSpec, EnvVector, describe_env, make_env
 from mpirl.layout import Layout
@@ -95,7 +97,10 @@ class RunSetup:
         key = [self.cfg.seed, _ACTION_STREAM, rank] + ([epoch] if epoch else [])
         rng = np.random.default_rng(np.random.SeedSequence(key))
         if self.cfg.algo == "dqn":
-            collector = TransitionCollector(model, self.make_envs(rank), self.cfg.n_steps, rng)
+            epsilon_at = functools.partial(actor_epsilon, self.cfg, index=self.acting_index(rank),
+                                           count=self.acting_ranks)
+            collector = TransitionCollector(model, self.make_envs(rank), self.cfg.n_steps, rng,
+                                            epsilon_at)
         else:
             collector = RolloutCollector(model, self.make_envs(rank), self.cfg.n_steps,
                                          self.cfg.gamma, rng)

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from mpirl import comm, timing
-from mpirl.algos import A2C, DQN, actor_epsilon
+from mpirl.algos import A2C, DQN
 from mpirl.rollout import PackedArrays
 
 _REPLAY_STREAM = 3
@@ -26,7 +26,13 @@ class OnPolicyTrainer:
     """A2C: one update per iteration on the rollouts just collected with the current weights."""
 
     pipelined = False  # actors must act with the newest weights
+    flat_optimizer = False
     stat_keys = ("loss", "policy_loss", "value_loss", "entropy", "grad_norm")
+
+    @staticmethod
+    def batch_share(setup, rank: int) -> float:
+        """This learner's fraction of the global batch: its share of the acting ranks."""
+        return setup.layout.acting_ranks_of(rank) / setup.acting_ranks
 
     def __init__(self, learner):
         self.cfg = learner.cfg
@@ -49,9 +55,6 @@ class OnPolicyTrainer:
         timing.switch("gradient")
         stats = self.algo.update(self._batch)
         return [stats], self.averager.extras.tolist()
-
-    def epsilon(self, progress: float, index: int) -> None:
-        return None
 
     def row(self, seconds: float) -> dict:
         return {}
@@ -78,7 +81,13 @@ class ReplayTrainer:
     """
 
     pipelined = True  # actors collect the next chunk while the learners train on this one
+    flat_optimizer = True  # hundreds of small updates a second: one fused optimizer kernel
     stat_keys = DQN.STAT_KEYS
+
+    @staticmethod
+    def batch_share(setup, rank: int) -> float:
+        """This learner's part of the global minibatch."""
+        return setup.batch_of(rank) / setup.cfg.batch_size
 
     def __init__(self, learner):
         cfg = self.cfg = learner.cfg
@@ -115,9 +124,6 @@ class ReplayTrainer:
             self.published_at = self.updates
             return True
         return False
-
-    def epsilon(self, progress: float, index: int) -> float:
-        return actor_epsilon(self.cfg, progress, index, self.setup.acting_ranks)
 
     # ------------------------------------------------------------------ updates
     def _ready(self) -> bool:
@@ -209,5 +215,5 @@ class ReplayTrainer:
                 self.replay.load_state_dict(own["replay"])
 
 
-def make_trainer(learner):
-    return ReplayTrainer(learner) if learner.cfg.algo == "dqn" else OnPolicyTrainer(learner)
+def trainer_class(cfg) -> type:
+    return ReplayTrainer if cfg.algo == "dqn" else OnPolicyTrainer
