@@ -113,6 +113,8 @@ def test_actor_epsilons_follow_ape_x_and_anneal():
     assert actor_epsilon(cfg, 0.5, 0, 8) == pytest.approx(0.4)
     assert actor_epsilon(cfg, 0.5, 7, 8) == pytest.approx(0.4 ** 8)
     assert actor_epsilon(cfg, 0.5, 3, 8) == pytest.approx(0.4 ** (1 + 7 * 3 / 7))
+    # one acting rank: the linear schedule, not eps_base for the whole run
+    assert actor_epsilon(cfg, 0.5, 0, 1) == pytest.approx(cfg.eps_final)
     cfg.exploration = "linear"
     assert actor_epsilon(cfg, 1.0, 5, 8) == pytest.approx(cfg.eps_final)
 

@@ -39,12 +39,13 @@ def dqn_loss(q: torch.Tensor, actions: torch.Tensor, targets: torch.Tensor,
 def actor_epsilon(cfg, progress: float, index: int, count: int) -> float:
     """The exploration rate of acting rank ``index`` of ``count`` at ``progress`` (fraction of
     the budget done): annealed linearly from 1.0 over ``cfg.exploration_fraction``, to
-    ``cfg.eps_final`` (linear) or to the Ape-X rate eps_base ** (1 + eps_alpha i / (N - 1))."""
-    if cfg.exploration == "linear":
+    ``cfg.eps_final`` (linear) or to the Ape-X rate eps_base ** (1 + eps_alpha i / (N - 1)).
+    A single acting rank has no fleet to spread rates over: it follows the linear schedule
+    (Ape-X would hold it at eps_base, far too high for one policy's data)."""
+    if cfg.exploration == "linear" or count == 1:
         final = cfg.eps_final
     else:
-        spread = index / (count - 1) if count > 1 else 0.0
-        final = cfg.eps_base ** (1.0 + cfg.eps_alpha * spread)
+        final = cfg.eps_base ** (1.0 + cfg.eps_alpha * index / (count - 1))
     if cfg.exploration_fraction <= 0:
         return final
     frac = min(max(progress, 0.0) / cfg.exploration_fraction, 1.0)
