@@ -1,8 +1,12 @@
 """Which rank plays which role. Pure arithmetic, no MPI, so it is validated before any traffic.
 
-Ranks ``0 .. L-1`` are learners and the rest are actors; actor ``j`` (counting actors from 0)
-serves learner ``j % L``. When the world has no rank left over for actors, every learner steps
-its own environments (with one rank, that rank acts and learns).
+Synchronous algorithms: ranks ``0 .. L-1`` are learners and the rest are actors; actor ``j``
+(counting actors from 0) serves learner ``j % L``. When the world has no rank left over for
+actors, every learner steps its own environments (with one rank, that rank acts and learns).
+
+Asynchronous algorithms (A3C): ranks ``0 .. S-1`` are parameter servers and the rest are
+workers that act and compute gradients; the same arithmetic holds with servers in the
+learners' place (``servers=True`` only renames the roles).
 """
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ class Layout:
 
     size: int
     learners: int
+    servers: bool = False  # the first ``learners`` ranks are parameter servers (A3C)
 
     @property
     def actors(self) -> int:
@@ -43,6 +48,8 @@ class Layout:
         return 1 if self.self_acting else len(self.actors_of(learner))
 
     def role(self, rank: int) -> str:
+        if self.servers:
+            return "server" if self.is_learner(rank) else "worker"
         if self.is_learner(rank):
             return "learner+actor" if self.self_acting else "learner"
         return "actor"
@@ -62,3 +69,23 @@ def plan_layout(size: int, learners: int) -> Layout:
             f"learners; every learner needs at least one actor (use --learners <= {size // 2}), "
             f"or set --learners {size} so that every rank acts and learns")
     return Layout(size=size, learners=learners)
+
+
+def plan_server_layout(size: int, servers: int) -> Layout:
+    """Check an asynchronous split of ``size`` ranks into ``servers`` parameter servers and
+    workers, and return it, or raise ConfigError."""
+    if servers < 1:
+        raise ConfigError(f"--servers must be at least 1, got {servers}")
+    if servers >= size:
+        raise ConfigError(
+            f"--servers {servers} with {size} MPI rank(s) leaves no worker: A3C needs at least "
+            f"one rank besides the parameter servers; launch at least {servers + 1} ranks "
+            f"(mpirun -n {servers + 1} or more) or use fewer --servers")
+    return Layout(size=size, learners=servers, servers=True)
+
+
+def plan_for(algo: str, size: int, learners: int, servers: int) -> Layout:
+    """The layout a run of ``algo`` uses on ``size`` ranks (raises ConfigError)."""
+    if algo == "a3c":
+        return plan_server_layout(size, servers)
+    return plan_layout(size, learners)

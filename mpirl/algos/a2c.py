@@ -46,6 +46,14 @@ class A2C:
         """``batch``: obs (T+1, N, ...), actions (T, N, ...), rewards and dones (T, N).
         The step is skipped (``skipped`` in the result) if any learner's loss or the averaged
         gradient is not finite."""
+        stats = self.gradient(batch)
+        if not stats["skipped"]:
+            self.optimizer.step()
+        return stats
+
+    def gradient(self, batch: dict[str, np.ndarray]) -> dict[str, float]:
+        """The averaged, clipped gradient of the A2C loss on ``batch``, left in the averager's
+        flat buffer (no optimizer step: A3C workers send it to their parameter servers)."""
         cfg, model = self.cfg, self.model
         self.averager.announce()
         device = next(model.parameters()).device
@@ -65,8 +73,6 @@ class A2C:
         self.averager.average()
         grad_norm = self.averager.clip_norm_(cfg.max_grad_norm)
         skipped = not self.averager.finite  # the same verdict on every learner
-        if not skipped:
-            self.optimizer.step()
         return {"skipped": skipped, "loss": float(loss.total.detach()),
                 "policy_loss": float(loss.policy.detach()),
                 "value_loss": float(loss.value.detach()), "entropy": float(loss.entropy.detach()),

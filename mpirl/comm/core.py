@@ -79,6 +79,28 @@ def wait(requests: MPI.Request | Sequence[MPI.Request], max_sleep_s: float = MAX
         elapsed = time.perf_counter() - start
 
 
+def wait_any(requests: Sequence[MPI.Request], max_sleep_s: float = MAX_SLEEP_S,
+             what: str = "a message", peers: Sequence[int] | None = None) -> int:
+    """Wait quietly (as ``wait``) until one of ``requests`` completes; returns its index.
+
+    Completed requests become null; at least one must still be active. A server waiting on
+    whichever of its workers speaks first calls this with one receive per worker.
+    """
+    start = time.perf_counter()
+    elapsed = 0.0
+    while True:
+        index, done = MPI.Request.Testany(list(requests))
+        if done:
+            if index == MPI.UNDEFINED:
+                raise ValueError("wait_any: every request is already complete")
+            return index
+        if _timeout_s and elapsed > _timeout_s:
+            raise CommTimeout(_timeout_report(elapsed, list(requests), what, peers))
+        if elapsed >= SPIN_S:
+            time.sleep(min(max(0.1 * elapsed, MIN_SLEEP_S), max_sleep_s))
+        elapsed = time.perf_counter() - start
+
+
 def test(requests: Sequence[MPI.Request]) -> bool:
     """Whether all ``requests`` are complete; never blocks. Each call also lets MPI move
     pending transfers along, so a busy rank calls it between pieces of work."""
@@ -167,6 +189,16 @@ def irecv_all(comm: MPI.Comm, arrs: Sequence[np.ndarray], sources: Sequence[int]
               tag: int = 0) -> list[MPI.Request]:
     """Start receiving ``arrs[i]`` from ``sources[i]`` for all i; complete with ``wait``."""
     return [comm.Irecv(_mpi_buffer(a), source=s, tag=tag) for a, s in zip(arrs, sources)]
+
+
+def isend(comm: MPI.Comm, arr: np.ndarray, dest: int, tag: int = 0) -> MPI.Request:
+    """Start sending ``arr`` (which must stay untouched until the request completes)."""
+    return comm.Isend(_mpi_buffer(arr), dest=dest, tag=tag)
+
+
+def irecv(comm: MPI.Comm, arr: np.ndarray, source: int, tag: int = 0) -> MPI.Request:
+    """Start receiving into ``arr``; a shorter message fills only its front."""
+    return comm.Irecv(_mpi_buffer(arr), source=source, tag=tag)
 
 
 def recv(comm: MPI.Comm, arr: np.ndarray, source: int, tag: int = 0, what: str = "a message",
