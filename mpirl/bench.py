@@ -16,6 +16,12 @@
       The prioritized-replay sum tree: milliseconds to draw a batch of indices and to write
       a batch of new priorities, in a tree of the given size.
 
+  python -m mpirl.bench a3c [--servers 1 2 4] [--workers 1 3 7 15]
+      A3C through the sharded parameter server: one ``mpirun -n S+W`` training run per pair
+      (S servers, W workers). Prints env steps/s (all workers and per worker), each server's
+      updates per second, how busy the servers were (share of their time spent on messages
+      rather than waiting for them), the mean staleness, and where the bottleneck sits.
+
   DQN throughput: ``python -m mpirl.bench sps --ranks 4 --envs-per-actor 4 -- --algo dqn``.
 """
 from __future__ import annotations
@@ -122,6 +128,41 @@ def bench_sps(args: argparse.Namespace, train_args: list[str]) -> list[dict]:
     return rows
 
 
+# ---------------------------------------------------------------------------- a3c
+def bench_a3c(args: argparse.Namespace, train_args: list[str]) -> list[dict]:
+    """One A3C run per (servers, workers). A server that is busy most of its time is the
+    bottleneck (add servers); otherwise the workers are (their CPU: env steps, forward and
+    backward passes)."""
+    launcher = shlex.split(args.launcher) if args.launcher else [find_mpirun() or "mpirun"]
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="mpirl-bench-") as tmp:
+        for servers in args.servers:
+            for workers in args.workers:
+                run_dir = Path(tmp) / f"s{servers}w{workers}"
+                cmd = [*launcher, "-n", str(servers + workers), sys.executable, "-m",
+                       "mpirl.train", "--algo", "a3c", "--servers", str(servers), "--env",
+                       args.env, "--total-steps", str(args.total_steps), "--eval-every", "0",
+                       "--eval-episodes", "1", "--quiet", "--no-tensorboard", "--run-dir",
+                       str(run_dir), *train_args]
+                res = subprocess.run(cmd, capture_output=True, text=True)
+                if res.returncode != 0:
+                    sys.stderr.write(res.stderr)
+                    raise SystemExit(f"benchmark run failed: {shlex.join(cmd)}")
+                s = json.loads((run_dir / "summary.json").read_text())
+                busy = max(s["server_busy"])
+                rows.append({"servers": servers, "workers": workers,
+                             "sps": round(s["train_sps"]),
+                             "sps_per_worker": round(s["train_sps"] / workers),
+                             "server_updates_per_s": " ".join(
+                                 f"{u:.0f}" for u in s["server_updates_per_s"]),
+                             "server_busy": " ".join(f"{b:.2f}" for b in s["server_busy"]),
+                             "staleness_mean": round(s["staleness_mean"], 2),
+                             "bottleneck": "servers" if busy > 0.7 else "workers"})
+                print(f"  {servers} server(s), {workers:>2} worker(s): {rows[-1]['sps']:>8,} "
+                      f"steps/s", file=sys.stderr, flush=True)
+    return rows
+
+
 # ---------------------------------------------------------------------------- allreduce
 def bench_allreduce(args: argparse.Namespace) -> list[dict]:
     import torch
@@ -214,6 +255,14 @@ def main(argv: list[str] | None = None) -> int:
                    help="launcher command before '-n K', e.g. 'srun --mpi=pmi2' "
                         "(default: the mpirun next to this Python, else on PATH)")
     p.add_argument("--csv", default=None, help="also write the table to this CSV file")
+    p = sub.add_parser("a3c", help="A3C: server update rates and worker throughput")
+    p.add_argument("--servers", type=int, nargs="+", default=[1, 2, 4])
+    p.add_argument("--workers", type=int, nargs="+", default=[1, 3, 7, 15])
+    p.add_argument("--env", default="CartPole-v1")
+    p.add_argument("--total-steps", type=int, default=200_000)
+    p.add_argument("--launcher", default=None,
+                   help="launcher command before '-n K' (default: mpirun next to this Python)")
+    p.add_argument("--csv", default=None, help="also write the table to this CSV file")
     p = sub.add_parser("allreduce", help="gradient averaging against raw Allreduce (under mpirun)")
     p.add_argument("--params", nargs="+", default=["1e4", "1e5", "1e6"])
     p.add_argument("--repeat", type=int, default=200)
@@ -230,6 +279,12 @@ def main(argv: list[str] | None = None) -> int:
         rows = bench_sps(args, train_args)
         print(f"training throughput, {args.env}, {args.total_steps:,} env steps per run "
               f"({os.cpu_count()} CPUs here)")
+        _print_table(rows, _columns(rows))
+    elif args.what == "a3c":
+        rows = bench_a3c(args, train_args)
+        print(f"A3C throughput, {args.env}, {args.total_steps:,} env steps per run "
+              f"({os.cpu_count()} CPUs here); bottleneck: servers when one is busy > 70% "
+              f"of its time")
         _print_table(rows, _columns(rows))
     elif args.what == "sumtree":
         rows = bench_sumtree(args)

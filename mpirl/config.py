@@ -24,7 +24,7 @@ def _f(default: Any, help: str, **kw: Any) -> Any:
     return field(default=default, metadata={"help": help, **kw})
 
 
-ALGOS = ("a2c", "dqn")
+ALGOS = ("a2c", "dqn", "a3c")
 DEVICES = ("cpu", "cuda", "auto")
 OPTIMIZERS = ("rmsprop", "adam")
 
@@ -94,6 +94,13 @@ class Config:
         False, "DQN: include the replay shards in checkpoints (large), so a resumed run "
         "continues with its experience; else the replay refills after a resume.")
 
+    # --- algorithm (A3C); the loss and its fields are A2C's
+    servers: int = _f(1, "A3C: parameter-server ranks (the first ranks); the others are "
+                      "workers. The weight vector is split evenly over the servers.")
+    max_staleness: int = _f(
+        0, "A3C: a server drops gradients computed from weights more than this many of its "
+        "updates old (counted in progress.csv); 0 = apply every gradient.")
+
     # --- evaluation and logging
     eval_episodes: int = _f(10, "Deterministic episodes per evaluation.")
     eval_every: int = _f(10_000, "Evaluate every this many env steps; 0 = only at the end.")
@@ -160,6 +167,17 @@ class Config:
             raise ConfigError(f"--lr must be positive, got {self.lr}")
         if self.algo == "dqn":
             self._validate_dqn()
+        if self.algo == "a3c":
+            if self.servers < 1:
+                raise ConfigError(f"--servers must be at least 1, got {self.servers}")
+            if self.max_staleness < 0:
+                raise ConfigError(f"--max-staleness must be >= 0, got {self.max_staleness}")
+            if self.resume:
+                raise ConfigError("--algo a3c runs write no checkpoints, so they cannot be "
+                                  "resumed; --resume is for a2c and dqn runs")
+            if self.device == "cuda":
+                raise ConfigError("--algo a3c computes on the workers' CPUs (many small "
+                                  "gradients); use --device cpu, or a2c/dqn for GPU learners")
         if not self.hidden_sizes or any(h <= 0 for h in self.hidden_sizes):
             raise ConfigError(f"--hidden-sizes must be positive integers, got {self.hidden_sizes}")
         for f in dataclasses.fields(self):
@@ -168,8 +186,8 @@ class Config:
                 raise ConfigError(f"--{_flag(f.name)} must be one of {', '.join(choices)}; "
                                   f"got {getattr(self, f.name)!r}")
         if world_size is not None:
-            from mpirl.layout import plan_layout
-            plan_layout(world_size, self.learners)
+            from mpirl.layout import plan_for
+            plan_for(self.algo, world_size, self.learners, self.servers)
 
 
     def _validate_dqn(self) -> None:

@@ -9,22 +9,24 @@ import csv
 import math
 import os
 import sys
+from typing import Sequence
 
 from mpirl.rundir import RunDir
 
 COLUMNS = ["env_steps", "iterations", "time_s", "sps", "episodes", "episode_return_mean",
            "episode_length_mean", "loss", "policy_loss", "value_loss", "entropy", "grad_norm",
            "q_mean", "lr", "skipped_updates", "updates", "replay_ratio", "replay_fill",
-           "updates_per_s", "eval_return_mean", "eval_return_std",
+           "updates_per_s", "staleness_mean", "staleness_max", "dropped_grads",
+           "eval_return_mean", "eval_return_std",
            "learner_wait_rollouts", "learner_wait_learners", "learner_gradient",
            "actor_wait_weights"]
 
 
-def _rows_up_to(path, env_steps: int) -> list[dict]:
+def _rows_up_to(path, env_steps: int, columns: list[str]) -> list[dict]:
     """The rows of an existing progress.csv up to and including ``env_steps``."""
     try:
         with open(path, newline="") as f:
-            return [{k: v for k, v in row.items() if k in COLUMNS} for row in csv.DictReader(f)
+            return [{k: v for k, v in row.items() if k in columns} for row in csv.DictReader(f)
                     if row.get("env_steps") and int(row["env_steps"]) <= env_steps]
     except FileNotFoundError:
         return []
@@ -40,24 +42,27 @@ def _fmt(v) -> str:
 
 class ProgressLogger:
     """``resume_after``: continue a resumed run's files, dropping what the interrupted run
-    wrote after its checkpoint at that env step (those rows will be written again)."""
+    wrote after its checkpoint at that env step (those rows will be written again).
+    ``extra_columns`` follow the standard ones (e.g. one update rate per parameter server)."""
 
     def __init__(self, run_dir: RunDir, enabled: bool, quiet: bool = False,
-                 tensorboard: bool = True, resume_after: int | None = None):
+                 tensorboard: bool = True, resume_after: int | None = None,
+                 extra_columns: Sequence[str] = ()):
         self.enabled, self.quiet = enabled, quiet
+        self.columns = COLUMNS + list(extra_columns)
         self._file = self._csv = self._tb = None
         if not enabled:
             return
         path = run_dir.path / "progress.csv"
-        kept = _rows_up_to(path, resume_after) if resume_after is not None else []
+        kept = _rows_up_to(path, resume_after, self.columns) if resume_after is not None else []
         tmp = path.with_name(".progress.csv.tmp")  # replaced whole: a crash here loses no row
         with open(tmp, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
+            writer = csv.DictWriter(f, fieldnames=self.columns, extrasaction="ignore")
             writer.writeheader()
             writer.writerows(kept)
         os.replace(tmp, path)
         self._file = open(path, "a", newline="")
-        self._csv = csv.DictWriter(self._file, fieldnames=COLUMNS, extrasaction="ignore")
+        self._csv = csv.DictWriter(self._file, fieldnames=self.columns, extrasaction="ignore")
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
             purge = None if resume_after is None else resume_after + 1
@@ -66,7 +71,7 @@ class ProgressLogger:
     def write(self, row: dict) -> None:
         if not self.enabled:
             return
-        self._csv.writerow({k: _fmt(row.get(k)) for k in COLUMNS})
+        self._csv.writerow({k: _fmt(row.get(k)) for k in self.columns})
         self._file.flush()
         if self._tb is not None:
             step = row["env_steps"]

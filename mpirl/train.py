@@ -17,8 +17,9 @@ from typing import Sequence
 
 from mpirl import comm, exit_codes, signals, slurm, timing
 from mpirl.config import Config, ConfigError, given_values, parse_config
-from mpirl.layout import plan_layout
+from mpirl.layout import plan_for
 from mpirl.resume import load_for_resume, rank_parts, relayout_note, same_layout
+from mpirl.roles import a3c
 from mpirl.roles.actor import run_actor
 from mpirl.roles.checkpointing import Checkpointer
 from mpirl.roles.learner import Learner
@@ -88,7 +89,8 @@ def _prepare(world, argv: list[str]):
 
     setup = None
     try:
-        setup = RunSetup(cfg, plan_layout(world.Get_size(), cfg.learners))
+        setup = RunSetup(cfg, plan_for(cfg.algo, world.Get_size(), cfg.learners,
+                                       cfg.servers))
     except ConfigError as e:
         error = str(e)
     _settle(world, error)
@@ -146,7 +148,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if rank == 0 and not cfg.quiet:
             _print_start(cfg, setup, run_dir, nodes)
-        if setup.layout.is_learner(rank):
+        if cfg.algo == "a3c":
+            code = (a3c.run_server(setup, comms, run_dir) if setup.layout.is_learner(rank)
+                    else a3c.run_worker(setup, comms))
+        elif setup.layout.is_learner(rank):
             code = Learner(setup, comms, run_dir, checkpointer, resume).run()
         else:
             code = run_actor(setup, comms, checkpointer, resume)
@@ -163,6 +168,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _print_start(cfg: Config, setup: RunSetup, run_dir: RunDir, nodes: list[str]) -> None:
     lay = setup.layout
+    if cfg.algo == "a3c":
+        print(f"{a3c.describe(setup)}; run dir {run_dir.path}", flush=True)
+        return
     roles = (f"{lay.learners} learner(s) acting on their own envs" if lay.self_acting else
              f"{lay.learners} learner(s), {lay.actors} actor(s)")
     print(f"mpirl: {cfg.algo} on {cfg.env}: {lay.size} rank(s): {roles}; "

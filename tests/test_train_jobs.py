@@ -152,3 +152,17 @@ def test_continuous_actions_train_and_evaluate(tmp_path):
     res = run_job(["mpirl.evaluate", str(run), "--episodes", "2", "--json"])
     assert res.returncode == 0, res.stderr
     assert -2000 < json.loads(res.stdout)["return_mean"] <= 0
+
+
+@pytest.mark.parametrize("algo", ["a2c", "dqn", "a3c"])
+def test_target_return_stops_the_run_at_the_first_evaluation_that_reaches_it(tmp_path, algo):
+    # a random CartPole policy lasts ~20 steps, so the first evaluation reaches 15
+    run = tmp_path / "run"
+    res = run_job(["mpirl.train", "--algo", algo, "--total-steps", "100000", "--eval-every",
+                   "2000", "--eval-episodes", "3", "--envs-per-actor", "4", "--target-return",
+                   "15", "--run-dir", str(run), "--quiet", "--no-tensorboard"], ranks=3,
+                  timeout=120)
+    assert res.returncode == 0, res.stderr
+    s = json.loads((run / "summary.json").read_text())
+    assert s["target_reached"] and s["target_reached_env_steps"] <= 6000, s
+    assert s["env_steps"] < 10000
