@@ -172,9 +172,6 @@ class Config:
                 raise ConfigError(f"--servers must be at least 1, got {self.servers}")
             if self.max_staleness < 0:
                 raise ConfigError(f"--max-staleness must be >= 0, got {self.max_staleness}")
-            if self.resume:
-                raise ConfigError("--algo a3c runs write no checkpoints, so they cannot be "
-                                  "resumed; --resume is for a2c and dqn runs")
             if self.device == "cuda":
                 raise ConfigError("--algo a3c computes on the workers' CPUs (many small "
                                   "gradients); use --device cpu, or a2c/dqn for GPU learners")
@@ -346,7 +343,7 @@ def parse_config(argv: Sequence[str] | None = None) -> Config:
 # Fields that change how a run executes or reports, not what it computes: a resumed run may
 # set them freely. ``learners`` re-lays the ranks out; ``device`` changes only rounding.
 RESUME_FREE = frozenset({"resume", "auto_resume", "override", "config", "run_dir", "quiet",
-                         "tensorboard", "torch_threads", "device", "learners", "comm_timeout",
+                         "tensorboard", "torch_threads", "device", "learners", "servers", "comm_timeout",
                          "checkpoint_every", "checkpoint_minutes", "keep_checkpoints",
                          "nonfinite", "timing"})
 

@@ -149,8 +149,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if rank == 0 and not cfg.quiet:
             _print_start(cfg, setup, run_dir, nodes)
         if cfg.algo == "a3c":
-            code = (a3c.run_server(setup, comms, run_dir) if setup.layout.is_learner(rank)
-                    else a3c.run_worker(setup, comms))
+            code = (a3c.run_server(setup, comms, run_dir, checkpointer, resume)
+                    if setup.layout.is_learner(rank)
+                    else a3c.run_worker(setup, comms, checkpointer, resume))
         elif setup.layout.is_learner(rank):
             code = Learner(setup, comms, run_dir, checkpointer, resume).run()
         else:

@@ -2,13 +2,14 @@
 limits, 16 ranks on this machine, and many short runs in a row that must all end cleanly."""
 import csv
 import json
+import os
 import signal
 import time
 
 import pytest
 import torch
 
-from conftest import run_job, start_job
+from conftest import rank_pids, run_job, start_job
 
 from mpirl import exit_codes
 
@@ -117,9 +118,14 @@ def test_a_nan_gradient_stops_the_run_with_exit_code_4(tmp_path, monkeypatch):
     assert torch.load(run / "policy.pt", weights_only=True)  # the last good weights
 
 
-def test_a_stop_signal_ends_every_rank_with_exit_code_3_and_the_weights_saved(tmp_path):
+def test_a_stop_signal_checkpoints_and_the_run_resumes_on_another_server_count(tmp_path):
+    """SIGTERM: every rank stops, the servers' slices and optimizer statistics and the
+    workers' envs go into one checkpoint, exit 3. The resumed run (here with 2 servers
+    instead of 1: the weights are sliced afresh) continues the counters and progress.csv."""
     run = tmp_path / "run"
-    proc = start_job([*LONG, str(run), "--log-every", "2000"], ranks=4)
+    flags = [*SHORT, "--total-steps", "60000", "--log-every", "2000", "--eval-every", "20000",
+             "--run-dir", str(run)]
+    proc = start_job(flags, ranks=4)
     deadline = time.monotonic() + 60
     while not (run / "progress.csv").exists() or len(_rows(run)) < 2:
         assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
@@ -127,5 +133,40 @@ def test_a_stop_signal_ends_every_rank_with_exit_code_3_and_the_weights_saved(tm
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == exit_codes.PREEMPTED, err
-    assert "stopped by a stop signal" in err
+    assert "stopped by a stop signal" in err and "--resume" in err
     assert (run / "policy.pt").exists()
+    stopped_at = int(_rows(run)[-1]["env_steps"])
+    assert stopped_at < 60000, "the signal came after the run's end"
+    res = run_job(["mpirl.train", "--resume", str(run), "--servers", "2"], ranks=5,
+                  timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert "the checkpoint was taken on 4 rank(s)" in res.stderr
+    s = json.loads((run / "summary.json").read_text())
+    assert s["env_steps"] >= 60000 and s["resumed"] == 1 and s["servers"] == 2
+    steps = [int(r["env_steps"]) for r in _rows(run)]
+    assert steps == sorted(steps) and len(set(steps)) == len(steps)
+
+
+def test_periodic_checkpoints_pause_the_workers_and_a_killed_job_resumes(tmp_path):
+    """--checkpoint-every N: the lead pauses every worker, all ranks save, training goes on.
+    After a worker is killed, the job ends and --resume continues from the newest
+    checkpoint."""
+    run = tmp_path / "run"
+    flags = [*SHORT, "--servers", "2", "--total-steps", "60000", "--checkpoint-every", "60",
+             "--log-every", "2000", "--eval-every", "0", "--run-dir", str(run)]
+    proc = start_job(flags, ranks=5)
+    deadline = time.monotonic() + 90
+    while len(list((run / "checkpoints").glob("ckpt-*.ckpt"))) < 2:
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.05)
+    os.kill(rank_pids(proc)[3], signal.SIGKILL)  # a worker
+    proc.communicate(timeout=60)
+    assert proc.returncode != 0
+    newest = sorted((run / "checkpoints").glob("ckpt-*.ckpt"))[-1]
+    saved_at = int(newest.stem.split("-")[1])
+    assert saved_at < 60000, "the kill came after the run's end"
+    res = run_job(["mpirl.train", "--resume", str(run)], ranks=5, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert f"env step {saved_at:,}" in res.stderr
+    s = json.loads((run / "summary.json").read_text())
+    assert s["env_steps"] >= 60000 and s["resumed"] == 1

@@ -7,9 +7,10 @@ reinforcement learning: A3C (``mpirl.roles.a3c``) and the tabular Q-learning exa
 (``examples/tabular_q_server.py``) are two users.
 """
 from mpirl.ps.client import ParameterClient
-from mpirl.ps.messages import BYE, GRADIENT, HEADER, SKIP, Message, shard_bounds
+from mpirl.ps.messages import (BYE, FETCH, GRADIENT, HEADER, PAUSE, SKIP, Message,
+                               shard_bounds)
 from mpirl.ps.rules import OptimizerRule, SGDRule
 from mpirl.ps.server import ParameterServer, ServerHooks, ServerStats
 
-__all__ = ["BYE", "GRADIENT", "HEADER", "SKIP", "Message", "OptimizerRule", "ParameterClient",
+__all__ = ["BYE", "FETCH", "GRADIENT", "HEADER", "PAUSE", "SKIP", "Message", "OptimizerRule", "ParameterClient",
            "ParameterServer", "SGDRule", "ServerHooks", "ServerStats", "shard_bounds"]

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 
 from mpirl import comm
-from mpirl.ps.messages import (BYE, GRAD_TAG, GRADIENT, REPLY_SLOTS, REPLY_TAG, REPORT_SLOTS,
-                               Message)
+from mpirl.ps.messages import (BYE, FETCH, GRAD_TAG, GRADIENT, PAUSE, REPLY_SLOTS, REPLY_TAG,
+                               REPORT_SLOTS, Message)
 
 
 class ParameterClient:
@@ -47,10 +47,19 @@ class ParameterClient:
             self.replies[k] = m.header[1:1 + REPLY_SLOTS]
         return self.replies
 
-    def bye(self) -> None:
-        """Tell every server this worker is done (its last message to them)."""
+    def pause(self) -> None:
+        self.bye(PAUSE)
+
+    def fetch(self, values: np.ndarray) -> None:
+        """Receive the servers' current vector into ``values`` (and their versions), sending
+        nothing to apply or count."""
+        self.exchange(None, values, FETCH)
+
+    def bye(self, kind: float = BYE) -> None:
+        """Tell every server this worker is done (its last message to them), or with
+        ``PAUSE`` that it sends nothing more until their loops start again."""
         sends = []
         for m, s in zip(self.out, self.servers):
-            m.header[0] = BYE
+            m.header[0] = kind
             sends.append(comm.isend(self.world, m.header_bytes, s, GRAD_TAG))
         comm.wait(sends, what="the parameter servers to take a goodbye", peers=self.servers)

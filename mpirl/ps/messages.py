@@ -13,7 +13,9 @@ from __future__ import annotations
 import numpy as np
 
 HEADER = 32
-GRADIENT, SKIP, BYE = 0.0, 1.0, 2.0  # apply this payload; count the report only; last message
+# apply this payload; count the report only; last message; send me the slice, nothing else;
+# no more messages until the server loop starts again (after a checkpoint, say)
+GRADIENT, SKIP, BYE, FETCH, PAUSE = 0.0, 1.0, 2.0, 3.0, 4.0
 GRAD_TAG, REPLY_TAG, STATS_TAG = 21, 22, 23
 REPORT_SLOTS = HEADER - 2  # worker -> server, after kind and version
 REPLY_SLOTS = HEADER - 1   # server -> worker, after version

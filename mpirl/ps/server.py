@@ -7,8 +7,9 @@ staleness is this version minus the one the worker's slice came from.
 
 The servers other than the first send their counters to the first one (the lead) now and
 then, and once more when they finish, so the lead can report every server's update rate.
-A server's loop ends when every worker has said goodbye (``BYE``) and, on the lead, when every
-other server has sent its final counters: no message is left unmatched.
+A server's loop ends when every worker has said goodbye (``BYE``) or asked for a pause
+(``PAUSE``, e.g. for a checkpoint; ``serve`` may then be called again) and, on the lead, when
+every other server has sent its final counters for this loop: no message is left unmatched.
 """
 from __future__ import annotations
 
@@ -18,8 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from mpirl import comm, signals
-from mpirl.ps.messages import (BYE, GRAD_TAG, GRADIENT, REPLY_SLOTS, REPLY_TAG, REPORT_SLOTS,
-                               STATS_TAG, Message)
+from mpirl.ps.messages import (BYE, FETCH, GRAD_TAG, GRADIENT, PAUSE, REPLY_SLOTS, REPLY_TAG,
+                               REPORT_SLOTS, STATS_TAG, Message)
 
 # the counters a server sends the lead: see ServerStats.to_array
 STATS_SIZE = 9
@@ -29,7 +30,7 @@ STATS_SIZE = 9
 class ServerStats:
     """What one server has done so far."""
 
-    updates: int = 0          # gradients applied (the server's version)
+    updates: int = 0          # gradients applied
     dropped: int = 0          # gradients older than max_staleness, not applied
     skipped: int = 0          # SKIP messages (reports without a usable gradient)
     staleness_sum: float = 0.0  # over the gradients received (applied or dropped)
@@ -74,20 +75,22 @@ class ParameterServer:
 
     def __init__(self, world, index: int, servers: list[int], workers: list[int],
                  values: np.ndarray, rule, max_staleness: int = 0,
-                 hooks: ServerHooks | None = None, stats_every_s: float = 0.5):
+                 hooks: ServerHooks | None = None, stats_every_s: float = 0.5,
+                 version: int = 0):
         self.world, self.index, self.servers, self.workers = world, index, servers, workers
         self.values, self.rule, self.max_staleness = values, rule, max_staleness
         self.hooks = hooks or ServerHooks()
         self.stats_every_s = stats_every_s
-        self.stats = ServerStats()
-        self.version = 0
+        self.stats = ServerStats()  # this segment's counts
+        self.version = version  # a resumed server continues its count
 
     @property
     def lead(self) -> bool:
         return self.index == 0
 
     def serve(self) -> ServerStats:
-        """Serve until every worker has said BYE; returns this server's counters."""
+        """Serve until every worker has said BYE, or every worker PAUSE (``paused`` is then
+        True and ``serve`` can be called again); returns this server's counters."""
         n, size = len(self.workers), len(self.values)
         inbox = [Message(size) for _ in range(n)]
         outbox = [Message(size) for _ in range(n)]
@@ -100,6 +103,8 @@ class ParameterServer:
         stats_out, stats_send = np.zeros(STATS_SIZE), None
         peers = list(self.workers) + list(others)
         waiting = n + len(others)  # workers still to say BYE, servers still to send finals
+        self.paused = False
+        served_before, busy_before = self.stats.seconds, self.stats.busy_s
         start = last_stats = time.perf_counter()
         waited = 0.0
         while waiting:
@@ -117,26 +122,28 @@ class ParameterServer:
                 continue
             msg = inbox[i]
             kind = msg.header[0]
-            if kind == BYE:
+            if kind == BYE or kind == PAUSE:
                 waiting -= 1
+                self.paused = kind == PAUSE
                 continue  # recvs[i] stays complete (null): nothing more comes from it
             if sends[i] is not None:  # the previous reply: the worker has taken it already
                 comm.wait(sends[i], what="a worker to take its reply", peers=[self.workers[i]])
             out = outbox[i]
             out.header[1:] = 0.0
-            self.hooks.on_message(self, i, kind, msg.header[2:2 + REPORT_SLOTS],
-                                  out.header[1:1 + REPLY_SLOTS])
+            if kind != FETCH:
+                self.hooks.on_message(self, i, kind, msg.header[2:2 + REPORT_SLOTS],
+                                      out.header[1:1 + REPLY_SLOTS])
             if kind == GRADIENT:
                 self._apply(msg)
-            else:
+            elif kind != FETCH:
                 self.stats.skipped += 1
             out.header[0] = self.version
             out.payload[:] = self.values
             sends[i] = comm.isend(self.world, out.buffer, self.workers[i], REPLY_TAG)
             recvs[i] = comm.irecv(self.world, msg.buffer, self.workers[i], GRAD_TAG)
             now = time.perf_counter()
-            self.stats.seconds = now - start
-            self.stats.busy_s = self.stats.seconds - waited
+            self.stats.seconds = served_before + now - start
+            self.stats.busy_s = busy_before + now - start - waited
             if not self.lead and now - last_stats >= self.stats_every_s and \
                     (stats_send is None or comm.test([stats_send])):
                 self.stats.requests = signals.requested()
@@ -144,8 +151,9 @@ class ParameterServer:
                 self.stats.window_max = 0
                 stats_send = comm.isend(self.world, stats_out, self.servers[0], STATS_TAG)
                 last_stats = now
-        self.stats.seconds = time.perf_counter() - start
-        self.stats.busy_s = self.stats.seconds - waited
+        now = time.perf_counter()
+        self.stats.seconds = served_before + now - start
+        self.stats.busy_s = busy_before + now - start - waited
         comm.wait([s for s in sends if s is not None], what="workers to take their replies",
                   peers=[w for w, s in zip(self.workers, sends) if s is not None])
         if not self.lead:
@@ -169,4 +177,4 @@ class ParameterServer:
             return
         self.rule.apply(msg.payload)
         self.version += 1
-        s.updates = self.version
+        s.updates += 1

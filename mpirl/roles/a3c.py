@@ -27,6 +27,7 @@ from mpirl.faults import Faults
 from mpirl.logger import ProgressLogger
 from mpirl.ps import (GRADIENT, SKIP, OptimizerRule, ParameterClient, ParameterServer,
                       ServerHooks, ServerStats, shard_bounds)
+from mpirl.roles.checkpointing import Checkpointer
 from mpirl.roles.setup import RunSetup
 from mpirl.rundir import RunDir
 
@@ -36,14 +37,14 @@ LOSS = 4  # loss, policy_loss, value_loss, entropy, grad_norm
 REQUEST, EVAL_INDEX, EVAL_MEAN, EVAL_STD, NONFINITE = 9, 10, 11, 12, 13
 LOSS_KEYS = ("loss", "policy_loss", "value_loss", "entropy", "grad_norm")
 # Reply slots (server -> worker). Only the lead fills STOP, CODE and EVALUATE.
-STOP, CODE, EVALUATE, PROGRESS = 0, 1, 2, 3
+STOP, CODE, EVALUATE, PROGRESS, PAUSE = 0, 1, 2, 3, 4
 
 
 class A3CWorker:
     """A worker's model, envs and gradient: collect a rollout with the weights in ``values``,
     compute the clipped A2C gradient into ``grad``."""
 
-    def __init__(self, setup: RunSetup, rank: int):
+    def __init__(self, setup: RunSetup, rank: int, resume: dict | None = None):
         self.setup = setup
         self.model = setup.make_model("cpu")
         self.params = comm.FlatParameters(self.model)
@@ -51,7 +52,7 @@ class A3CWorker:
         self.grads = comm.GradientAverager(self.model.parameters(), None)
         self.grad = self.grads.flat.numpy()
         self.algo = A2C(setup.cfg, self.model, self.grads, optimizer=None)
-        self.collector = setup.make_collector(self.model, rank)
+        self.collector = setup.make_collector(self.model, rank, resume)
         self.rollout = setup.make_rollout_buffer()
         self.steps = setup.cfg.n_steps * setup.cfg.envs_per_actor
 
@@ -75,12 +76,15 @@ def slice_of(setup: RunSetup, index: int) -> tuple[int, int]:
 
 
 # ---------------------------------------------------------------------------------- workers
-def run_worker(setup: RunSetup, comms: comm.RoleComms) -> int:
-    """Push gradients until the lead server says stop; returns the exit code it sends."""
+def run_worker(setup: RunSetup, comms: comm.RoleComms, checkpointer: Checkpointer,
+               resume: dict | None = None) -> int:
+    """Push gradients until the lead server says stop, then join the final checkpoint;
+    returns the exit code the lead sends."""
     cfg, lay = setup.cfg, setup.layout
     servers = list(range(lay.learners))
-    worker = A3CWorker(setup, comms.rank)
+    worker = A3CWorker(setup, comms.rank, resume)
     client = ParameterClient(comms.world, servers, shard_bounds(setup.n_params, len(servers)))
+    client.fetch(worker.values)  # the servers' weights and versions (a resumed run's too)
     report = client.report
     report[EVAL_INDEX] = -1
     faults = Faults(comms.rank)
@@ -98,14 +102,22 @@ def run_worker(setup: RunSetup, comms: comm.RoleComms) -> int:
         report[EVAL_INDEX] = -1
         if lead[STOP]:
             break
+        if lead[PAUSE]:  # a checkpoint: every worker stops sending, all ranks save, go on
+            client.pause()
+            checkpointer.save({"role": "worker", "collector": worker.collector.state_dict()})
+            client.fetch(worker.values)
+            continue
         if lead[EVALUATE] >= 0:
             returns = evaluate_policy(worker.model, cfg.env, cfg.eval_episodes, seed=cfg.seed,
                                       index=int(lead[EVALUATE]))
             report[EVAL_INDEX] = lead[EVALUATE]
             report[EVAL_MEAN], report[EVAL_STD] = np.mean(returns), np.std(returns)
     client.bye()
+    code = int(lead[CODE])
+    if code != exit_codes.DIVERGED:
+        checkpointer.save({"role": "worker", "collector": worker.collector.state_dict()})
     worker.collector.envs.close()
-    return int(lead[CODE])
+    return code
 
 
 # ---------------------------------------------------------------------------------- servers
@@ -113,9 +125,9 @@ class A3CServerHooks(ServerHooks):
     """Every server: count env steps from the reports and follow the learning-rate
     schedule with them (every server sees every report, so all agree closely)."""
 
-    def __init__(self, setup: RunSetup, rule: OptimizerRule, rank: int):
+    def __init__(self, setup: RunSetup, rule: OptimizerRule, rank: int, env_steps: int = 0):
         self.cfg, self.rule = setup.cfg, rule
-        self.env_steps = 0
+        self.env_steps = env_steps
         self.faults, self.messages = Faults(rank), 0
 
     def progress(self) -> float:
@@ -138,29 +150,44 @@ class A3CServerHooks(ServerHooks):
 class A3CLead(A3CServerHooks):
     """The lead server: progress rows, evaluation requests and the end of the run."""
 
-    def __init__(self, setup: RunSetup, rule: OptimizerRule, run_dir: RunDir):
+    # what a checkpoint keeps of the lead's state (``counters``)
+    COUNTERS = ("env_steps", "next_log", "next_eval", "evals", "last_eval", "target_hit",
+                "skipped", "iterations", "time_s", "segment")
+
+    def __init__(self, setup: RunSetup, rule: OptimizerRule, run_dir: RunDir,
+                 counters: dict | None = None):
         super().__init__(setup, rule, 0)
         cfg = self.cfg
         self.setup, self.run_dir = setup, run_dir
         self.servers = setup.layout.learners
-        self.logger = ProgressLogger(run_dir, enabled=True, quiet=cfg.quiet,
-                                     tensorboard=cfg.tensorboard,
-                                     extra_columns=[f"updates_per_s/server{k}"
-                                                    for k in range(self.servers)])
-        self.start = time.perf_counter()
         self.outcome: int | None = None  # set once the run is to end
         self.next_log = cfg.log_every
         self.next_eval = cfg.eval_every if cfg.eval_every > 0 else None
         self.evals = 0
-        self.eval_pending = False
-        self.pending_row: dict = {}
         self.last_eval: list | None = None
         self.target_hit: list | None = None
         self.skipped = 0
+        self.iterations = 0  # the lead server's updates in earlier segments
+        self.time_s = 0.0    # training time of earlier segments
+        self.segment = 0
+        if counters:
+            for k in self.COUNTERS:
+                setattr(self, k, counters[k])
+            self.segment += 1
+        self.logger = ProgressLogger(run_dir, enabled=True, quiet=cfg.quiet,
+                                     tensorboard=cfg.tensorboard,
+                                     resume_after=self.env_steps if counters else None,
+                                     extra_columns=[f"updates_per_s/server{k}"
+                                                    for k in range(self.servers)])
+        self.start = time.perf_counter() - self.time_s
+        self.eval_pending = False
+        self.pending_row: dict = {}
+        self.pausing = False  # a checkpoint is due: every worker is told to pause
+        self.last_checkpoint = (self.iterations, time.perf_counter())
         self.window = np.zeros(3 + len(LOSS_KEYS) + 1)
         self.stats: list[ServerStats] = [ServerStats() for _ in range(self.servers)]
         self.at_last_row = [ServerStats() for _ in range(self.servers)]
-        self.last_row = (0, self.start)
+        self.last_row = (self.env_steps, time.perf_counter())
         self.server = None
 
     def stop(self, outcome: int) -> None:
@@ -200,7 +227,11 @@ class A3CLead(A3CServerHooks):
                 self.stop(exit_codes.DONE)
         if self.env_steps >= cfg.total_steps:
             self.stop(exit_codes.DONE)
-        if self.outcome is None and not self.eval_pending and self.next_eval is not None \
+        if not self.pausing and self.outcome is None and self.checkpoint_due():
+            self.pausing = True
+        if self.pausing:  # until every worker has paused: no new stop or evaluation yet
+            reply[PAUSE] = 1.0
+        elif self.outcome is None and not self.eval_pending and self.next_eval is not None \
                 and self.env_steps >= self.next_eval:
             reply[EVALUATE] = self.evals
             self.evals += 1
@@ -211,8 +242,22 @@ class A3CLead(A3CServerHooks):
             row_now = True
         if row_now:
             self.write_row()
-        if self.outcome is not None:
+        if self.outcome is not None and not self.pausing:
             reply[STOP], reply[CODE] = 1.0, self.outcome
+
+    def checkpoint_due(self) -> bool:
+        cfg = self.cfg
+        updates = self.iterations + self.server.stats.updates
+        by_updates = cfg.checkpoint_every and \
+            updates - self.last_checkpoint[0] >= cfg.checkpoint_every
+        by_time = cfg.checkpoint_minutes > 0 and \
+            time.perf_counter() - self.last_checkpoint[1] >= 60 * cfg.checkpoint_minutes
+        return bool(by_updates or by_time)
+
+    def checkpointed(self, stats: list[ServerStats]) -> None:
+        """A checkpoint was taken (all workers paused): serving goes on."""
+        self.pausing = False
+        self.last_checkpoint = (self.iterations + stats[0].updates, time.perf_counter())
 
     def own_stats(self) -> None:
         if self.server is not None:
@@ -229,7 +274,8 @@ class A3CLead(A3CServerHooks):
         self.own_stats()
         now = time.perf_counter()
         w, episodes, n = self.window, self.window[0], self.window[-1]
-        row = {"env_steps": self.env_steps, "iterations": self.stats[0].updates,
+        row = {"env_steps": self.env_steps,
+               "iterations": self.iterations + self.stats[0].updates,
                "time_s": round(now - self.start, 3),
                "sps": round((self.env_steps - self.last_row[0]) / max(now - self.last_row[1],
                                                                       1e-9), 1),
@@ -261,13 +307,30 @@ class A3CLead(A3CServerHooks):
         self.at_last_row = [ServerStats(**s.__dict__) for s in self.stats]
         self.last_row = (self.env_steps, now)
 
-    def finish(self, final: np.ndarray, stats: list[ServerStats]) -> None:
+    def checkpoint_state(self, final: np.ndarray, stats: list[ServerStats]
+                         ) -> tuple[dict, dict]:
+        """(shared, meta) of the run's checkpoint: the assembled weights and the counters."""
+        cfg, lay = self.cfg, self.setup.layout
+        counters = {k: getattr(self, k) for k in self.COUNTERS}
+        counters["iterations"] = self.iterations + stats[0].updates
+        counters["time_s"] = time.perf_counter() - self.start
+        shared = {"weights": torch.from_numpy(final.copy()), "counters": counters}
+        meta = {"env_steps": self.env_steps, "iteration": counters["iterations"],
+                "world_size": lay.size, "learners": lay.learners, "actors": lay.actors,
+                "written": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "config": cfg.to_dict()}
+        return shared, meta
+
+    def finish(self, final: np.ndarray, stats: list[ServerStats], checkpoint) -> None:
         """The last row (with the final evaluation of the assembled weights), policy.pt and
-        summary.json, or the stop report."""
+        summary.json; or, after a stop signal or a non-finite gradient, the report."""
         cfg, setup = self.cfg, self.setup
         self.stats = stats
         model = setup.make_model("cpu")
         comm.FlatParameters(model).load_(torch.from_numpy(final))
+        if self.outcome is not None and self.outcome != exit_codes.DONE:
+            self.run_dir.save_policy(model)
+            self._report_stop(checkpoint)
+            return
         t = time.perf_counter()
         returns = evaluate_policy(model, cfg.env, cfg.eval_episodes, seed=cfg.seed,
                                   index=self.evals)
@@ -281,7 +344,7 @@ class A3CLead(A3CServerHooks):
         reached = hit is not None or (cfg.target_return is not None and mean >= cfg.target_return)
         summary = {
             "final_eval_return": mean, "final_eval_return_std": std,
-            "env_steps": self.env_steps, "iterations": stats[0].updates,
+            "env_steps": self.env_steps, "iterations": self.iterations + stats[0].updates,
             "wall_time_s": round(wall, 3), "eval_time_s": round(eval_s, 3),
             "sps": round(self.env_steps / wall, 1),
             "train_sps": round(self.env_steps / max(wall - eval_s, 1e-9), 1),
@@ -289,7 +352,7 @@ class A3CLead(A3CServerHooks):
             "target_reached_env_steps": hit[0] if hit else (self.env_steps if reached else None),
             "target_reached_time_s": round(hit[1], 3) if hit else (round(wall, 3) if reached
                                                                    else None),
-            "skipped_updates": self.skipped, "resumed": 0,
+            "skipped_updates": self.skipped, "resumed": self.segment,
             "world_size": setup.layout.size, "servers": setup.layout.learners,
             "workers": setup.layout.actors, "device": "cpu",
             "updates": sum(s.updates for s in stats),
@@ -301,14 +364,17 @@ class A3CLead(A3CServerHooks):
             # the share of each server's time spent on messages rather than waiting for them
             "server_busy": [round(s.busy_s / max(s.seconds, 1e-9), 3) for s in stats],
         }
-        if self.outcome == exit_codes.DONE:
-            self.run_dir.write_summary(summary)
-            self.logger.final(summary)
-        elif self.outcome == exit_codes.PREEMPTED:
+        self.run_dir.write_summary(summary)
+        self.logger.final(summary)
+        self.logger.close()
+
+    def _report_stop(self, checkpoint) -> None:
+        if self.outcome == exit_codes.PREEMPTED:
+            where = f"checkpoint {checkpoint}" if checkpoint else "NO checkpoint could be written"
             sys.stderr.write(
                 f"mpirl: stopped by a stop signal (SIGTERM/SIGUSR1) at env step "
-                f"{self.env_steps:,}; the weights are in {self.run_dir.path / 'policy.pt'} "
-                f"(A3C runs are not resumable from a checkpoint)\n")
+                f"{self.env_steps:,}; {where}. Continue with: python -m mpirl.train --resume "
+                f"{self.run_dir.path}\n")
         else:
             sys.stderr.write(
                 f"mpirl: error: a worker's loss or gradient became NaN/Inf after env step "
@@ -318,28 +384,61 @@ class A3CLead(A3CServerHooks):
         self.logger.close()
 
 
-def run_server(setup: RunSetup, comms: comm.RoleComms, run_dir: RunDir) -> int:
-    """Serve this rank's slice until every worker is done; returns the run's exit code."""
+def run_server(setup: RunSetup, comms: comm.RoleComms, run_dir: RunDir,
+               checkpointer: Checkpointer, resume: dict | None = None) -> int:
+    """Serve this rank's slice until every worker is done, then assemble the final weights on
+    the lead and join the checkpoint; returns the run's exit code.
+
+    A resumed server continues from its own slice, optimizer statistics and version (same
+    layout), or else slices the saved weights afresh with new statistics."""
     lay = setup.layout
     index = comms.rank
     lo, hi = slice_of(setup, index)
-    full = comm.FlatParameters(setup.make_model("cpu")).vector.numpy()
-    values = full[lo:hi].copy()
+    own = (resume or {}).get("own")
+    shared = (resume or {}).get("shared")
+    if own is not None:
+        values = np.array(own["values"], dtype=np.float32)
+    else:
+        full = shared["weights"].numpy() if shared is not None else \
+            comm.FlatParameters(setup.make_model("cpu")).vector.numpy()
+        values = np.array(full[lo:hi], dtype=np.float32)
     rule = make_rule(setup, values)
-    hooks = A3CLead(setup, rule, run_dir) if index == 0 else A3CServerHooks(setup, rule, index)
+    if own is not None:
+        rule.optimizer.load_state_dict(own["optimizer"])
+    counters = shared["counters"] if shared is not None else None
+    hooks = (A3CLead(setup, rule, run_dir, counters) if index == 0 else
+             A3CServerHooks(setup, rule, index, counters["env_steps"] if counters else 0))
     server = ParameterServer(comms.world, index, list(range(lay.learners)),
                              list(range(lay.learners, lay.size)), values, rule,
-                             setup.cfg.max_staleness, hooks)
-    stats = server.serve()
-    # the servers alone: assemble the final weights and counters on the lead
-    parts = comm.gather_to_root(comms.learners, (values, stats),
-                                what="the other servers to finish")
-    code = np.zeros(1)
+                             setup.cfg.max_staleness, hooks,
+                             version=own["version"] if own is not None else 0)
+    while True:
+        stats = server.serve()
+        # the servers alone: assemble the weights and counters on the lead
+        parts = comm.gather_to_root(comms.learners, (values, stats),
+                                    what="the other servers to finish")
+        code = np.zeros(1)
+        if parts is not None:
+            final, all_stats = np.concatenate([p[0] for p in parts]), [p[1] for p in parts]
+            code[0] = hooks.outcome if hooks.outcome is not None else exit_codes.DONE
+        comm.broadcast_(comms.learners, code, root=0, what="the lead server's exit code")
+        # the workers join this collective too: at every pause, and at the end unless a
+        # non-finite gradient ended the run
+        if server.paused or int(code[0]) != exit_codes.DIVERGED:
+            ckpt = meta = None
+            if parts is not None:
+                ckpt, meta = hooks.checkpoint_state(final, all_stats)
+            mine = {"role": "server", "values": values.copy(), "optimizer": rule.state_dict(),
+                    "version": server.version}
+            result = checkpointer.save(mine, ckpt, meta)
+            if parts is not None:
+                hooks.logger.checkpoint(result)
+        if not server.paused:
+            break
+        if parts is not None:
+            hooks.checkpointed(all_stats)
     if parts is not None:
-        final = np.concatenate([p[0] for p in parts])
-        hooks.finish(final, [p[1] for p in parts])
-        code[0] = hooks.outcome if hooks.outcome is not None else exit_codes.DONE
-    comm.broadcast_(comms.learners, code, root=0, what="the lead server's exit code")
+        hooks.finish(final, all_stats, checkpointer.last)
     return int(code[0])
 
 
