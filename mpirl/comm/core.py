@@ -64,19 +64,8 @@ def wait(requests: MPI.Request | Sequence[MPI.Request], max_sleep_s: float = MAX
     ``what`` and ``peers`` (world ranks, one per request) name the wait in a timeout report.
     """
     reqs = [requests] if isinstance(requests, MPI.Request) else list(requests)
-    if not reqs or MPI.Request.Testall(reqs):
-        return
-    start = time.perf_counter()
-    while (elapsed := time.perf_counter() - start) < SPIN_S:
-        if MPI.Request.Testall(reqs):
-            return
-    # Sleep a tenth of the time waited so far: a late wake-up costs at most ~10% of the wait,
-    # and a rank that waits long wakes rarely.
-    while not MPI.Request.Testall(reqs):
-        if _timeout_s and elapsed > _timeout_s:
-            raise CommTimeout(_timeout_report(elapsed, reqs, what, peers))
-        time.sleep(min(max(0.1 * elapsed, MIN_SLEEP_S), max_sleep_s))
-        elapsed = time.perf_counter() - start
+    if reqs:
+        _poll(lambda: MPI.Request.Testall(reqs) or None, reqs, max_sleep_s, what, peers)
 
 
 def wait_any(requests: Sequence[MPI.Request], max_sleep_s: float = MAX_SLEEP_S,
@@ -86,19 +75,32 @@ def wait_any(requests: Sequence[MPI.Request], max_sleep_s: float = MAX_SLEEP_S,
     Completed requests become null; at least one must still be active. A server waiting on
     whichever of its workers speaks first calls this with one receive per worker.
     """
+    reqs = list(requests)
+
+    def done() -> int | None:
+        index, flag = MPI.Request.Testany(reqs)
+        if not flag:
+            return None
+        if index == MPI.UNDEFINED:
+            raise ValueError("wait_any: every request is already complete")
+        return index
+
+    return _poll(done, reqs, max_sleep_s, what, peers)
+
+
+def _poll(done, reqs: list, max_sleep_s: float, what: str, peers: Sequence[int] | None):
+    """Call ``done()`` until it returns something other than None: spin briefly (fast when the
+    peer is already there), then sleep a tenth of the time waited so far, so a late wake-up
+    costs at most ~10% of the wait and a rank that waits long wakes rarely."""
     start = time.perf_counter()
     elapsed = 0.0
-    while True:
-        index, done = MPI.Request.Testany(list(requests))
-        if done:
-            if index == MPI.UNDEFINED:
-                raise ValueError("wait_any: every request is already complete")
-            return index
+    while (result := done()) is None:
         if _timeout_s and elapsed > _timeout_s:
-            raise CommTimeout(_timeout_report(elapsed, list(requests), what, peers))
+            raise CommTimeout(_timeout_report(elapsed, reqs, what, peers))
         if elapsed >= SPIN_S:
             time.sleep(min(max(0.1 * elapsed, MIN_SLEEP_S), max_sleep_s))
         elapsed = time.perf_counter() - start
+    return result
 
 
 def test(requests: Sequence[MPI.Request]) -> bool:

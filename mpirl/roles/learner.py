@@ -22,6 +22,7 @@ from mpirl.logger import ProgressLogger
 from mpirl.roles.actor import SAVE, STOP
 from mpirl.roles.actor_link import ActorLink
 from mpirl.roles.checkpointing import Checkpointer, restore_process_rng_state
+from mpirl.roles.report import checkpoint_meta, episode_columns, run_summary
 from mpirl.roles.setup import RunSetup
 from mpirl.roles.trainers import trainer_class
 from mpirl.rundir import RunDir
@@ -159,11 +160,7 @@ class Learner:
                       "trainer": self.trainer.shared_state(),
                       "counters": dataclasses.asdict(dataclasses.replace(
                           c, time_s=self._elapsed()))}
-            lay = self.setup.layout
-            meta = {"env_steps": c.env_steps, "iteration": c.iteration,
-                    "world_size": lay.size, "learners": lay.learners, "actors": lay.actors,
-                    "written": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                    "config": self.cfg.to_dict()}
+            meta = checkpoint_meta(self.cfg, self.setup.layout, c.env_steps, c.iteration)
         result = self.checkpointer.save(own, shared, meta)
         self._last_checkpoint = (c.iteration, time.perf_counter())
         self.logger.checkpoint(result)
@@ -328,12 +325,9 @@ class Learner:
         return outcome
 
     def _row(self, window, c: Counters, time_s, sps, lr, extra) -> dict:
-        episodes = window[0]
         updates = max(window[-1], 1)
         row = {"env_steps": c.env_steps, "iterations": c.iteration, "time_s": round(time_s, 3),
-               "sps": round(sps, 1), "episodes": int(episodes),
-               "episode_return_mean": window[1] / episodes if episodes else float("nan"),
-               "episode_length_mean": window[2] / episodes if episodes else float("nan")}
+               "sps": round(sps, 1), **episode_columns(*window[:3])}
         for i, k in enumerate(self.stat_keys):
             row[k] = window[3 + i] / updates if window[-1] else float("nan")
         row["lr"] = lr
@@ -408,32 +402,14 @@ class Learner:
             final_mean, final_std = self._evaluate(c.evals)
             self.logger.write_eval(c.env_steps, final_mean, final_std)
         self.run_dir.save_policy(self.model)
-        train_time = wall - c.eval_time_s
-        hit = c.target_hit
         summary = {
-            "final_eval_return": final_mean,
-            "final_eval_return_std": final_std,
-            "env_steps": c.env_steps,
-            "iterations": c.iteration,
-            "wall_time_s": round(wall, 3),
-            "eval_time_s": round(c.eval_time_s, 3),
-            "sps": round(c.env_steps / wall, 1),
-            "train_sps": round(c.env_steps / max(train_time, 1e-9), 1),
-            "target_return": cfg.target_return,
-            "target_reached": hit is not None or (
-                cfg.target_return is not None and final_mean >= cfg.target_return),
-            "target_reached_env_steps": hit[0] if hit else None,
-            "target_reached_time_s": round(hit[1], 3) if hit else None,
-            "skipped_updates": c.skipped_updates,
-            "resumed": c.segment,
+            **run_summary(cfg, (final_mean, final_std), c.env_steps, c.iteration, wall,
+                          c.eval_time_s, c.target_hit, c.skipped_updates, c.segment),
             "world_size": self.setup.layout.size,
             "learners": self.setup.layout.learners,
             "actors": self.setup.layout.actors,
             "device": str(self.device),
             **self.trainer.summary(),
         }
-        if summary["target_reached"] and hit is None:
-            summary["target_reached_env_steps"] = c.env_steps
-            summary["target_reached_time_s"] = round(wall, 3)
         self.run_dir.write_summary(summary)
         self.logger.final(summary)

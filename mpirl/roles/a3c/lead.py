@@ -1,17 +1,6 @@
-"""A3C: asynchronous advantage actor-critic over a sharded parameter server (Mnih et al. 2016,
-arXiv:1602.01783).
-
-Workers each step their own envs for ``--n-steps`` steps, compute the A2C gradient of that
-rollout on their copy of the weights, push it to the servers (``mpirl.ps``) and continue with
-the fresh weights that come back; no worker waits for another. The servers hold the weights
-and the shared optimizer statistics and apply gradients in arrival order.
-
-The first server (world rank 0) is the lead: it counts env steps from the workers' reports,
-writes progress rows, asks a worker to evaluate now and then (reply slot ``evaluate``; the
-result comes back in that worker's next report), and decides when the run ends (budget,
-target return, stop signal, non-finite gradient). Workers learn of the end from the lead's
-reply, say goodbye to every server, and the servers then assemble the final weights.
-"""
+"""What A3C servers make of the workers' reports: every server follows the learning-rate
+schedule; the lead also writes progress rows, hands out evaluations and checkpoints, and
+decides when the run ends."""
 from __future__ import annotations
 
 import sys
@@ -21,106 +10,18 @@ import numpy as np
 import torch
 
 from mpirl import comm, exit_codes, signals
-from mpirl.algos import A2C
 from mpirl.evaluation import evaluate_policy
 from mpirl.faults import Faults
 from mpirl.logger import ProgressLogger
-from mpirl.ps import (GRADIENT, SKIP, OptimizerRule, ParameterClient, ParameterServer,
-                      ServerHooks, ServerStats, shard_bounds)
-from mpirl.roles.checkpointing import Checkpointer
+from mpirl.ps import OptimizerRule, ServerHooks, ServerStats
+from mpirl.roles.a3c.protocol import (CODE, EPISODES, EVAL_INDEX, EVAL_MEAN, EVAL_STD, EVALUATE,
+                                      LOSS, LOSS_KEYS, NONFINITE, PAUSE, PROGRESS, REQUEST,
+                                      STEPS, STOP)
+from mpirl.roles.report import checkpoint_meta, episode_columns, run_summary
 from mpirl.roles.setup import RunSetup
 from mpirl.rundir import RunDir
 
-# Report slots (worker -> every server, in the message header).
-STEPS, EPISODES, RETURN_SUM, LENGTH_SUM = 0, 1, 2, 3
-LOSS = 4  # loss, policy_loss, value_loss, entropy, grad_norm
-REQUEST, EVAL_INDEX, EVAL_MEAN, EVAL_STD, NONFINITE = 9, 10, 11, 12, 13
-LOSS_KEYS = ("loss", "policy_loss", "value_loss", "entropy", "grad_norm")
-# Reply slots (server -> worker). Only the lead fills STOP, CODE and EVALUATE.
-STOP, CODE, EVALUATE, PROGRESS, PAUSE = 0, 1, 2, 3, 4
 
-
-class A3CWorker:
-    """A worker's model, envs and gradient: collect a rollout with the weights in ``values``,
-    compute the clipped A2C gradient into ``grad``."""
-
-    def __init__(self, setup: RunSetup, rank: int, resume: dict | None = None):
-        self.setup = setup
-        self.model = setup.make_model("cpu")
-        self.params = comm.FlatParameters(self.model)
-        self.values = self.params.vector.numpy()  # the servers' replies land here
-        self.grads = comm.GradientAverager(self.model.parameters(), None)
-        self.grad = self.grads.flat.numpy()
-        self.algo = A2C(setup.cfg, self.model, self.grads, optimizer=None)
-        self.collector = setup.make_collector(self.model, rank, resume)
-        self.rollout = setup.make_rollout_buffer()
-        self.steps = setup.cfg.n_steps * setup.cfg.envs_per_actor
-
-    def step(self, poison: bool = False) -> dict:
-        """One rollout and its gradient; returns the loss statistics (``skipped``: the loss or
-        gradient is not finite, so ``grad`` must not be applied). ``poison`` puts NaN into the
-        rewards (fault injection)."""
-        self.collector.collect(self.rollout)
-        r = self.rollout
-        if poison:
-            r["rewards"][:] = np.nan
-        return self.algo.gradient({k: r[k] for k in ("obs", "actions", "rewards", "dones")})
-
-
-def make_rule(setup: RunSetup, values: np.ndarray) -> OptimizerRule:
-    return OptimizerRule(values, setup.cfg.optimizer, setup.cfg.lr)
-
-
-def slice_of(setup: RunSetup, index: int) -> tuple[int, int]:
-    return shard_bounds(setup.n_params, setup.layout.learners)[index]
-
-
-# ---------------------------------------------------------------------------------- workers
-def run_worker(setup: RunSetup, comms: comm.RoleComms, checkpointer: Checkpointer,
-               resume: dict | None = None) -> int:
-    """Push gradients until the lead server says stop, then join the final checkpoint;
-    returns the exit code the lead sends."""
-    cfg, lay = setup.cfg, setup.layout
-    servers = list(range(lay.learners))
-    worker = A3CWorker(setup, comms.rank, resume)
-    client = ParameterClient(comms.world, servers, shard_bounds(setup.n_params, len(servers)))
-    client.fetch(worker.values)  # the servers' weights and versions (a resumed run's too)
-    report = client.report
-    report[EVAL_INDEX] = -1
-    faults = Faults(comms.rank)
-    pushes = 0
-    while True:
-        stats = worker.step(poison=faults.strike(pushes) == "nan")
-        pushes += 1
-        report[STEPS] = worker.steps
-        report[EPISODES:LENGTH_SUM + 1] = worker.rollout["episodes"]  # count, sums
-        report[LOSS:LOSS + len(LOSS_KEYS)] = [stats[k] for k in LOSS_KEYS]
-        report[NONFINITE] = float(stats["skipped"])
-        report[REQUEST] = signals.requested()
-        kind = SKIP if stats["skipped"] else GRADIENT
-        lead = client.exchange(worker.grad, worker.values, kind)[0]
-        report[EVAL_INDEX] = -1
-        if lead[STOP]:
-            break
-        if lead[PAUSE]:  # a checkpoint: every worker stops sending, all ranks save, go on
-            client.pause()
-            checkpointer.save({"role": "worker", "collector": worker.collector.state_dict()})
-            client.fetch(worker.values)
-            continue
-        if lead[EVALUATE] >= 0:
-            returns = evaluate_policy(worker.model, cfg.env, cfg.eval_episodes, seed=cfg.seed,
-                                      index=int(lead[EVALUATE]))
-            report[EVAL_INDEX] = lead[EVALUATE]
-            report[EVAL_MEAN], report[EVAL_STD] = np.mean(returns), np.std(returns)
-    client.bye()
-    code = int(lead[CODE])
-    if code != exit_codes.DIVERGED:
-        checkpointer.save({"role": "worker", "collector": worker.collector.state_dict()})
-    worker.collector.envs.close()
-    return code
-
-
-# ---------------------------------------------------------------------------------- servers
 class A3CServerHooks(ServerHooks):
     """Every server: count env steps from the reports and follow the learning-rate
     schedule with them (every server sees every report, so all agree closely)."""
@@ -259,30 +160,20 @@ class A3CLead(A3CServerHooks):
         self.pausing = False
         self.last_checkpoint = (self.iterations + stats[0].updates, time.perf_counter())
 
-    def own_stats(self) -> None:
-        if self.server is not None:
-            own = self.server.stats
-            self.stats[0] = ServerStats(**{**own.__dict__,
-                                           "window_max": max(own.window_max,
-                                                             self.stats[0].window_max)})
-            own.window_max = 0
-
     def write_row(self, extra: dict | None = None) -> None:
         cfg = self.cfg
         while self.next_log <= self.env_steps:
             self.next_log += cfg.log_every
-        self.own_stats()
+        if self.server is not None:  # the lead's own counters, live
+            self.stats[0] = self.server.stats
         now = time.perf_counter()
-        w, episodes, n = self.window, self.window[0], self.window[-1]
+        w, n = self.window, self.window[-1]
         row = {"env_steps": self.env_steps,
                "iterations": self.iterations + self.stats[0].updates,
                "time_s": round(now - self.start, 3),
                "sps": round((self.env_steps - self.last_row[0]) / max(now - self.last_row[1],
                                                                       1e-9), 1),
-               "episodes": int(episodes),
-               "episode_return_mean": w[1] / episodes if episodes else float("nan"),
-               "episode_length_mean": w[2] / episodes if episodes else float("nan"),
-               "lr": self.lr(), "skipped_updates": self.skipped}
+               **episode_columns(*w[:3]), "lr": self.lr(), "skipped_updates": self.skipped}
         for i, k in enumerate(LOSS_KEYS):
             row[k] = w[3 + i] / n if n else float("nan")
         received = sum(s.updates + s.dropped - p.updates - p.dropped
@@ -315,10 +206,7 @@ class A3CLead(A3CServerHooks):
         counters["iterations"] = self.iterations + stats[0].updates
         counters["time_s"] = time.perf_counter() - self.start
         shared = {"weights": torch.from_numpy(final.copy()), "counters": counters}
-        meta = {"env_steps": self.env_steps, "iteration": counters["iterations"],
-                "world_size": lay.size, "learners": lay.learners, "actors": lay.actors,
-                "written": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "config": cfg.to_dict()}
-        return shared, meta
+        return shared, checkpoint_meta(cfg, lay, self.env_steps, counters["iterations"])
 
     def finish(self, final: np.ndarray, stats: list[ServerStats], checkpoint) -> None:
         """The last row (with the final evaluation of the assembled weights), policy.pt and
@@ -340,21 +228,12 @@ class A3CLead(A3CServerHooks):
         self.run_dir.save_policy(model)
         wall = time.perf_counter() - self.start
         received = sum(s.updates + s.dropped for s in stats)
-        hit = self.target_hit
-        reached = hit is not None or (cfg.target_return is not None and mean >= cfg.target_return)
+        lay = setup.layout
         summary = {
-            "final_eval_return": mean, "final_eval_return_std": std,
-            "env_steps": self.env_steps, "iterations": self.iterations + stats[0].updates,
-            "wall_time_s": round(wall, 3), "eval_time_s": round(eval_s, 3),
-            "sps": round(self.env_steps / wall, 1),
-            "train_sps": round(self.env_steps / max(wall - eval_s, 1e-9), 1),
-            "target_return": cfg.target_return, "target_reached": reached,
-            "target_reached_env_steps": hit[0] if hit else (self.env_steps if reached else None),
-            "target_reached_time_s": round(hit[1], 3) if hit else (round(wall, 3) if reached
-                                                                   else None),
-            "skipped_updates": self.skipped, "resumed": self.segment,
-            "world_size": setup.layout.size, "servers": setup.layout.learners,
-            "workers": setup.layout.actors, "device": "cpu",
+            **run_summary(cfg, (mean, std), self.env_steps, self.iterations + stats[0].updates,
+                          wall, eval_s, self.target_hit, self.skipped, self.segment),
+            "world_size": lay.size, "servers": lay.learners, "workers": lay.actors,
+            "device": "cpu",
             "updates": sum(s.updates for s in stats),
             "staleness_mean": sum(s.staleness_sum for s in stats) / received if received
             else None,
@@ -382,72 +261,3 @@ class A3CLead(A3CServerHooks):
                 f"lower --lr, or with --nonfinite skip to skip such gradients\n")
         sys.stderr.flush()
         self.logger.close()
-
-
-def run_server(setup: RunSetup, comms: comm.RoleComms, run_dir: RunDir,
-               checkpointer: Checkpointer, resume: dict | None = None) -> int:
-    """Serve this rank's slice until every worker is done, then assemble the final weights on
-    the lead and join the checkpoint; returns the run's exit code.
-
-    A resumed server continues from its own slice, optimizer statistics and version (same
-    layout), or else slices the saved weights afresh with new statistics."""
-    lay = setup.layout
-    index = comms.rank
-    lo, hi = slice_of(setup, index)
-    own = (resume or {}).get("own")
-    shared = (resume or {}).get("shared")
-    if own is not None:
-        values = np.array(own["values"], dtype=np.float32)
-    else:
-        full = shared["weights"].numpy() if shared is not None else \
-            comm.FlatParameters(setup.make_model("cpu")).vector.numpy()
-        values = np.array(full[lo:hi], dtype=np.float32)
-    rule = make_rule(setup, values)
-    if own is not None:
-        rule.optimizer.load_state_dict(own["optimizer"])
-    counters = shared["counters"] if shared is not None else None
-    hooks = (A3CLead(setup, rule, run_dir, counters) if index == 0 else
-             A3CServerHooks(setup, rule, index, counters["env_steps"] if counters else 0))
-    server = ParameterServer(comms.world, index, list(range(lay.learners)),
-                             list(range(lay.learners, lay.size)), values, rule,
-                             setup.cfg.max_staleness, hooks,
-                             version=own["version"] if own is not None else 0)
-    while True:
-        stats = server.serve()
-        # the servers alone: assemble the weights and counters on the lead
-        parts = comm.gather_to_root(comms.learners, (values, stats),
-                                    what="the other servers to finish")
-        code = np.zeros(1)
-        if parts is not None:
-            final, all_stats = np.concatenate([p[0] for p in parts]), [p[1] for p in parts]
-            code[0] = hooks.outcome if hooks.outcome is not None else exit_codes.DONE
-        comm.broadcast_(comms.learners, code, root=0, what="the lead server's exit code")
-        # the workers join this collective too: at every pause, and at the end unless a
-        # non-finite gradient ended the run
-        if server.paused or int(code[0]) != exit_codes.DIVERGED:
-            ckpt = meta = None
-            if parts is not None:
-                ckpt, meta = hooks.checkpoint_state(final, all_stats)
-            mine = {"role": "server", "values": values.copy(), "optimizer": rule.state_dict(),
-                    "version": server.version}
-            result = checkpointer.save(mine, ckpt, meta)
-            if parts is not None:
-                hooks.logger.checkpoint(result)
-        if not server.paused:
-            break
-        if parts is not None:
-            hooks.checkpointed(all_stats)
-    if parts is not None:
-        hooks.finish(final, all_stats, checkpointer.last)
-    return int(code[0])
-
-
-def describe(setup: RunSetup) -> str:
-    lay, cfg = setup.layout, setup.cfg
-    sizes = [hi - lo for lo, hi in shard_bounds(setup.n_params, lay.learners)]
-    return (f"mpirl: a3c on {cfg.env}: {lay.size} rank(s): {lay.learners} parameter "
-            f"server(s), {lay.actors} worker(s); {cfg.envs_per_actor} envs x {cfg.n_steps} "
-            f"steps per gradient; model {setup.n_params:,} parameters in slices of "
-            f"{min(sizes):,}-{max(sizes):,}; "
-            f"max staleness {cfg.max_staleness or 'unlimited'}")
-
