@@ -24,7 +24,7 @@ def _f(default: Any, help: str, **kw: Any) -> Any:
     return field(default=default, metadata={"help": help, **kw})
 
 
-ALGOS = ("a2c", "dqn", "a3c")
+ALGOS = ("a2c", "ppo", "dqn", "a3c")
 DEVICES = ("cpu", "cuda", "auto")
 OPTIMIZERS = ("rmsprop", "adam")
 
@@ -50,8 +50,8 @@ class Config:
         0, "Torch threads per rank; 0 = SLURM_CPUS_PER_TASK, else this node's cores / ranks.")
 
     # --- algorithm (A2C)
-    n_steps: int = _f(5, "Steps each env collects per update (A2C: the rollout length; DQN: "
-                      "the chunk an actor sends its learner at a time).")
+    n_steps: int = _f(5, "Steps each env collects per update (A2C, PPO: the rollout length; "
+                      "DQN: the chunk an actor sends its learner at a time).")
     gamma: float = _f(0.99, "Discount factor.")
     gae_lambda: float = _f(1.0, "GAE lambda; 1.0 gives plain n-step returns.")
     ent_coef: float = _f(0.0, "Entropy bonus weight.")
@@ -61,13 +61,47 @@ class Config:
     lr: float = _f(2e-3, "Learning rate.")
     lr_schedule: str = _f("linear", "Learning-rate schedule over the budget.",
                           choices=("constant", "linear"))
-    hidden_sizes: list[int] = _f((64, 64), "Hidden layer sizes of the policy and value MLPs.")
+    hidden_sizes: list[int] = _f((64, 64), "Hidden layer sizes of the policy and value MLPs "
+                                 "(image observations get the Nature CNN instead).")
     activation: str = _f("tanh", "Hidden activation.", choices=("tanh", "relu"))
+    log_std_init: float = _f(0.0, "Box actions: initial log standard deviation of the Gaussian "
+                             "policy (state-independent, learned).")
+    action_bounds: str = _f(
+        "clip", "Box actions: clip the Gaussian sample to the action bounds, or squash it with "
+        "tanh into them.", choices=("clip", "squash"))
+
+    # --- algorithm (PPO); the loss adds A2C's value and entropy terms
+    n_epochs: int = _f(10, "PPO: passes over each rollout batch.")
+    clip_range: float = _f(0.2, "PPO: clipping range of the probability ratio.")
+    clip_schedule: str = _f("constant", "PPO: clip-range schedule over the budget.",
+                            choices=("constant", "linear"))
+    clip_range_vf: float | None = _f(
+        None, "PPO: clip the value prediction to this distance from the rollout's value; "
+        "unset = no value clipping.")
+    target_kl: float | None = _f(
+        None, "PPO: end an iteration's epochs early once the approximate KL to the rollout "
+        "policy, averaged over the learners, exceeds 1.5 x this; unset = never.")
+    normalize_advantage: bool = _f(True, "PPO: normalize advantages by the mean and std of "
+                                   "the global batch (over all learners).")
+
+    # --- input and reward normalization (A2C, PPO), synchronized over all learners
+    normalize_obs: bool = _f(False, "Normalize observations by running mean and variance over "
+                             "everything collected; saved with the policy.")
+    clip_obs: float = _f(10.0, "Clip normalized observations to +-this.")
+    normalize_reward: bool = _f(False, "Scale rewards by the running std of the discounted "
+                                "return (clipped to +-10).")
+    episodic_life: bool | None = _f(
+        None, "Treat a lost life as an episode end in the returns (the game goes on); unset = "
+        "on for Atari games.")
+    clip_rewards: bool | None = _f(
+        None, "Train on the sign of each reward (logs keep game scores); unset = on for Atari "
+        "games.")
 
     # --- algorithm (DQN); shared fields above take DQN defaults from ALGO_DEFAULTS
     replay_size: int = _f(200_000, "DQN: replay capacity in transitions, summed over the "
                           "learners' shards (memory is allocated up front).")
-    batch_size: int = _f(256, "DQN: minibatch per gradient update, summed over the learners.")
+    batch_size: int = _f(256, "DQN, PPO: minibatch per gradient update, summed over the "
+                         "learners.")
     replay_ratio: float = _f(
         32.0, "DQN: samples trained on per env step collected (updates x --batch-size per "
         "step); held whatever the number of actors.")
@@ -167,6 +201,13 @@ class Config:
             raise ConfigError(f"--lr must be positive, got {self.lr}")
         if self.algo == "dqn":
             self._validate_dqn()
+        if self.algo == "ppo":
+            self._validate_ppo()
+        if self.algo in ("dqn", "a3c") and (self.normalize_obs or self.normalize_reward):
+            raise ConfigError(f"--normalize-obs and --normalize-reward apply to a2c and ppo, "
+                              f"not --algo {self.algo}")
+        if self.clip_obs <= 0:
+            raise ConfigError(f"--clip-obs must be positive, got {self.clip_obs}")
         if self.algo == "a3c":
             if self.servers < 1:
                 raise ConfigError(f"--servers must be at least 1, got {self.servers}")
@@ -186,6 +227,16 @@ class Config:
             from mpirl.layout import plan_for
             plan_for(self.algo, world_size, self.learners, self.servers)
 
+
+    def _validate_ppo(self) -> None:
+        for name in ["batch_size", "n_epochs", "clip_range"]:
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"--{_flag(name)} must be positive, got {getattr(self, name)}")
+        for name in ["clip_range_vf", "target_kl"]:
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ConfigError(f"--{_flag(name)} must be positive (or left unset), got "
+                                  f"{value}")
 
     def _validate_dqn(self) -> None:
         for name in ["replay_size", "batch_size", "n_step", "target_update", "weights_every"]:
@@ -250,11 +301,26 @@ def _coerce(name: str, value: Any) -> Any:
         raise ConfigError(f"config key '{name}' has value {value!r}, expected {kind}") from None
 
 
+PRESETS = Path(__file__).resolve().parent / "presets"
+
+
+def resolve_config_path(path: str | os.PathLike) -> Path:
+    """``path`` if it is a file; else, for ``presets/NAME`` or a bare ``NAME``, the preset of
+    that name shipped with mpirl (``.yaml`` may be left off)."""
+    p = Path(path)
+    if p.is_file():
+        return p
+    if len(p.parts) == 1 or (len(p.parts) == 2 and p.parts[0] == "presets"):
+        for name in (p.name, p.name + ".yaml"):
+            if (PRESETS / name).is_file():
+                return PRESETS / name
+    known = ", ".join(sorted(q.name for q in PRESETS.glob("*.yaml")))
+    raise ConfigError(f"config file not found: {p} (presets shipped with mpirl: {known})")
+
+
 def load_config_file(path: str | os.PathLike) -> dict[str, Any]:
     """Read a YAML or TOML config file into a dict of known, type-checked fields."""
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"config file not found: {p}")
+    p = resolve_config_path(path)
     try:
         if p.suffix == ".toml":
             raw = tomllib.loads(p.read_text())
@@ -319,6 +385,11 @@ def given_values(argv: Sequence[str] | None = None) -> dict[str, Any]:
 # Where an algorithm's good defaults differ from the dataclass's (which are A2C's). A value
 # given on the command line or in a config file always wins.
 ALGO_DEFAULTS: dict[str, dict[str, Any]] = {
+    # the tuned CartPole settings of rl-baselines3-zoo, per acting rank
+    "ppo": {"total_steps": 100_000, "envs_per_actor": 8, "n_steps": 32, "batch_size": 256,
+            "n_epochs": 20, "gamma": 0.98, "gae_lambda": 0.8, "optimizer": "adam",
+            "lr": 1e-3, "lr_schedule": "linear", "clip_schedule": "linear",
+            "eval_every": 5_000, "log_every": 5_000},
     "dqn": {"total_steps": 200_000, "envs_per_actor": 4, "n_steps": 16, "optimizer": "adam",
             "lr": 1e-3, "lr_schedule": "linear", "hidden_sizes": [128, 128],
             "activation": "relu", "max_grad_norm": 10.0, "eval_every": 5_000,

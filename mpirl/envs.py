@@ -15,9 +15,48 @@ import numpy as np
 from mpirl.config import ConfigError
 
 
+ATARI_FRAME_STACK = 4
+
+
+def is_atari(env_id: str) -> bool:
+    """Whether ``env_id`` names an Arcade Learning Environment game (``ALE/Pong-v5``,
+    ``PongNoFrameskip-v4``)."""
+    return env_id.startswith("ALE/") or "NoFrameskip" in env_id
+
+
+def make_atari(env_id: str) -> gym.Env:
+    """An ALE game with the standard preprocessing (Mnih et al. 2015; Machado et al. 2018):
+    up to 30 no-op actions at reset, each action repeated for 4 frames (max over the last two),
+    84x84 greyscale, the last 4 frames stacked: observations (4, 84, 84) uint8.
+
+    Lives are left to the training code (``--episodic-life``), and rewards are unclipped here
+    (``--clip-rewards`` clips what learners see), so returns in the logs are game scores."""
+    try:
+        import ale_py
+    except ImportError:
+        raise ConfigError(f"env '{env_id}' needs the Arcade Learning Environment: "
+                          "pip install 'mpirl[atari]' (ale-py, which ships the ROMs, and "
+                          "opencv for the frame resizing)") from None
+    gym.register_envs(ale_py)
+    kwargs = {"frameskip": 1} if env_id.startswith("ALE/") else {}  # the wrapper skips frames
+    try:
+        env = gym.make(env_id, disable_env_checker=True, **kwargs)
+        env = gym.wrappers.AtariPreprocessing(env, noop_max=30, frame_skip=4, screen_size=84,
+                                              grayscale_obs=True, terminal_on_life_loss=False)
+    except gym.error.DependencyNotInstalled as e:
+        raise ConfigError(f"env '{env_id}' needs a package that is not installed: {e}; "
+                          "pip install 'mpirl[atari]'") from None
+    except gym.error.Error as e:
+        raise ConfigError(f"unknown or unusable env '{env_id}': {e}") from None
+    return gym.wrappers.FrameStackObservation(env, ATARI_FRAME_STACK)
+
+
 def make_env(env_id: str) -> gym.Env:
     """A Gymnasium env from a registered id, or from ``package.module:Class`` (instantiated with
-    no arguments). Raises ConfigError with a readable message if it cannot be made."""
+    no arguments); Atari ids get the standard preprocessing (``make_atari``). Raises
+    ConfigError with a readable message if it cannot be made."""
+    if is_atari(env_id):
+        return make_atari(env_id)
     module_name, _, attr = env_id.partition(":")
     if attr.isidentifier():  # 'pkg.mod:Class'; 'pkg.mod:Name-v0' is a registered id for gym
         try:
@@ -34,10 +73,12 @@ def make_env(env_id: str) -> gym.Env:
         return env
     try:
         return gym.make(env_id, disable_env_checker=True)
+    except (ImportError, gym.error.DependencyNotInstalled) as e:
+        hint = " (pip install 'mpirl[mujoco]')" if "mujoco" in str(e).lower() else ""
+        raise ConfigError(f"env '{env_id}' needs a package that is not installed: "
+                          f"{e}{hint}") from None
     except gym.error.Error as e:
         raise ConfigError(f"unknown or unusable env '{env_id}': {e}") from None
-    except ImportError as e:
-        raise ConfigError(f"env '{env_id}' needs a package that is not installed: {e}") from None
 
 
 @dataclass(frozen=True)
@@ -151,6 +192,8 @@ class EnvVector:
     ``step`` returns the next observations (already reset where an episode ended), rewards,
     ``terminated``, ``truncated``, and ``final_obs`` where an episode was truncated (for
     bootstrapping). Finished-episode returns and lengths accumulate until ``pop_episodes``.
+    ``life_lost`` marks the envs whose game lost a life in the last step but goes on (envs
+    that report ``lives`` in their info, as Atari games do).
     """
 
     def __init__(self, env_id: str, n: int, seed: int, rank: int, stream: int = 0):
@@ -159,9 +202,12 @@ class EnvVector:
         self.spec = describe_env(self.envs[0], env_id)
         self.n = n
         self.obs = np.zeros((n, *self.spec.obs_shape), dtype=self.spec.obs_dtype)
+        self.lives = np.zeros(n, dtype=np.int64)
+        self.life_lost = np.zeros(n, dtype=bool)
         for i, env in enumerate(self.envs):
             s = env_seed(seed, rank, i, stream)
-            self.obs[i], _ = env.reset(seed=s)
+            self.obs[i], info = env.reset(seed=s)
+            self.lives[i] = info.get("lives", 0)
             env.action_space.seed(s)
         self._ret = np.zeros(n, dtype=np.float64)
         self._len = np.zeros(n, dtype=np.int64)
@@ -177,10 +223,15 @@ class EnvVector:
         terminated = np.zeros(n, dtype=bool)
         truncated = np.zeros(n, dtype=bool)
         final_obs: dict[int, np.ndarray] = {}
+        self.life_lost[:] = False
         for i, env in enumerate(self.envs):
             if hold is not None and hold[i]:
                 continue
-            o, r, te, tr, _ = env.step(actions[i])
+            o, r, te, tr, info = env.step(actions[i])
+            if "lives" in info:
+                lives = info["lives"]
+                self.life_lost[i] = lives < self.lives[i] and not (te or tr)
+                self.lives[i] = lives
             rewards[i] = r
             self._ret[i] += r
             self._len[i] += 1
@@ -193,7 +244,8 @@ class EnvVector:
                 self.done_envs.append(i)
                 self._ret[i] = 0.0
                 self._len[i] = 0
-                o, _ = env.reset()
+                o, info = env.reset()
+                self.lives[i] = info.get("lives", 0)
             self.obs[i] = o
         return self.obs, rewards, terminated, truncated, final_obs
 
@@ -240,7 +292,8 @@ class EnvVector:
 
     def _new_episode(self, i: int, epoch: int) -> None:
         seed, rank, stream = self._seeding
-        self.obs[i], _ = self.envs[i].reset(seed=env_seed(seed, rank, i, stream, epoch))
+        self.obs[i], info = self.envs[i].reset(seed=env_seed(seed, rank, i, stream, epoch))
+        self.lives[i] = info.get("lives", 0)
         self._ret[i], self._len[i] = 0.0, 0
 
     def close(self) -> None:

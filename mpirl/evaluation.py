@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from mpirl.envs import EnvVector
-from mpirl.models import ActorCritic, env_actions
+from mpirl.models import ActorCritic
 
 EVAL_STREAM = 1
 
@@ -20,7 +20,7 @@ def evaluate_policy(model: ActorCritic, env_id: str, episodes: int, seed: int,
     rng = np.random.default_rng(0)  # unused by deterministic actions
     try:
         while any(r is None for r in returns):
-            envs.step(env_actions(envs.spec, model.act(envs.obs, rng, deterministic=True)))
+            envs.step(model.to_env(model.act(envs.obs, rng, deterministic=True)))
             done, _ = envs.pop_episodes_by_env()
             for i, ret in done:
                 if returns[i] is None:

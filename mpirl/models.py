@@ -1,6 +1,11 @@
-"""Models: an MLP actor-critic for Box observations, with a Categorical head for Discrete
-actions and a Gaussian head (state-independent log-std) for Box actions; and an MLP Q-network
-(optionally dueling) for DQN."""
+"""Models: an actor-critic for Box observations (separate MLPs, or a shared Nature CNN for
+image stacks such as Atari frames), with a Categorical head for Discrete actions and a Gaussian
+head (state-independent log-std) for Box actions; and an MLP Q-network (optionally dueling) for
+DQN.
+
+An actor-critic can carry observation-normalization statistics as non-trainable parameters at
+the end of its parameter list: they travel with the weights to actors, are saved with the
+policy, and are applied wherever the policy runs, evaluation included."""
 from __future__ import annotations
 
 import math
@@ -29,29 +34,84 @@ def mlp(sizes: list[int], activation: type[nn.Module], out_gain: float) -> nn.Se
     return nn.Sequential(*layers)
 
 
-class ActorCritic(nn.Module):
-    """Separate policy and value MLPs over the flattened observation."""
+def _sequential(layers: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+    """``layers(x)`` without nn.Module call overhead: the actor runs this every step, and a
+    PPO learner dozens of times per batch."""
+    for layer in layers:
+        if isinstance(layer, nn.Linear):
+            x = F.linear(x, layer.weight, layer.bias)
+        elif isinstance(layer, nn.Tanh):
+            x = torch.tanh(x)
+        elif isinstance(layer, nn.ReLU):
+            x = F.relu(x)
+        else:
+            x = layer(x)
+    return x
 
-    def __init__(self, spec: EnvSpec, hidden_sizes: list[int], activation: str = "tanh"):
+
+class ObsStatistics(nn.Module):
+    """Running mean and variance of observations, as parameters no optimizer touches (so they
+    travel and are saved with the weights)."""
+
+    def __init__(self, shape: tuple[int, ...]):
+        super().__init__()
+        self.mean = nn.Parameter(torch.zeros(shape), requires_grad=False)
+        self.var = nn.Parameter(torch.ones(shape), requires_grad=False)
+
+
+class ActorCritic(nn.Module):
+    """Separate policy and value MLPs over the flattened observation.
+
+    ``obs_norm``: observations are normalized by running statistics (``normalizer``,
+    set by the learners) and clipped to +-``clip_obs``. ``squash``: Gaussian actions reach the
+    env through tanh, scaled to the action bounds, instead of being clipped to them; either way
+    log-probabilities are those of the unsquashed Gaussian sample.
+    """
+
+    def __init__(self, spec: EnvSpec, hidden_sizes: list[int], activation: str = "tanh",
+                 obs_norm: bool = False, clip_obs: float = 10.0, log_std_init: float = 0.0,
+                 squash: bool = False):
         super().__init__()
         self.spec = spec
         act = {"tanh": nn.Tanh, "relu": nn.ReLU}[activation]
         obs_dim = int(np.prod(spec.obs_shape))
+        self._build(spec, obs_dim, hidden_sizes, act)
+        if not spec.discrete:
+            self.log_std = nn.Parameter(torch.full((spec.n_actions,), float(log_std_init)))
+        self.squash = squash and not spec.discrete
+        self.clip_obs = clip_obs
+        self.obs_norm = obs_norm
+        if obs_norm:  # the last submodule: trainable parameters form a prefix of the flat vector
+            self.normalizer = ObsStatistics(tuple(spec.obs_shape))
+
+    def _build(self, spec: EnvSpec, obs_dim: int, hidden_sizes: list[int], act) -> None:
         self.pi = mlp([obs_dim, *hidden_sizes, spec.n_actions], act, out_gain=0.01)
         self.vf = mlp([obs_dim, *hidden_sizes, 1], act, out_gain=1.0)
-        if not spec.discrete:
-            self.log_std = nn.Parameter(torch.zeros(spec.n_actions))
+
+    def set_obs_stats(self, mean: np.ndarray, var: np.ndarray) -> None:
+        """Load running observation statistics (float64 arrays of the observation's shape)."""
+        with torch.no_grad():
+            self.normalizer.mean.copy_(torch.from_numpy(np.asarray(mean, dtype=np.float32)))
+            self.normalizer.var.copy_(torch.from_numpy(np.asarray(var, dtype=np.float32)))
+
+    def _input(self, obs: torch.Tensor) -> torch.Tensor:
+        x = obs.float()
+        if self.obs_norm:
+            stats = self.normalizer
+            x = ((x - stats.mean) / torch.sqrt(stats.var + 1e-8)).clamp(-self.clip_obs,
+                                                                         self.clip_obs)
+        return x
 
     def _flat(self, obs: torch.Tensor) -> torch.Tensor:
-        return obs.reshape(obs.shape[0], -1).float()
+        return self._input(obs).reshape(obs.shape[0], -1)
 
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Policy output (logits, or Gaussian means) and state values, for a batch."""
         x = self._flat(obs)
-        return self.pi(x), self.vf(x).squeeze(-1)
+        return self._policy_out(x), _sequential(self.vf, x).squeeze(-1)
 
     def value(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.vf(self._flat(obs)).squeeze(-1)
+        return _sequential(self.vf, self._flat(obs)).squeeze(-1)
 
     def log_prob_entropy(self, out: torch.Tensor, actions: torch.Tensor
                          ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -68,18 +128,13 @@ class ActorCritic(nn.Module):
         return logp, entropy
 
     def _policy_out(self, x: torch.Tensor) -> torch.Tensor:
-        """``self.pi(x)`` without nn.Module call overhead (the actor's per-step hot path)."""
-        for layer in self.pi:
-            if isinstance(layer, nn.Linear):
-                x = F.linear(x, layer.weight, layer.bias)
-            else:
-                x = layer(x)
-        return x
+        return _sequential(self.pi, x)
 
     @torch.inference_mode()
     def act(self, obs: np.ndarray, rng: np.random.Generator, deterministic: bool = False
             ) -> np.ndarray:
-        """Actions for a batch of observations: sampled with ``rng``, or the mode."""
+        """Actions for a batch of observations: sampled with ``rng``, or the mode. Gaussian
+        actions are unbounded samples: ``to_env`` maps them into the action bounds."""
         out = self._policy_out(self._flat(torch.from_numpy(obs))).numpy()
         if self.spec.discrete:
             if deterministic:
@@ -93,9 +148,50 @@ class ActorCritic(nn.Module):
         std = np.exp(self.log_std.detach().numpy())
         return (out + std * rng.standard_normal(out.shape)).astype(np.float32)
 
+    def to_env(self, actions: np.ndarray) -> np.ndarray:
+        """What the env receives for ``act``'s actions: Gaussian samples clipped (or squashed
+        with tanh) into the action bounds; discrete actions as they are."""
+        spec = self.spec
+        if spec.discrete:
+            return actions
+        if self.squash:
+            unit = (np.tanh(actions) + 1.0) * 0.5
+            return (spec.action_low + unit * (spec.action_high - spec.action_low)
+                    ).astype(np.float32)
+        return np.clip(actions, spec.action_low, spec.action_high).reshape(actions.shape)
+
     @torch.inference_mode()
     def predict_values(self, obs: np.ndarray) -> np.ndarray:
         return self.value(torch.from_numpy(obs)).numpy()
+
+
+class CNNActorCritic(ActorCritic):
+    """Policy and value heads on one shared Nature CNN (Mnih et al. 2015: 32 8x8/4, 64 4x4/2,
+    64 3x3/1 convolutions, 512 units) over stacked uint8 frames, scaled to [0, 1]."""
+
+    def _build(self, spec: EnvSpec, obs_dim: int, hidden_sizes: list[int], act) -> None:
+        channels, height, width = spec.obs_shape
+        gain = math.sqrt(2)
+        convs = [nn.Conv2d(channels, 32, 8, 4), nn.Conv2d(32, 64, 4, 2), nn.Conv2d(64, 64, 3, 1)]
+        for conv in convs:
+            nn.init.orthogonal_(conv.weight, gain=gain)
+            nn.init.zeros_(conv.bias)
+        with torch.no_grad():
+            flat = nn.Sequential(*convs)(torch.zeros(1, channels, height, width)).numel()
+        fc = nn.Linear(flat, 512)
+        nn.init.orthogonal_(fc.weight, gain=gain)
+        nn.init.zeros_(fc.bias)
+        self.trunk = nn.Sequential(convs[0], nn.ReLU(), convs[1], nn.ReLU(), convs[2], nn.ReLU(),
+                                   nn.Flatten(), fc, nn.ReLU())
+        self.pi = mlp([512, spec.n_actions], act, out_gain=0.01)
+        self.vf = mlp([512, 1], act, out_gain=1.0)
+
+    def _flat(self, obs: torch.Tensor) -> torch.Tensor:
+        x = self._input(obs)
+        return self.trunk(x if self.obs_norm else x * (1.0 / 255.0))
+
+    def _policy_out(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pi(x)
 
 
 class QNetwork(nn.Module):
@@ -142,16 +238,21 @@ class QNetwork(nn.Module):
         """Greedy actions for a batch of observations (exploration is the collector's job)."""
         return self.forward(torch.from_numpy(obs)).argmax(-1).numpy()
 
+    def to_env(self, actions: np.ndarray) -> np.ndarray:
+        return actions
+
 
 def build_policy(cfg, spec: EnvSpec) -> nn.Module:
-    """The model a run with config ``cfg`` trains, for an env described by ``spec``."""
+    """The model a run with config ``cfg`` trains, for an env described by ``spec``: image
+    stacks (channels, height, width) get the CNN actor-critic."""
     if cfg.algo == "dqn":
         return QNetwork(spec, list(cfg.hidden_sizes), cfg.activation, cfg.dueling)
-    return ActorCritic(spec, list(cfg.hidden_sizes), cfg.activation)
+    kind = CNNActorCritic if is_image(spec) else ActorCritic
+    return kind(spec, list(cfg.hidden_sizes), cfg.activation, obs_norm=cfg.normalize_obs,
+                clip_obs=cfg.clip_obs, log_std_init=cfg.log_std_init,
+                squash=cfg.action_bounds == "squash")
 
 
-def env_actions(spec: EnvSpec, actions: np.ndarray) -> np.ndarray:
-    """What the env receives: Gaussian actions clipped to the action bounds."""
-    if spec.discrete:
-        return actions
-    return np.clip(actions, spec.action_low, spec.action_high).reshape(actions.shape)
+def is_image(spec: EnvSpec) -> bool:
+    """Stacked frames: (channels, height, width) of uint8."""
+    return len(spec.obs_shape) == 3 and spec.obs_dtype == np.uint8

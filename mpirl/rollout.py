@@ -50,6 +50,10 @@ def _report_fields():
     }
 
 
+# What an on-policy update reads from a rollout.
+ON_POLICY_KEYS = ("obs", "actions", "rewards", "dones", "bootstrap")
+
+
 def rollout_fields(spec: EnvSpec, n_steps: int, n_envs: int):
     """The arrays of one on-policy rollout of ``n_steps`` steps from ``n_envs`` envs."""
     T, N = n_steps, n_envs
@@ -58,6 +62,9 @@ def rollout_fields(spec: EnvSpec, n_steps: int, n_envs: int):
         "actions": ((T, N, *spec.action_shape), spec.action_dtype),
         "rewards": ((T, N), np.dtype(np.float32)),
         "dones": ((T, N), np.dtype(np.float32)),
+        # gamma x V(final observation) where an episode was cut off by a time limit, else 0:
+        # kept apart from the rewards so that learners can scale rewards without scaling it
+        "bootstrap": ((T, N), np.dtype(np.float32)),
         **_report_fields(),
     }
 

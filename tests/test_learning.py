@@ -1,4 +1,5 @@
-"""It learns: A2C, DQN and A3C with their defaults on 4 ranks solve CartPole-v1 and stay solved.
+"""It learns: A2C, PPO, DQN and A3C with their defaults on 4 ranks solve CartPole-v1 and stay
+solved; PPO's Pendulum preset solves Pendulum-v1.
 
 One run per (algorithm, seed) to the default budget checks both claims: an evaluation reaches
 475 (so ``--target-return 475`` stops there: A2C and DQN runs repeat exactly, and the
@@ -14,7 +15,7 @@ from conftest import run_job
 pytestmark = pytest.mark.slow
 
 # algorithm, its default budget in env steps
-ALGOS = [("a2c", 300_000), ("dqn", 200_000), ("a3c", 300_000)]
+ALGOS = [("a2c", 300_000), ("ppo", 100_000), ("dqn", 200_000), ("a3c", 300_000)]
 
 
 @pytest.mark.parametrize("algo,budget", ALGOS)
@@ -30,3 +31,14 @@ def test_reaches_475_and_stays_solved_to_the_default_budget(tmp_path, algo, budg
                  if r["eval_return_mean"]]
     assert max(evals) >= 475, evals
     assert summary["final_eval_return"] >= 475, summary
+
+
+def test_ppo_preset_solves_pendulum_within_200k_steps(tmp_path):
+    res = run_job(["mpirl.train", "--config", "presets/ppo-pendulum.yaml", "--run-dir",
+                   str(tmp_path), "--quiet", "--no-tensorboard"], ranks=4, timeout=300)
+    assert res.returncode == 0, res.stderr
+    with open(tmp_path / "progress.csv") as f:
+        evals = [(int(r["env_steps"]), float(r["eval_return_mean"])) for r in csv.DictReader(f)
+                 if r["eval_return_mean"]]
+    assert evals[-1][0] <= 200_000 + 3 * 4 * 256
+    assert max(mean for _, mean in evals) >= -200, evals

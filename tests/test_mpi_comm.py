@@ -22,7 +22,8 @@ def _batch(seed: int, T: int, N: int) -> dict[str, np.ndarray]:
     return {"obs": rng.standard_normal((T + 1, N, 4)).astype(np.float32),
             "actions": rng.integers(0, 2, (T, N)),
             "rewards": rng.standard_normal((T, N)).astype(np.float32),
-            "dones": (rng.random((T, N)) < 0.1).astype(np.float32)}
+            "dones": (rng.random((T, N)) < 0.1).astype(np.float32),
+            "bootstrap": np.zeros((T, N), dtype=np.float32)}
 
 
 def _learner(cfg: Config, comm_, share=None):

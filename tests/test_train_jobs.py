@@ -91,6 +91,10 @@ def test_several_learners_with_actors(tmp_path):
      "--algo dqn needs a Discrete action space, and env 'Pendulum-v1' has continuous"),
     (["--algo", "dqn", "--replay-size", "200", "--batch-size", "32"],
      "leaves 16 steps per stream; each needs at least"),
+    (["--algo", "ppo", "--batch-size", "1000"],
+     "--batch-size 1000 is larger than the rollout batch: --n-steps 32 x --envs-per-actor 8 "
+     "x 3 acting rank(s) = 768"),
+    (["--config", "presets/no-such-preset.yaml"], "presets shipped with mpirl: ppo-atari.yaml"),
 ])
 def test_bad_input_exits_2_on_every_rank_with_one_message(tmp_path, args, needle):
     bad = tmp_path / "bad.yaml"
@@ -154,7 +158,7 @@ def test_continuous_actions_train_and_evaluate(tmp_path):
     assert -2000 < json.loads(res.stdout)["return_mean"] <= 0
 
 
-@pytest.mark.parametrize("algo", ["a2c", "dqn", "a3c"])
+@pytest.mark.parametrize("algo", ["a2c", "ppo", "dqn", "a3c"])
 def test_target_return_stops_the_run_at_the_first_evaluation_that_reaches_it(tmp_path, algo):
     # a random CartPole policy lasts ~20 steps, so the first evaluation reaches 15
     run = tmp_path / "run"

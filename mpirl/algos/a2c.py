@@ -43,7 +43,7 @@ class A2C:
         self.optimizer = optimizer
 
     def update(self, batch: dict[str, np.ndarray]) -> dict[str, float]:
-        """``batch``: obs (T+1, N, ...), actions (T, N, ...), rewards and dones (T, N).
+        """``batch``: obs (T+1, N, ...), actions (T, N, ...), rewards, dones and bootstrap (T, N).
         The step is skipped (``skipped`` in the result) if any learner's loss or the averaged
         gradient is not finite."""
         stats = self.gradient(batch)
@@ -61,7 +61,8 @@ class A2C:
         T, N = batch["rewards"].shape
         out, values_all = model(obs.reshape(((T + 1) * N,) + tuple(obs.shape[2:])))
         v = values_all.detach().cpu().numpy().reshape(T + 1, N)
-        adv, ret = gae(batch["rewards"], v[:T], v[T], batch["dones"], cfg.gamma, cfg.gae_lambda)
+        rewards = batch["rewards"] + batch["bootstrap"]
+        adv, ret = gae(rewards, v[:T], v[T], batch["dones"], cfg.gamma, cfg.gae_lambda)
         out = out.reshape(T + 1, N, -1)[:T].reshape(T * N, -1)
         actions = torch.from_numpy(batch["actions"]).to(device)
         logp, entropy = model.log_prob_entropy(out, actions.reshape((T * N,) + actions.shape[2:]))

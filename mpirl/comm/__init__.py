@@ -3,7 +3,8 @@ parameters and gradient averaging.
 
 This package is the only place that imports mpi4py.
 """
-from mpirl.comm.core import (HANDOFF_SLEEP_S, CommTimeout, RoleComms, abort, allreduce_sum_,
+from mpirl.comm.core import (HANDOFF_SLEEP_S, CommTimeout, RoleComms, abort, allgather_,
+                             allreduce_sum_,
                              announce_arrival, barrier, broadcast_, broadcast_object, first_error,
                              gather_objects, gather_to_root, irecv, irecv_all, isend, isend_all, node_local,
                              raw_allreduce_sum_, recv, rendezvous, scatter_objects, send,
@@ -14,7 +15,7 @@ from mpirl.layout import Layout, plan_layout
 
 __all__ = [
     "HANDOFF_SLEEP_S", "CommTimeout", "FlatParameters", "GradientAverager", "Layout",
-    "RoleComms", "abort", "allreduce_sum_", "announce_arrival", "barrier", "broadcast_",
+    "RoleComms", "abort", "allgather_", "allreduce_sum_", "announce_arrival", "barrier", "broadcast_",
     "broadcast_object", "broadcast_parameters", "first_error", "gather_objects",
     "gather_to_root", "irecv", "irecv_all", "isend", "isend_all", "node_local", "plan_layout",
     "raw_allreduce_sum_", "recv", "rendezvous", "scatter_objects", "send", "set_comm_timeout",

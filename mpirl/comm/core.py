@@ -163,6 +163,19 @@ def raw_allreduce_sum_(comm: MPI.Comm, arr: np.ndarray) -> np.ndarray:
     return arr
 
 
+def allgather_(comm: MPI.Comm, arr: np.ndarray,
+               what: str = "the other ranks at an allgather") -> np.ndarray:
+    """Every rank's ``arr`` (same shape and dtype everywhere), stacked by rank: shape
+    (size, *arr.shape). Ranks meet at a quiet rendezvous first, as in ``allreduce_sum_``."""
+    out = np.empty((comm.Get_size(), *arr.shape), dtype=arr.dtype)
+    if comm.Get_size() == 1:
+        out[0] = arr
+        return out
+    rendezvous(comm, what=what)
+    comm.Allgather(_mpi_buffer(np.ascontiguousarray(arr)), out)
+    return out
+
+
 def broadcast_(comm: MPI.Comm, arr: np.ndarray, root: int = 0,
                what: str = "a broadcast") -> np.ndarray:
     """Broadcast ``arr`` from ``root`` into every rank's ``arr`` (same shape and dtype)."""

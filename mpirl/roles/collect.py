@@ -8,7 +8,7 @@ import numpy as np
 
 from mpirl import timing
 from mpirl.envs import EnvVector
-from mpirl.models import ActorCritic, env_actions
+from mpirl.models import ActorCritic
 from mpirl.replay import ENDED, TERMINATED, VALID
 from mpirl.rollout import PackedArrays
 
@@ -16,32 +16,43 @@ from mpirl.rollout import PackedArrays
 class RolloutCollector:
     """Steps ``envs`` for ``n_steps`` with ``model`` and writes the rollout into a packed buffer.
 
-    A truncated episode (time limit) is bootstrapped here: gamma x V(final observation) is added
-    to its last reward, so learners can treat every episode end alike.
+    A truncated episode (time limit) is bootstrapped here: gamma x V(final observation) goes into
+    ``bootstrap`` at its last step, which learners add to the (possibly scaled) reward, so they
+    can treat every episode end alike.
+
+    For Atari training, ``clip_rewards`` sends sign(reward), and ``episodic_life`` marks a lost
+    life as an episode end for the returns (the game itself goes on); the episode statistics
+    always count true game returns.
     """
 
     def __init__(self, model: ActorCritic, envs: EnvVector, n_steps: int, gamma: float,
-                 rng: np.random.Generator):
+                 rng: np.random.Generator, clip_rewards: bool = False,
+                 episodic_life: bool = False):
         self.model, self.envs, self.n_steps, self.gamma, self.rng = model, envs, n_steps, gamma, rng
+        self.clip_rewards, self.episodic_life = clip_rewards, episodic_life
 
     def collect(self, out: PackedArrays, progress: float = 0.0) -> None:
         """``progress`` (fraction of the budget done) is unused: the policy explores itself."""
-        spec, envs = self.envs.spec, self.envs
+        envs, model = self.envs, self.model
         obs, actions, rewards, dones = out["obs"], out["actions"], out["rewards"], out["dones"]
+        bootstrap = out["bootstrap"]
+        bootstrap[:] = 0.0
         for t in range(self.n_steps):
             obs[t] = envs.obs
             timing.switch("inference")
-            a = self.model.act(envs.obs, self.rng)
+            a = model.act(envs.obs, self.rng)
             actions[t] = a
             timing.switch("env")
-            _, r, terminated, truncated, final_obs = envs.step(env_actions(spec, a))
+            _, r, terminated, truncated, final_obs = envs.step(model.to_env(a))
             if final_obs:
                 timing.switch("inference")
                 idx = list(final_obs)
-                bootstrap = self.model.predict_values(np.stack([final_obs[i] for i in idx]))
-                r[idx] += self.gamma * bootstrap
-            rewards[t] = r
+                values = model.predict_values(np.stack([final_obs[i] for i in idx]))
+                bootstrap[t, idx] = self.gamma * values
+            rewards[t] = np.sign(r) if self.clip_rewards else r
             dones[t] = terminated | truncated
+            if self.episodic_life:
+                dones[t] = np.maximum(dones[t], envs.life_lost)
         obs[self.n_steps] = envs.obs
         returns, lengths = envs.pop_episodes()
         out["episodes"][:] = (len(returns), sum(returns), sum(lengths))

@@ -87,12 +87,15 @@ class Learner:
             self.acting_model = setup.make_model("cpu")  # for self-acting and evaluation
             self._acting_params = comm.FlatParameters(self.acting_model)
         kind = trainer_class(cfg)
-        # extras: [stop requested, checkpoint due by time], summed over learners
+        # extras: [stop requested, checkpoint due by time, the trainer's own], summed over
+        # learners
         self.averager = comm.GradientAverager(self.model.parameters(), comms.learners,
                                               share=kind.batch_share(setup, comms.rank),
-                                              extras=2)
+                                              extras=2 + kind.extra_slots)
         if kind.flat_optimizer:  # one flat parameter whose gradient is the averaged buffer
-            flat = torch.nn.Parameter(self.params.vector, requires_grad=False)
+            # the trainable parameters come first in the model (normalizer statistics last)
+            flat = torch.nn.Parameter(self.params.vector[:self.averager.numel],
+                                      requires_grad=False)
             flat.grad = self.averager.flat
             self.optimizer = make_optimizer(cfg, [flat], fused=True)
         else:
@@ -114,7 +117,8 @@ class Learner:
         self.faults = Faults(comms.rank)
         self.logger = ProgressLogger(run_dir, enabled=self.lead, quiet=cfg.quiet,
                                      tensorboard=cfg.tensorboard,
-                                     resume_after=self.counters.env_steps if resume else None)
+                                     resume_after=self.counters.env_steps if resume else None,
+                                     extra_columns=self.trainer.extra_columns)
         self._segment_start = time.perf_counter()
         self._last_checkpoint = (self.counters.iteration if resume else -1,
                                  self._segment_start)

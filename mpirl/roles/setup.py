@@ -9,7 +9,7 @@ import torch
 
 from mpirl.algos import actor_epsilon
 from mpirl.config import Config, ConfigError
-from mpirl.envs import EnvSpec, EnvVector, describe_env, make_env
+from mpirl.envs import EnvSpec, EnvVector, describe_env, is_atari, make_env
 from mpirl.layout import Layout
 from mpirl.models import build_policy
 from mpirl.replay import Prioritization, ReplayShard
@@ -32,13 +32,30 @@ class RunSetup:
         self.spec = spec
         if cfg.algo == "dqn" and not spec.discrete:
             raise ConfigError(f"--algo dqn needs a Discrete action space, and env '{cfg.env}' "
-                              f"has continuous (Box) actions; use --algo a2c for it")
+                              f"has continuous (Box) actions; use --algo ppo or a2c for it")
         self.n_params = sum(p.numel() for p in self.make_model("cpu").parameters())
         self.acting_ranks = layout.learners if layout.self_acting else layout.actors
         self.steps_per_iteration = cfg.n_steps * cfg.envs_per_actor * self.acting_ranks
         self.iterations = math.ceil(cfg.total_steps / self.steps_per_iteration)
         if cfg.algo == "dqn":
             self._plan_replay()
+        if cfg.algo == "ppo":
+            self._plan_minibatches()
+
+    def _plan_minibatches(self) -> None:
+        """Minibatches per epoch: the rollout batch over --batch-size, the same on every
+        learner (each splits its own part of the batch that many ways)."""
+        cfg, per_iter = self.cfg, self.steps_per_iteration
+        if cfg.batch_size > per_iter:
+            raise ConfigError(
+                f"--batch-size {cfg.batch_size} is larger than the rollout batch: --n-steps "
+                f"{cfg.n_steps} x --envs-per-actor {cfg.envs_per_actor} x {self.acting_ranks} "
+                f"acting rank(s) = {per_iter}; lower it or collect more per iteration")
+        self.minibatches = per_iter // cfg.batch_size
+        smallest = min(self.layout.acting_ranks_of(r) for r in range(self.layout.learners))
+        if smallest * cfg.n_steps * cfg.envs_per_actor < self.minibatches:
+            raise ConfigError(f"--batch-size {cfg.batch_size} makes {self.minibatches} "
+                              f"minibatches, more than a learner has samples")
 
     # ------------------------------------------------------------------ DQN replay geometry
     def _plan_replay(self) -> None:
@@ -103,7 +120,7 @@ class RunSetup:
                                             epsilon_at)
         else:
             collector = RolloutCollector(model, self.make_envs(rank), self.cfg.n_steps,
-                                         self.cfg.gamma, rng)
+                                         self.cfg.gamma, rng, *self.atari_training())
         if resume:
             own = (resume.get("own") or {}).get("collector")
             if own is not None:
@@ -111,6 +128,12 @@ class RunSetup:
             else:
                 collector.envs.restart(epoch)
         return collector
+
+    def atari_training(self) -> tuple[bool, bool]:
+        """(clip rewards, a lost life ends the returns): as configured, else on for Atari."""
+        cfg, atari = self.cfg, is_atari(self.cfg.env)
+        return (atari if cfg.clip_rewards is None else cfg.clip_rewards,
+                atari if cfg.episodic_life is None else cfg.episodic_life)
 
     def make_rollout_buffer(self) -> PackedArrays:
         """The message an acting rank sends per iteration: a rollout, or a chunk of replay

@@ -16,17 +16,21 @@ import numpy as np
 import torch
 
 from mpirl import comm, timing
-from mpirl.algos import A2C, DQN
-from mpirl.rollout import PackedArrays
+from mpirl.algos import A2C, DQN, PPO
+from mpirl.roles.normalization import RolloutNormalization, merge_over
+from mpirl.rollout import ON_POLICY_KEYS, PackedArrays
 
 _REPLAY_STREAM = 3
+_MINIBATCH_STREAM = 4
 
 
 class OnPolicyTrainer:
-    """A2C: one update per iteration on the rollouts just collected with the current weights."""
+    """A2C: one update per iteration on the rollouts just collected with the current weights,
+    with observation and reward normalization when configured."""
 
     pipelined = False  # actors must act with the newest weights
     flat_optimizer = False
+    extra_slots = 0  # control slots of the gradient allreduce beyond the learner's two
     stat_keys = ("loss", "policy_loss", "value_loss", "entropy", "grad_norm")
 
     @staticmethod
@@ -37,12 +41,16 @@ class OnPolicyTrainer:
     def __init__(self, learner):
         self.cfg = learner.cfg
         self.averager = learner.averager
+        self.comm = learner.comms.learners
         self.algo = A2C(learner.cfg, learner.model, learner.averager, learner.optimizer)
         self._batch: dict[str, np.ndarray] = {}
+        streams = learner.setup.layout.acting_ranks_of(learner.comms.rank) * \
+            learner.cfg.envs_per_actor
+        self.norm = RolloutNormalization(learner.cfg, learner.model, self.comm, streams)
 
     def ingest(self, rollouts: list[PackedArrays]) -> None:
         """The rollouts of all this learner's actors side by side along the env axis."""
-        for key in ("obs", "actions", "rewards", "dones"):
+        for key in ON_POLICY_KEYS:
             parts = [r[key] for r in rollouts]
             self._batch[key] = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
 
@@ -51,25 +59,92 @@ class OnPolicyTrainer:
 
     def train(self, control: list[float], progress: float, between=None
               ) -> tuple[list[dict], list[float]]:
+        timing.switch("other")
+        self.norm.prepare(self._batch)
         self.averager.extras[:] = torch.tensor(control)
         timing.switch("gradient")
         stats = self.algo.update(self._batch)
+        self.norm.publish()
         return [stats], self.averager.extras.tolist()
 
+    @property
+    def extra_columns(self) -> list[str]:
+        """progress.csv columns this trainer adds to the standard ones."""
+        return ["reward_scale"] if self.norm.ret is not None else []
+
     def row(self, seconds: float) -> dict:
+        if self.norm.ret is not None:
+            return {"reward_scale": self.norm.reward_scale()}
         return {}
 
     def summary(self) -> dict:
         return {}
 
     def shared_state(self) -> dict:
-        return {}
+        return {"normalization": self.norm.shared_state()}
 
     def own_state(self, with_replay: bool) -> dict:
-        return {}
+        return {"normalization": self.norm.own_state()}
 
     def load(self, shared: dict, own: dict | None) -> None:
-        pass
+        self.norm.load((shared or {}).get("normalization"), (own or {}).get("normalization"))
+
+
+class PPOTrainer(OnPolicyTrainer):
+    """PPO: epochs of minibatch updates per iteration on the rollouts just collected."""
+
+    extra_slots = 1  # the approximate KL, averaged over the learners with the gradients
+    flat_optimizer = True  # dozens of small updates per batch: one fused optimizer kernel
+    stat_keys = PPO.STAT_KEYS
+
+    def __init__(self, learner):
+        super().__init__(learner)
+        cfg, setup = self.cfg, learner.setup
+        self.algo = PPO(cfg, learner.model, learner.averager, learner.optimizer,
+                        setup.minibatches, merge=lambda m: merge_over(self.comm, [m])[0])
+        key = [cfg.seed, _MINIBATCH_STREAM, learner.comms.rank] + \
+            ([learner.epoch] if learner.epoch else [])
+        self.rng = np.random.default_rng(np.random.SeedSequence(key))
+        self.clip = cfg.clip_range
+        self.updates = 0
+
+    def train(self, control: list[float], progress: float, between=None
+              ) -> tuple[list[dict], list[float]]:
+        cfg = self.cfg
+        timing.switch("other")
+        self.norm.prepare(self._batch)
+        self.clip = cfg.clip_range * (1.0 - progress if cfg.clip_schedule == "linear" else 1.0)
+        timing.switch("gradient")
+        stats, sums = self.algo.update(self._batch, self.clip, control, self.rng)
+        self.updates += sum(not s["skipped"] for s in stats)
+        self.norm.publish()
+        return stats, sums
+
+    @property
+    def extra_columns(self) -> list[str]:
+        return ["approx_kl", "clip_fraction", "clip_range", "kl_stops", *super().extra_columns]
+
+    def row(self, seconds: float) -> dict:
+        return {**super().row(seconds), "updates": self.updates, "clip_range": self.clip,
+                "kl_stops": self.algo.kl_stops}
+
+    def summary(self) -> dict:
+        return {"updates": self.updates, "kl_stops": self.algo.kl_stops,
+                "minibatches": self.algo.minibatches}
+
+    def shared_state(self) -> dict:
+        return {**super().shared_state(), "updates": self.updates,
+                "kl_stops": self.algo.kl_stops}
+
+    def own_state(self, with_replay: bool) -> dict:
+        return {**super().own_state(with_replay), "rng": self.rng.bit_generator.state}
+
+    def load(self, shared: dict, own: dict | None) -> None:
+        super().load(shared, own)
+        if shared:
+            self.updates, self.algo.kl_stops = shared["updates"], shared["kl_stops"]
+        if own:
+            self.rng.bit_generator.state = own["rng"]
 
 
 class ReplayTrainer:
@@ -82,6 +157,7 @@ class ReplayTrainer:
 
     pipelined = True  # actors collect the next chunk while the learners train on this one
     flat_optimizer = True  # hundreds of small updates a second: one fused optimizer kernel
+    extra_slots = 0
     stat_keys = DQN.STAT_KEYS
 
     @staticmethod
@@ -178,6 +254,8 @@ class ReplayTrainer:
         return out, extras.tolist()
 
     # ------------------------------------------------------------------ reporting
+    extra_columns: list[str] = []
+
     def row(self, seconds: float) -> dict:
         updates, steps = self._window
         self._window = [0, 0]
@@ -216,4 +294,4 @@ class ReplayTrainer:
 
 
 def trainer_class(cfg) -> type:
-    return ReplayTrainer if cfg.algo == "dqn" else OnPolicyTrainer
+    return {"dqn": ReplayTrainer, "ppo": PPOTrainer}.get(cfg.algo, OnPolicyTrainer)

@@ -13,6 +13,7 @@ from mpirl.roles.a3c.protocol import (CODE, EPISODES, EVAL_INDEX, EVAL_MEAN, EVA
                                       STEPS, STOP)
 from mpirl.roles.checkpointing import Checkpointer
 from mpirl.roles.setup import RunSetup
+from mpirl.rollout import ON_POLICY_KEYS
 
 
 class A3CWorker:
@@ -39,7 +40,7 @@ class A3CWorker:
         r = self.rollout
         if poison:
             r["rewards"][:] = np.nan
-        return self.algo.gradient({k: r[k] for k in ("obs", "actions", "rewards", "dones")})
+        return self.algo.gradient({k: r[k] for k in ON_POLICY_KEYS})
 
 
 

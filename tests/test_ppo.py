@@ -1,0 +1,140 @@
+"""PPO's loss against hand-computed values; running moments; Gaussian action bounds."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from mpirl.algos import PPO, ppo_loss
+from mpirl.comm import FlatParameters, GradientAverager
+from mpirl.config import ConfigError, parse_config
+from mpirl.envs import EnvSpec
+from mpirl.models import ActorCritic
+from mpirl.moments import Moments
+from mpirl.roles.normalization import RolloutNormalization
+
+SPEC = EnvSpec((3,), np.dtype(np.float32), True, 2, None, None)
+BOX = EnvSpec((3,), np.dtype(np.float32), False, 2, np.array([-2.0, 0.0], np.float32),
+              np.array([2.0, 1.0], np.float32))
+
+
+def test_clipped_objective_value_clipping_and_kl_match_hand_computed_values():
+    logp = torch.tensor([math.log(0.5), math.log(0.9), math.log(0.1)])
+    old = torch.tensor([math.log(0.4), math.log(0.5), math.log(0.2)])
+    adv = torch.tensor([1.0, 2.0, -1.0])
+    values = torch.tensor([1.0, 3.0, 0.0])
+    old_values = torch.tensor([0.5, 1.0, 0.0])
+    returns = torch.tensor([2.0, 2.0, 1.0])
+    entropy = torch.tensor([0.6, 0.5, 0.4])
+    loss = ppo_loss(logp, old, adv, values, old_values, returns, entropy, clip=0.2,
+                    clip_vf=0.5, vf_coef=0.5, ent_coef=0.01)
+    ratio = np.array([0.5 / 0.4, 0.9 / 0.5, 0.1 / 0.2])  # 1.25, 1.8, 0.5
+    a = np.array([1.0, 2.0, -1.0])
+    surrogate = np.minimum(ratio * a, np.clip(ratio, 0.8, 1.2) * a)  # 1.2, 2.4, -0.8
+    assert float(loss.policy) == pytest.approx(-surrogate.mean(), rel=1e-6)
+    # value errors: plain (1, 1, 1); clipped predictions 1.0, 1.5, 0.0 -> (1, 0.25, 1)
+    assert float(loss.value) == pytest.approx(1.0, rel=1e-6)
+    log_r = np.log(ratio)
+    assert float(loss.approx_kl) == pytest.approx(((ratio - 1) - log_r).mean(), rel=1e-5)
+    assert float(loss.clip_fraction) == pytest.approx(1.0)  # every ratio left [0.8, 1.2]
+    assert float(loss.total) == pytest.approx(-surrogate.mean() + 0.5 * 1.0 - 0.01 * 0.5,
+                                              rel=1e-6)
+    # the clipped error wins where it is larger: a prediction far past old_values
+    far = ppo_loss(logp, old, adv, torch.tensor([3.0, 3.0, 3.0]), old_values, returns,
+                   entropy, 0.2, 0.5, 0.5, 0.0)
+    # clipped predictions 1.0, 1.5, 0.5: errors max((1, 1, 4), (1, 0.25, 0.25))
+    assert float(far.value) == pytest.approx((1 + 1 + 4) / 3, rel=1e-6)
+
+
+def test_moments_merged_in_any_split_equal_those_of_all_the_data():
+    rng = np.random.default_rng(0)
+    data = rng.normal(3.0, 2.0, (1000, 4)) * np.array([1, 10, 0.1, 1000])
+    total = Moments((4,))
+    for part in np.array_split(data, [7, 300, 301, 650]):
+        total.merge(Moments.of(part, (4,)))
+    assert total.count == 1000
+    np.testing.assert_allclose(total.mean, data.mean(0), rtol=1e-12)
+    np.testing.assert_allclose(total.var, data.var(0), rtol=1e-10)
+    back = Moments.unpack(total.pack(), (4,))
+    assert back.count == total.count and np.array_equal(back.m2, total.m2)
+
+
+def test_reward_scaling_divides_by_the_std_of_discounted_returns():
+    cfg = parse_config(["--algo", "ppo", "--normalize-reward", "--gamma", "0.5"])
+    model = ActorCritic(SPEC, [8])
+    norm = RolloutNormalization(cfg, model, None, streams=1)
+    rewards = np.array([[1.0], [1.0], [1.0]], dtype=np.float32)
+    dones = np.array([[0.0], [1.0], [0.0]], dtype=np.float32)
+    batch = {"obs": np.zeros((4, 1, 3), np.float32), "rewards": rewards.copy(), "dones": dones}
+    norm.prepare(batch)
+    returns = np.array([1.0, 1.5, 1.0])  # the episode ends after step 1
+    np.testing.assert_allclose(batch["rewards"][:, 0], rewards[:, 0] / np.sqrt(returns.var()
+                                                                              + 1e-8), rtol=1e-5)
+
+
+def test_observation_statistics_reach_the_model_only_after_the_update():
+    cfg = parse_config(["--algo", "ppo", "--normalize-obs"])
+    model = ActorCritic(SPEC, [8], obs_norm=True)
+    norm = RolloutNormalization(cfg, model, None, streams=2)
+    obs = np.random.default_rng(1).normal(5.0, 3.0, (6, 2, 3)).astype(np.float32)
+    batch = {"obs": obs, "rewards": np.zeros((5, 2), np.float32),
+             "dones": np.zeros((5, 2), np.float32)}
+    norm.prepare(batch)
+    assert torch.equal(model.normalizer.mean, torch.zeros(3))  # the update sees what actors saw
+    norm.publish()
+    np.testing.assert_allclose(model.normalizer.mean.numpy(), obs[:5].reshape(-1, 3).mean(0),
+                               rtol=1e-5)
+    np.testing.assert_allclose(model.normalizer.var.numpy(), obs[:5].reshape(-1, 3).var(0), rtol=1e-4)
+    # trainable parameters come first: the statistics are the last entries of the flat vector
+    params = FlatParameters(model)
+    assert torch.equal(params.vector[-6:-3], model.normalizer.mean.reshape(-1))
+    assert GradientAverager(model.parameters(), None).numel == params.numel - 6
+
+
+def test_gaussian_actions_are_clipped_or_squashed_into_the_bounds():
+    raw = np.array([[-10.0, 0.5], [0.0, 10.0], [1.0, -3.0]], dtype=np.float32)
+    clipped = ActorCritic(BOX, [8]).to_env(raw)
+    np.testing.assert_array_equal(clipped, [[-2.0, 0.5], [0.0, 1.0], [1.0, 0.0]])
+    squashed = ActorCritic(BOX, [8], squash=True).to_env(raw)
+    assert np.all(squashed >= BOX.action_low) and np.all(squashed <= BOX.action_high)
+    np.testing.assert_allclose(squashed[1], [0.0, (np.tanh(10.0) + 1) / 2], rtol=1e-6)
+    np.testing.assert_allclose(squashed[2, 0], 2.0 * np.tanh(1.0), rtol=1e-6)
+
+
+def test_ppo_takes_n_epochs_x_minibatches_steps_and_the_target_kl_cuts_them_short():
+    def run(*flags):
+        cfg = parse_config(["--algo", "ppo", "--n-epochs", "4", "--lr", "0.01", *flags])
+        torch.manual_seed(0)
+        model = ActorCritic(SPEC, [16])
+        avg = GradientAverager(model.parameters(), None, extras=3)
+        opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+        algo = PPO(cfg, model, avg, opt, minibatches=3)
+        rng = np.random.default_rng(0)
+        T, N = 8, 6
+        batch = {"obs": rng.standard_normal((T + 1, N, 3)).astype(np.float32),
+                 "actions": rng.integers(0, 2, (T, N)),
+                 "rewards": rng.standard_normal((T, N)).astype(np.float32),
+                 "dones": np.zeros((T, N), np.float32),
+                 "bootstrap": np.zeros((T, N), np.float32)}
+        return algo, algo.update(batch, 0.2, [1.0, 0.0], rng)
+
+    algo, (stats, sums) = run()
+    assert len(stats) == 12 and sums == [1.0, 0.0] and algo.kl_stops == 0
+    assert stats[0]["approx_kl"] == pytest.approx(0.0, abs=1e-7)  # nothing has changed yet
+    algo, (stats, _) = run("--target-kl", "1e-6")
+    assert 1 <= len(stats) < 12 and algo.kl_stops == 1
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--batch-size", "0"], "--batch-size must be positive"),
+    (["--target-kl", "-1"], "--target-kl must be positive"),
+    (["--clip-range", "0"], "--clip-range must be positive"),
+])
+def test_bad_ppo_settings_are_rejected(args, needle):
+    with pytest.raises(ConfigError, match=needle):
+        parse_config(["--algo", "ppo", *args])
+
+
+def test_normalization_is_refused_where_it_does_not_apply():
+    with pytest.raises(ConfigError, match="apply to a2c and ppo"):
+        parse_config(["--algo", "dqn", "--normalize-obs"])

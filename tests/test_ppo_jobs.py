@@ -1,0 +1,98 @@
+"""PPO as whole jobs: exact resume with normalization statistics, evaluation with the saved
+statistics, Atari and MuJoCo end to end. Every job runs with a timeout."""
+import csv
+import json
+import signal
+
+import pytest
+import torch
+
+from conftest import run_job, start_job
+from test_fault_tolerance import _finish, _rows, _same_weights, _wait_for_checkpoint
+
+from mpirl import exit_codes
+from mpirl.envs import describe_env, make_env
+from mpirl.evaluation import evaluate_policy
+from mpirl.models import build_policy
+from mpirl.rundir import RunDir
+
+PENDULUM = ["--algo", "ppo", "--env", "Pendulum-v1", "--total-steps", "30720",
+            "--envs-per-actor", "2", "--n-steps", "64", "--batch-size", "128", "--n-epochs",
+            "2", "--normalize-obs", "--normalize-reward", "--log-every", "2048",
+            "--eval-every", "10240", "--eval-episodes", "2", "--checkpoint-every", "20",
+            "--seed", "5", "--quiet", "--no-tensorboard"]
+
+
+def test_a_stopped_and_resumed_normalized_ppo_run_ends_like_an_uninterrupted_one(tmp_path):
+    whole, parts = tmp_path / "whole", tmp_path / "parts"
+    res = run_job(["mpirl.train", *PENDULUM, "--run-dir", str(whole)], ranks=3)
+    assert res.returncode == 0, res.stderr
+
+    proc = start_job(["mpirl.train", *PENDULUM, "--run-dir", str(parts)], ranks=3)
+    _wait_for_checkpoint(proc, parts)
+    proc.send_signal(signal.SIGTERM)
+    code, _, err = _finish(proc)
+    assert code == exit_codes.PREEMPTED, err
+    assert int(_rows(parts)[-1]["env_steps"]) < 30720, "the signal came after the run's end"
+    res = run_job(["mpirl.train", "--resume", str(parts)], ranks=3)
+    assert res.returncode == 0, res.stderr
+    # the same rows (statistics, reward scale, KL, evaluations) and the same final weights,
+    # normalizer included
+    assert _rows(parts) == _rows(whole)
+    assert _same_weights(parts, whole)
+    assert "normalizer.mean" in torch.load(whole / "policy.pt", weights_only=True)
+
+
+def test_an_observation_normalized_policy_evaluates_with_its_saved_statistics(tmp_path):
+    run = tmp_path / "run"
+    res = run_job(["mpirl.train", "--algo", "ppo", "--normalize-obs", "--total-steps", "40000",
+                   "--run-dir", str(run), "--quiet", "--no-tensorboard"], ranks=2, timeout=180)
+    assert res.returncode == 0, res.stderr
+    res = run_job(["mpirl.evaluate", str(run), "--episodes", "5", "--json"])
+    assert res.returncode == 0, res.stderr
+    with_stats = json.loads(res.stdout)["return_mean"]
+    assert with_stats >= 300, with_stats
+    # the same weights without the statistics act on raw observations, and fail
+    cfg = RunDir(run).load_config()
+    model = build_policy(cfg, describe_env(make_env(cfg.env)))
+    model.load_state_dict(torch.load(run / "policy.pt", weights_only=True))
+    assert model.normalizer.var.min() < 0.1  # the pole's angle varies little
+    with torch.no_grad():
+        model.normalizer.mean.zero_()
+        model.normalizer.var.fill_(1.0)
+    raw = sum(evaluate_policy(model, cfg.env, 5, seed=12345)) / 5
+    assert raw < with_stats / 2, (raw, with_stats)
+
+
+def _rises(run) -> tuple[list[float], dict]:
+    rows = list(csv.DictReader(open(run / "progress.csv")))
+    returns = [float(r["episode_return_mean"]) for r in rows if r["episode_return_mean"]]
+    return returns, json.loads((run / "summary.json").read_text())
+
+
+def test_atari_runs_end_to_end_with_the_nature_cnn(tmp_path):
+    pytest.importorskip("ale_py")
+    pytest.importorskip("cv2")
+    run = tmp_path / "run"
+    res = run_job(["mpirl.train", "--config", "presets/ppo-atari.yaml", "--total-steps", "1024",
+                   "--envs-per-actor", "2", "--n-steps", "64", "--batch-size", "128",
+                   "--n-epochs", "1", "--eval-every", "0", "--eval-episodes", "1",
+                   "--run-dir", str(run), "--quiet", "--no-tensorboard"], ranks=3, timeout=300)
+    assert res.returncode == 0, res.stderr
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["env_steps"] >= 1024
+    assert -21 <= summary["final_eval_return"] <= 21  # a whole game of Pong, unclipped
+    weights = torch.load(run / "policy.pt", weights_only=True)
+    assert weights["trunk.0.weight"].shape == (32, 4, 8, 8)  # the Nature CNN on 4 frames
+
+
+def test_mujoco_runs_end_to_end(tmp_path):
+    pytest.importorskip("mujoco")
+    run = tmp_path / "run"
+    res = run_job(["mpirl.train", "--config", "presets/ppo-halfcheetah.yaml", "--total-steps",
+                   "4096", "--n-steps", "256", "--eval-every", "0", "--eval-episodes", "1",
+                   "--run-dir", str(run), "--quiet", "--no-tensorboard"], ranks=3, timeout=300)
+    assert res.returncode == 0, res.stderr
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["env_steps"] >= 4096
+    assert "normalizer.mean" in torch.load(run / "policy.pt", weights_only=True)
