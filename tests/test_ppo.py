@@ -138,3 +138,59 @@ def test_bad_ppo_settings_are_rejected(args, needle):
 def test_normalization_is_refused_where_it_does_not_apply():
     with pytest.raises(ConfigError, match="apply to a2c and ppo"):
         parse_config(["--algo", "dqn", "--normalize-obs"])
+
+
+@pytest.mark.parametrize("discrete,activation,obs_norm", [(True, "tanh", False),
+                                                          (False, "relu", True),
+                                                          (False, "tanh", False)])
+@pytest.mark.parametrize("clip_vf", [None, 0.3])
+def test_the_hand_written_ppo_gradient_equals_autograds(discrete, activation, obs_norm, clip_vf):
+    from mpirl.algos.mlp_backprop import MLPLossGrad
+    spec = SPEC if discrete else BOX
+    torch.manual_seed(0)
+    model = ActorCritic(spec, [16, 8], activation, obs_norm=obs_norm)
+    if obs_norm:
+        model.set_obs_stats(np.array([0.5, -1.0, 2.0]), np.array([2.0, 0.5, 3.0]))
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.requires_grad:
+                p += 0.3 * torch.randn_like(p)
+    averager = GradientAverager(model.parameters(), None)
+    n = 50
+    obs = 2 * torch.randn(n, 3)
+    actions = torch.randint(0, 2, (n,)) if discrete else torch.randn(n, 2)
+    with torch.no_grad():
+        out, values = model(obs)
+        old_logp = model.log_prob_entropy(out, actions)[0] + 0.4 * torch.randn(n)
+    old_values = values + 0.5 * torch.randn(n)
+    adv, ret = torch.randn(n), torch.randn(n)
+    out, values = model(obs)
+    logp, entropy = model.log_prob_entropy(out, actions)
+    loss = ppo_loss(logp, old_logp, adv, values, old_values, ret, entropy, 0.2, clip_vf, 0.5, 0.01)
+    averager.zero_grad()
+    (loss.total * 0.7).backward()  # a learner's share of 0.7
+    expected = averager.flat.clone()
+    averager.zero_grad()
+    by_hand = MLPLossGrad(model)(model._flat(obs), actions, old_logp, adv, old_values, ret, 0.2,
+                                 clip_vf, 0.5, 0.01, share=0.7)
+    assert float(by_hand.total) == pytest.approx(float(loss.total), abs=1e-6)
+    torch.testing.assert_close(averager.flat, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_flat_adam_steps_like_torch_adam():
+    from mpirl.algos.mlp_backprop import FlatAdam
+    torch.manual_seed(0)
+    ours = torch.nn.Parameter(torch.randn(100), requires_grad=False)
+    theirs = torch.nn.Parameter(ours.detach().clone())
+    flat = FlatAdam(ours, lr=0.01)
+    reference = torch.optim.Adam([theirs], lr=0.01, eps=1e-5)
+    for step in range(20):
+        grad = torch.randn(100)
+        ours.grad, theirs.grad = grad, grad.clone()
+        flat.param_groups[0]["lr"] = reference.param_groups[0]["lr"] = 0.01 * (1 - step / 20)
+        flat.step()
+        reference.step()
+    torch.testing.assert_close(ours.detach(), theirs.detach(), rtol=1e-5, atol=1e-6)
+    again = FlatAdam(torch.nn.Parameter(torch.zeros(100), requires_grad=False), lr=1.0)
+    again.load_state_dict(flat.state_dict())
+    assert again.steps == 20 and torch.equal(again.exp_avg_sq, flat.exp_avg_sq)

@@ -72,6 +72,11 @@ class PPO:
         self.merge = merge or (lambda m: m)
         self.device = next(model.parameters()).device
         self.kl_stops = 0  # iterations whose epochs the target KL cut short
+        # MLP policies on a CPU: the loss gradient by hand (same numbers, a fraction of the
+        # per-operation cost); anything else through autograd
+        from mpirl.algos import mlp_backprop
+        self.by_hand = (mlp_backprop.MLPLossGrad(model)
+                        if self.device.type == "cpu" and mlp_backprop.supports(model) else None)
 
     def _advantages(self, batch: dict[str, np.ndarray], values: np.ndarray
                     ) -> tuple[np.ndarray, np.ndarray]:
@@ -104,6 +109,9 @@ class PPO:
         adv, ret = self._advantages(batch, values)
         obs = obs_all[:n]
         old_values = values_all[:n]
+        if self.by_hand is not None:  # normalized once: the statistics hold for the batch
+            with torch.no_grad():
+                x = model._flat(obs)
         adv_t = torch.from_numpy(adv).to(dev)
         ret_t = torch.from_numpy(ret).to(dev)
         extras = averager.extras
@@ -120,13 +128,20 @@ class PPO:
                     part = order[bounds[k]:bounds[k + 1]]
                 timing.switch("gradient")
                 averager.announce()
-                out_b, v_b = model(obs[part])
-                logp, entropy = model.log_prob_entropy(out_b, actions[part])
-                loss = ppo_loss(logp, old_logp[part], adv_t[part], v_b, old_values[part],
-                                ret_t[part], entropy, clip, cfg.clip_range_vf, cfg.vf_coef,
-                                cfg.ent_coef)
-                averager.zero_grad()
-                averager.backward(loss.total)
+                if self.by_hand is not None:
+                    averager.zero_grad()
+                    loss = self.by_hand(x[part], actions[part], old_logp[part], adv_t[part],
+                                        old_values[part], ret_t[part], clip, cfg.clip_range_vf,
+                                        cfg.vf_coef, cfg.ent_coef, averager.share)
+                    averager.check_loss(loss.total)
+                else:
+                    out_b, v_b = model(obs[part])
+                    logp, entropy = model.log_prob_entropy(out_b, actions[part])
+                    loss = ppo_loss(logp, old_logp[part], adv_t[part], v_b, old_values[part],
+                                    ret_t[part], entropy, clip, cfg.clip_range_vf, cfg.vf_coef,
+                                    cfg.ent_coef)
+                    averager.zero_grad()
+                    averager.backward(loss.total)
                 extras[:KL_SLOT].copy_(own)  # summed afresh by every allreduce
                 extras[KL_SLOT] = float(loss.approx_kl) * averager.share
                 averager.average()

@@ -79,9 +79,14 @@ class GradientAverager:
     def backward(self, loss: torch.Tensor) -> None:
         """Backpropagate this learner's mean loss, weighted by its share of the global batch.
         A non-finite loss is flagged for every learner to see after ``average``."""
+        self.check_loss(loss)
+        (loss * self.share if self.share != 1.0 else loss).backward()
+
+    def check_loss(self, loss: torch.Tensor) -> None:
+        """Flag a non-finite local loss for every learner to see after ``average`` (for
+        gradients written into the buffer without ``backward``)."""
         if not torch.isfinite(loss.detach()):
             self._nonfinite.fill_(1.0)
-        (loss * self.share if self.share != 1.0 else loss).backward()
 
     def _check_views(self) -> None:
         start = self.flat.data_ptr()

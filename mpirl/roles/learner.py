@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from mpirl import comm, exit_codes, signals, timing
+from mpirl.algos.mlp_backprop import FlatAdam
 from mpirl.evaluation import evaluate_policy
 from mpirl.faults import Faults
 from mpirl.logger import ProgressLogger
@@ -97,7 +98,10 @@ class Learner:
             flat = torch.nn.Parameter(self.params.vector[:self.averager.numel],
                                       requires_grad=False)
             flat.grad = self.averager.flat
-            self.optimizer = make_optimizer(cfg, [flat], fused=True)
+            if cfg.algo == "ppo" and cfg.optimizer == "adam":  # dozens of steps per batch
+                self.optimizer = FlatAdam(flat, cfg.lr)
+            else:
+                self.optimizer = make_optimizer(cfg, [flat], fused=True)
         else:
             self.optimizer = make_optimizer(cfg, self.model.parameters())
         self.epoch = resume["epoch"] if resume else 0
