@@ -224,6 +224,8 @@ class EnvVector:
         truncated = np.zeros(n, dtype=bool)
         final_obs: dict[int, np.ndarray] = {}
         self.life_lost[:] = False
+        if self.spec.discrete:  # Python ints: envs check them against their space far faster
+            actions = actions.tolist()
         for i, env in enumerate(self.envs):
             if hold is not None and hold[i]:
                 continue

@@ -84,7 +84,13 @@ class MLPLossGrad:
         self.pi = self.vf = None  # tensors, taken at the first call (grads exist by then)
         self.discrete = model.spec.discrete
         self.log_std = None if self.discrete else model.log_std
+        self._unit = torch.ones(0)
 
+    def _ones(self, m: int) -> torch.Tensor:
+        if self._unit.shape[0] != m:
+            self._unit = torch.ones(m, 1, device=self.log_std.device if self.log_std is not None
+                                    else next(self.model.parameters()).device)
+        return self._unit
     def __call__(self, x: torch.Tensor, actions: torch.Tensor, old_logp: torch.Tensor,
                  advantages: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor,
                  clip: float, clip_vf: float | None, vf_coef: float, ent_coef: float,
@@ -115,7 +121,8 @@ class MLPLossGrad:
             ratio = log_ratio.exp()
             surr1 = ratio * advantages
             surr2 = ratio.clamp(1.0 - clip, 1.0 + clip) * advantages
-            policy = -torch.minimum(surr1, surr2).mean()
+            unclipped = surr1 <= surr2  # where the unclipped branch carries the gradient
+            policy = -torch.where(unclipped, surr1, surr2).mean()
             err = (returns - values).pow(2)
             if clip_vf is None:
                 g_v = values - returns
@@ -129,12 +136,14 @@ class MLPLossGrad:
             value = err.mean()
             ent = entropy.mean()
             total = policy + vf_coef * value - ent_coef * ent
-            # d loss / d log p, per sample: the unclipped branch carries the gradient
-            g_logp = (surr1 <= surr2) * (ratio * advantages) * (-share / m)
+            # d loss / d log p, per sample
+            g_logp = (surr1 * unclipped).mul_(-share / m)
             if self.discrete:
-                onehot = torch.zeros_like(out).scatter_(-1, actions.long().unsqueeze(-1), 1.0)
-                g_out = g_logp.unsqueeze(-1) * (onehot - probs)
+                # d log p / d logits = onehot(action) - probs
+                g_out = probs.mul_(-1.0).scatter_add_(-1, actions.long().unsqueeze(-1),
+                                                      self._ones(m)).mul_(g_logp.unsqueeze(-1))
                 if ent_coef:
+                    probs = logp_all.exp()
                     g_out += (ent_coef * share / m) * probs * (logp_all + entropy.unsqueeze(-1))
             else:
                 g_out = g_logp.unsqueeze(-1) * z * inv_std
@@ -142,8 +151,8 @@ class MLPLossGrad:
                 log_std.grad -= ent_coef * share
             _backward(self.pi, a_pi, g_out)
             _backward(self.vf, a_vf, (g_v * (2.0 * vf_coef * share / m)).unsqueeze(-1))
-            approx_kl = ((ratio - 1.0) - log_ratio).mean()
-            clip_fraction = ((ratio - 1.0).abs() > clip).float().mean()
+            approx_kl = (ratio - 1.0).sub_(log_ratio).mean()
+            clip_fraction = (ratio - 1.0).abs_().gt_(clip).mean(dtype=torch.float32)
         return PPOLoss(total, policy, value, ent, approx_kl, clip_fraction)
 
 
