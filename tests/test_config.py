@@ -67,3 +67,23 @@ def test_layout_checked_against_world_size():
 def test_round_trip_through_saved_dict():
     cfg = parse_config(["--lr", "0.01", "--hidden-sizes", "8"])
     assert config_from_dict(cfg.to_dict()) == Config(**{**cfg.to_dict(), "config": None})
+
+
+def test_presets_ship_with_the_package_and_resolve_from_any_directory(tmp_path, monkeypatch):
+    from mpirl.config import PRESETS
+    monkeypatch.chdir(tmp_path)
+    names = sorted(p.name for p in PRESETS.glob("*.yaml"))
+    assert {"ppo-cartpole.yaml", "ppo-pendulum.yaml", "ppo-atari.yaml",
+            "ppo-halfcheetah.yaml"} <= set(names)
+    for name in names:  # every preset is a valid config
+        cfg = parse_config(["--config", f"presets/{name}"])
+        assert cfg.algo == "ppo"
+    cfg = parse_config(["--config", "ppo-pendulum", "--seed", "3"])
+    assert (cfg.env, cfg.gamma, cfg.normalize_reward, cfg.seed) == ("Pendulum-v1", 0.9, True, 3)
+    # PPO's defaults are the CartPole preset
+    assert parse_config(["--algo", "ppo"]).to_dict() == \
+        parse_config(["--config", "presets/ppo-cartpole.yaml"]).to_dict()
+    # a file of that name in the working directory comes first
+    (tmp_path / "presets").mkdir()
+    (tmp_path / "presets" / "ppo-pendulum.yaml").write_text("algo: a2c\n")
+    assert parse_config(["--config", "presets/ppo-pendulum.yaml"]).algo == "a2c"
