@@ -91,21 +91,28 @@ DQN_LONG = ["--algo", "dqn", "--total-steps", "40000", "--log-every", "2000", "-
             "--checkpoint-replay", "--quiet", "--no-tensorboard"]
 
 
+def whole_and_resumed(tmp_path, args: list[str], budget: int, ranks: int = 3):
+    """Run ``args`` to the end in ``whole``; run them again in ``parts``, stop that run with
+    SIGTERM after its first checkpoint and resume it to the end. Returns (whole, parts)."""
+    whole, parts = tmp_path / "whole", tmp_path / "parts"
+    res = run_job(["mpirl.train", *args, "--run-dir", str(whole)], ranks=ranks)
+    assert res.returncode == 0, res.stderr
+    proc = start_job(["mpirl.train", *args, "--run-dir", str(parts)], ranks=ranks)
+    _wait_for_checkpoint(proc, parts)
+    proc.send_signal(signal.SIGTERM)
+    code, _, err = _finish(proc)
+    assert code == exit_codes.PREEMPTED, err
+    assert int(_rows(parts)[-1]["env_steps"]) < budget, "the signal came after the run's end"
+    res = run_job(["mpirl.train", "--resume", str(parts)], ranks=ranks)
+    assert res.returncode == 0, res.stderr
+    return whole, parts
+
+
 def test_a_stopped_and_resumed_dqn_run_with_its_replay_ends_like_an_uninterrupted_one(tmp_path):
     """The replay shards, the target network, the update schedule and the chunks actors had
     already sent for the next iteration all go into the checkpoint, so a DQN run resumed on
     the same layout repeats the uninterrupted run exactly."""
-    whole, parts = tmp_path / "whole", tmp_path / "parts"
-    res = run_job(["mpirl.train", *DQN_LONG, "--run-dir", str(whole)], ranks=3)
-    assert res.returncode == 0, res.stderr
-    proc = start_job(["mpirl.train", *DQN_LONG, "--run-dir", str(parts)], ranks=3)
-    _wait_for_checkpoint(proc, parts)
-    proc.send_signal(signal.SIGTERM)
-    code, out, err = _finish(proc)
-    assert code == exit_codes.PREEMPTED, err
-    assert int(_rows(parts)[-1]["env_steps"]) < 40000, "the signal came after the run's end"
-    res = run_job(["mpirl.train", "--resume", str(parts)], ranks=3)
-    assert res.returncode == 0, res.stderr
+    whole, parts = whole_and_resumed(tmp_path, DQN_LONG, 40000)
     assert _same_weights(whole, parts)
     assert _rows(parts) == _rows(whole)
     # without --checkpoint-replay the replay refills before updates go on, and it still ends

@@ -1,16 +1,13 @@
 """PPO as whole jobs: exact resume with normalization statistics, evaluation with the saved
 statistics, Atari and MuJoCo end to end. Every job runs with a timeout."""
-import csv
 import json
-import signal
 
 import pytest
 import torch
 
-from conftest import run_job, start_job
-from test_fault_tolerance import _finish, _rows, _same_weights, _wait_for_checkpoint
+from conftest import run_job
+from test_fault_tolerance import _rows, _same_weights, whole_and_resumed
 
-from mpirl import exit_codes
 from mpirl.envs import describe_env, make_env
 from mpirl.evaluation import evaluate_policy
 from mpirl.models import build_policy
@@ -24,18 +21,7 @@ PENDULUM = ["--algo", "ppo", "--env", "Pendulum-v1", "--total-steps", "30720",
 
 
 def test_a_stopped_and_resumed_normalized_ppo_run_ends_like_an_uninterrupted_one(tmp_path):
-    whole, parts = tmp_path / "whole", tmp_path / "parts"
-    res = run_job(["mpirl.train", *PENDULUM, "--run-dir", str(whole)], ranks=3)
-    assert res.returncode == 0, res.stderr
-
-    proc = start_job(["mpirl.train", *PENDULUM, "--run-dir", str(parts)], ranks=3)
-    _wait_for_checkpoint(proc, parts)
-    proc.send_signal(signal.SIGTERM)
-    code, _, err = _finish(proc)
-    assert code == exit_codes.PREEMPTED, err
-    assert int(_rows(parts)[-1]["env_steps"]) < 30720, "the signal came after the run's end"
-    res = run_job(["mpirl.train", "--resume", str(parts)], ranks=3)
-    assert res.returncode == 0, res.stderr
+    whole, parts = whole_and_resumed(tmp_path, PENDULUM, 30720)
     # the same rows (statistics, reward scale, KL, evaluations) and the same final weights,
     # normalizer included
     assert _rows(parts) == _rows(whole)
@@ -62,12 +48,6 @@ def test_an_observation_normalized_policy_evaluates_with_its_saved_statistics(tm
         model.normalizer.var.fill_(1.0)
     raw = sum(evaluate_policy(model, cfg.env, 5, seed=12345)) / 5
     assert raw < with_stats / 2, (raw, with_stats)
-
-
-def _rises(run) -> tuple[list[float], dict]:
-    rows = list(csv.DictReader(open(run / "progress.csv")))
-    returns = [float(r["episode_return_mean"]) for r in rows if r["episode_return_mean"]]
-    return returns, json.loads((run / "summary.json").read_text())
 
 
 def test_atari_runs_end_to_end_with_the_nature_cnn(tmp_path):

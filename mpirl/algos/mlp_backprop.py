@@ -84,13 +84,8 @@ class MLPLossGrad:
         self.pi = self.vf = None  # tensors, taken at the first call (grads exist by then)
         self.discrete = model.spec.discrete
         self.log_std = None if self.discrete else model.log_std
-        self._unit = torch.ones(0)
+        self._ones = torch.ones(0, 1)  # scatter source for the one-hot of the actions
 
-    def _ones(self, m: int) -> torch.Tensor:
-        if self._unit.shape[0] != m:
-            self._unit = torch.ones(m, 1, device=self.log_std.device if self.log_std is not None
-                                    else next(self.model.parameters()).device)
-        return self._unit
     def __call__(self, x: torch.Tensor, actions: torch.Tensor, old_logp: torch.Tensor,
                  advantages: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor,
                  clip: float, clip_vf: float | None, vf_coef: float, ent_coef: float,
@@ -140,8 +135,10 @@ class MLPLossGrad:
             g_logp = (surr1 * unclipped).mul_(-share / m)
             if self.discrete:
                 # d log p / d logits = onehot(action) - probs
-                g_out = probs.mul_(-1.0).scatter_add_(-1, actions.long().unsqueeze(-1),
-                                                      self._ones(m)).mul_(g_logp.unsqueeze(-1))
+                if self._ones.shape[0] != m:
+                    self._ones = out.new_ones(m, 1)
+                g_out = probs.neg_().scatter_add_(-1, actions.long().unsqueeze(-1),
+                                                  self._ones).mul_(g_logp.unsqueeze(-1))
                 if ent_coef:
                     probs = logp_all.exp()
                     g_out += (ent_coef * share / m) * probs * (logp_all + entropy.unsqueeze(-1))

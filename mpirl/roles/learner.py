@@ -16,7 +16,6 @@ import numpy as np
 import torch
 
 from mpirl import comm, exit_codes, signals, timing
-from mpirl.algos.mlp_backprop import FlatAdam
 from mpirl.evaluation import evaluate_policy
 from mpirl.faults import Faults
 from mpirl.logger import ProgressLogger
@@ -25,7 +24,7 @@ from mpirl.roles.actor_link import ActorLink
 from mpirl.roles.checkpointing import Checkpointer, restore_process_rng_state
 from mpirl.roles.report import checkpoint_meta, episode_columns, run_summary
 from mpirl.roles.setup import RunSetup
-from mpirl.roles.trainers import trainer_class
+from mpirl.roles.trainers import make_optimizer, trainer_class
 from mpirl.rundir import RunDir
 
 
@@ -44,15 +43,6 @@ class Counters:
     target_hit: list | None = None  # [env_steps, time_s]
     skipped_updates: int = 0
     segment: int = 0              # 0 for a fresh run, +1 per resume
-
-
-def make_optimizer(cfg, params, fused: bool = False) -> torch.optim.Optimizer:
-    """``fused`` takes one flat parameter: the step is then one kernel, which matters when a
-    learner makes hundreds of small updates a second (DQN)."""
-    kind = {"fused": True} if fused else {"foreach": True}
-    if cfg.optimizer == "rmsprop":
-        return torch.optim.RMSprop(params, lr=cfg.lr, alpha=0.99, eps=1e-5, **kind)
-    return torch.optim.Adam(params, lr=cfg.lr, eps=1e-5, **kind)
 
 
 def choose_device(cfg, learners_comm) -> torch.device:
@@ -98,10 +88,7 @@ class Learner:
             flat = torch.nn.Parameter(self.params.vector[:self.averager.numel],
                                       requires_grad=False)
             flat.grad = self.averager.flat
-            if cfg.algo == "ppo" and cfg.optimizer == "adam":  # dozens of steps per batch
-                self.optimizer = FlatAdam(flat, cfg.lr)
-            else:
-                self.optimizer = make_optimizer(cfg, [flat], fused=True)
+            self.optimizer = kind.flat_optimizer_for(cfg, flat)
         else:
             self.optimizer = make_optimizer(cfg, self.model.parameters())
         self.epoch = resume["epoch"] if resume else 0

@@ -17,11 +17,21 @@ import torch
 
 from mpirl import comm, timing
 from mpirl.algos import A2C, DQN, PPO
+from mpirl.algos.mlp_backprop import FlatAdam
 from mpirl.roles.normalization import RolloutNormalization, merge_over
 from mpirl.rollout import ON_POLICY_KEYS, PackedArrays
 
 _REPLAY_STREAM = 3
 _MINIBATCH_STREAM = 4
+
+
+def make_optimizer(cfg, params, fused: bool = False) -> torch.optim.Optimizer:
+    """``fused`` takes one flat parameter: the step is then one kernel, which matters when a
+    learner makes hundreds of small updates a second (DQN)."""
+    kind = {"fused": True} if fused else {"foreach": True}
+    if cfg.optimizer == "rmsprop":
+        return torch.optim.RMSprop(params, lr=cfg.lr, alpha=0.99, eps=1e-5, **kind)
+    return torch.optim.Adam(params, lr=cfg.lr, eps=1e-5, **kind)
 
 
 class OnPolicyTrainer:
@@ -94,8 +104,14 @@ class PPOTrainer(OnPolicyTrainer):
     """PPO: epochs of minibatch updates per iteration on the rollouts just collected."""
 
     extra_slots = 1  # the approximate KL, averaged over the learners with the gradients
-    flat_optimizer = True  # dozens of small updates per batch: one fused optimizer kernel
+    flat_optimizer = True  # dozens of small updates per batch: a few in-place operations each
     stat_keys = PPO.STAT_KEYS
+
+    @staticmethod
+    def flat_optimizer_for(cfg, flat: torch.nn.Parameter):
+        if cfg.optimizer == "adam":
+            return FlatAdam(flat, cfg.lr)
+        return make_optimizer(cfg, [flat], fused=True)
 
     def __init__(self, learner):
         super().__init__(learner)
@@ -158,6 +174,10 @@ class ReplayTrainer:
     pipelined = True  # actors collect the next chunk while the learners train on this one
     flat_optimizer = True  # hundreds of small updates a second: one fused optimizer kernel
     extra_slots = 0
+
+    @staticmethod
+    def flat_optimizer_for(cfg, flat: torch.nn.Parameter) -> torch.optim.Optimizer:
+        return make_optimizer(cfg, [flat], fused=True)
     stat_keys = DQN.STAT_KEYS
 
     @staticmethod
