@@ -167,7 +167,15 @@ class ActorCritic(nn.Module):
 
 class CNNActorCritic(ActorCritic):
     """Policy and value heads on one shared Nature CNN (Mnih et al. 2015: 32 8x8/4, 64 4x4/2,
-    64 3x3/1 convolutions, 512 units) over stacked uint8 frames, scaled to [0, 1]."""
+    64 3x3/1 convolutions, 512 units) over stacked uint8 frames, scaled to [0, 1].
+
+    ``bf16``: the trunk runs under bfloat16 autocast (forward and backward), its 512 features
+    return to float32, and the heads, the log-probabilities and every weight stay float32."""
+
+    def __init__(self, spec: EnvSpec, hidden_sizes: list[int], activation: str = "tanh",
+                 bf16: bool = False, **kwargs):
+        super().__init__(spec, hidden_sizes, activation, **kwargs)
+        self.bf16 = bf16
 
     def _build(self, spec: EnvSpec, obs_dim: int, hidden_sizes: list[int], act) -> None:
         channels, height, width = spec.obs_shape
@@ -188,7 +196,12 @@ class CNNActorCritic(ActorCritic):
 
     def _flat(self, obs: torch.Tensor) -> torch.Tensor:
         x = self._input(obs)
-        return self.trunk(x if self.obs_norm else x * (1.0 / 255.0))
+        x = x if self.obs_norm else x * (1.0 / 255.0)
+        if not self.bf16:
+            return self.trunk(x)
+        with torch.autocast(x.device.type, dtype=torch.bfloat16):
+            features = self.trunk(x)
+        return features.float()
 
     def _policy_out(self, x: torch.Tensor) -> torch.Tensor:
         return self.pi(x)
@@ -247,10 +260,12 @@ def build_policy(cfg, spec: EnvSpec) -> nn.Module:
     stacks (channels, height, width) get the CNN actor-critic."""
     if cfg.algo == "dqn":
         return QNetwork(spec, list(cfg.hidden_sizes), cfg.activation, cfg.dueling)
-    kind = CNNActorCritic if is_image(spec) else ActorCritic
-    return kind(spec, list(cfg.hidden_sizes), cfg.activation, obs_norm=cfg.normalize_obs,
-                clip_obs=cfg.clip_obs, log_std_init=cfg.log_std_init,
-                squash=cfg.action_bounds == "squash")
+    kwargs = dict(obs_norm=cfg.normalize_obs, clip_obs=cfg.clip_obs,
+                  log_std_init=cfg.log_std_init, squash=cfg.action_bounds == "squash")
+    if is_image(spec):
+        return CNNActorCritic(spec, list(cfg.hidden_sizes), cfg.activation,
+                              bf16=cfg.precision == "bf16", **kwargs)
+    return ActorCritic(spec, list(cfg.hidden_sizes), cfg.activation, **kwargs)
 
 
 def is_image(spec: EnvSpec) -> bool:

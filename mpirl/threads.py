@@ -1,9 +1,11 @@
-"""How many torch threads a rank may use: its share of the cores, not all of them."""
+"""How many threads a rank may use (torch's, and the BLAS numpy calls): its share of the
+cores, not all of them."""
 from __future__ import annotations
 
 import os
 
 import torch
+from threadpoolctl import threadpool_limits
 
 
 def cpu_share(local_ranks: int, requested: int = 0) -> int:
@@ -22,6 +24,7 @@ def cpu_share(local_ranks: int, requested: int = 0) -> int:
 
 def limit_threads(n: int) -> None:
     torch.set_num_threads(n)
+    threadpool_limits(limits=n, user_api="blas")  # numpy's BLAS spins its threads otherwise
     try:
         torch.set_num_interop_threads(1)
     except RuntimeError:  # already set once in this process

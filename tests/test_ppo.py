@@ -174,7 +174,9 @@ def test_the_hand_written_ppo_gradient_equals_autograds(discrete, activation, ob
     by_hand = MLPLossGrad(model)(model._flat(obs), actions, old_logp, adv, old_values, ret, 0.2,
                                  clip_vf, 0.5, 0.01, share=0.7)
     assert float(by_hand.total) == pytest.approx(float(loss.total.detach()), abs=1e-6)
-    torch.testing.assert_close(averager.flat, expected, rtol=1e-5, atol=1e-6)
+    # float32 rounding, not formulas: log-probabilities here reach -39, where one unit in the
+    # last place moves the ratio by 4e-6; a wrong term would be off by orders more
+    torch.testing.assert_close(averager.flat, expected, rtol=1e-4, atol=2e-5)
 
 
 def test_flat_adam_steps_like_torch_adam():

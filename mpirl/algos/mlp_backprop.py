@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -39,52 +40,95 @@ def _stack(seq: nn.Sequential) -> list[tuple[nn.Linear, str | None]]:
     return out
 
 
-def _tensors(layers) -> list[tuple]:
-    """(weight, bias, weight grad, bias grad, activation) per layer: plain tensors, so the hot
-    loop pays no module attribute lookups. The grads are views into the gradient buffer."""
-    return [(lin.weight, lin.bias, lin.weight.grad, lin.bias.grad, act) for lin, act in layers]
+# torch's matmul is the faster one here only for products of two wide operands (a 64x64 hidden
+# layer over a minibatch); numpy's BLAS wins on thin ones (few inputs or outputs) and on the
+# transposed products of the weight gradients. The choice depends on shapes alone, so every run
+# computes the same numbers.
+_WIDE = 32
 
 
-def _forward(layers, x: torch.Tensor) -> list[torch.Tensor]:
-    """The input and every layer's output (after its activation)."""
-    outs = [x]
-    for weight, bias, _, _, act in layers:
-        z = torch.addmm(bias, outs[-1], weight.t())
-        if act == "tanh":  # as 2 sigmoid(2z) - 1: torch's CPU tanh costs several times more
-            z = torch.sigmoid(z.mul_(2.0)).mul_(2.0).sub_(1.0)
-        elif act == "relu":
-            z = torch.relu_(z)
-        outs.append(z)
-    return outs
+class _Layer:
+    """One linear layer as the hot loop uses it: weight, bias and their gradients as arrays
+    and tensors over the same memory (the gradients are views into the learner's buffer)."""
+
+    def __init__(self, lin: nn.Linear, act: str | None):
+        self.weight = lin.weight.detach().numpy()
+        self.weight_t = lin.weight.detach()
+        self.bias = lin.bias.detach().numpy()
+        self.bias_t = lin.bias.detach()
+        self.weight_grad = lin.weight.grad.numpy()
+        self.bias_grad = lin.bias.grad.numpy()
+        self.act = act
+        self.width = lin.out_features
+        self.wide = lin.in_features >= _WIDE and lin.out_features >= _WIDE
 
 
-def _backward(layers, outs: list[torch.Tensor], g: torch.Tensor) -> None:
-    """Backpropagate ``g`` (the gradient at the last output) and write the gradient of each
-    layer's weight and bias into their ``.grad``."""
+class _Buffers:
+    """Activations and gradients of one network for minibatches of ``m`` rows, as arrays and
+    as tensors over the same memory."""
+
+    def __init__(self, layers: list[_Layer], m: int):
+        self.out = [np.empty((m, layer.width), np.float32) for layer in layers]
+        self.grad = [np.empty((m, layer.width), np.float32) for layer in layers]
+        self.out_t = [torch.from_numpy(a) for a in self.out]
+        self.grad_t = [torch.from_numpy(a) for a in self.grad]
+        self.scratch = [np.empty((m, layer.width), np.float32) for layer in layers]
+        self.rows = np.arange(m)
+
+
+def _forward(layers: list[_Layer], buf: _Buffers, x: np.ndarray, x_t: torch.Tensor) -> None:
+    """Every layer's output (after its activation) into ``buf.out``."""
+    inp, inp_t = x, x_t
+    for layer, out, out_t in zip(layers, buf.out, buf.out_t):
+        if layer.wide:
+            torch.addmm(layer.bias_t, inp_t, layer.weight_t.t(), out=out_t)
+        else:
+            np.matmul(inp, layer.weight.T, out=out)
+            out += layer.bias
+        if layer.act == "tanh":
+            np.tanh(out, out=out)
+        elif layer.act == "relu":
+            np.maximum(out, 0.0, out=out)
+        inp, inp_t = out, out_t
+
+
+def _backward(layers: list[_Layer], buf: _Buffers, x: np.ndarray) -> None:
+    """Backpropagate the gradient at the last output (in ``buf.grad[-1]``) and write the
+    gradient of each layer's weight and bias into their ``.grad``."""
     for k in range(len(layers) - 1, -1, -1):
-        weight, _, weight_grad, bias_grad, _ = layers[k]
-        torch.mm(g.t(), outs[k], out=weight_grad)
-        torch.sum(g, 0, out=bias_grad)
+        layer, g = layers[k], buf.grad[k]
+        np.matmul(g.T, buf.out[k - 1] if k > 0 else x, out=layer.weight_grad)
+        np.add.reduce(g, 0, out=layer.bias_grad)
         if k > 0:
-            g = torch.mm(g, weight)
-            y, act = outs[k], layers[k - 1][4]
-            if act == "tanh":
-                g = torch.addcmul(g, g * y, y, value=-1.0)  # g (1 - y^2)
+            g_prev, y = buf.grad[k - 1], buf.out[k - 1]
+            if layer.width == 1:  # an outer product
+                np.multiply(g, layer.weight, out=g_prev)
+            elif layer.wide:
+                torch.mm(buf.grad_t[k], layer.weight_t, out=buf.grad_t[k - 1])
+            else:
+                np.matmul(g, layer.weight, out=g_prev)
+            act = layers[k - 1].act
+            if act == "tanh":  # g (1 - y^2)
+                d = buf.scratch[k - 1]
+                np.multiply(y, y, out=d)
+                np.subtract(1.0, d, out=d)
+                np.multiply(g_prev, d, out=g_prev)
             elif act == "relu":
-                g = g * (y > 0)
+                np.multiply(g_prev, y > 0.0, out=g_prev)
 
 
 class MLPLossGrad:
     """The PPO loss on a minibatch, and its gradient (scaled by ``share``) written into the
-    model's ``.grad`` buffers. Observation normalization is applied as the model does."""
+    model's ``.grad`` buffers. Observation normalization is applied as the model does.
+    Returns a PPOLoss of Python floats."""
 
     def __init__(self, model):
         self.model = model
-        self._layers = (_stack(model.pi), _stack(model.vf))
-        self.pi = self.vf = None  # tensors, taken at the first call (grads exist by then)
+        self._stacks = (_stack(model.pi), _stack(model.vf))
+        self.pi = self.vf = None  # taken at the first call (the grads exist by then)
         self.discrete = model.spec.discrete
         self.log_std = None if self.discrete else model.log_std
-        self._ones = torch.ones(0, 1)  # scatter source for the one-hot of the actions
+        self._buffers: dict[int, tuple[_Buffers, _Buffers]] = {}
 
     def __call__(self, x: torch.Tensor, actions: torch.Tensor, old_logp: torch.Tensor,
                  advantages: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor,
@@ -93,63 +137,81 @@ class MLPLossGrad:
         """``x``: the minibatch's observations as the model's first layers take them
         (``model._flat(obs)``)."""
         if self.pi is None:
-            self.pi, self.vf = (_tensors(layers) for layers in self._layers)
-        with torch.no_grad():
-            a_pi = _forward(self.pi, x)
-            a_vf = _forward(self.vf, x)
-            out, values = a_pi[-1], a_vf[-1].squeeze(-1)
-            m = out.shape[0]
-            if self.discrete:
-                logp_all = torch.log_softmax(out, dim=-1)
-                probs = logp_all.exp()
-                logp = logp_all.gather(-1, actions.long().unsqueeze(-1)).squeeze(-1)
-                entropy = -(probs * logp_all).sum(-1)
-            else:
-                log_std = self.log_std
-                inv_std = torch.exp(-log_std)
-                z = (actions - out) * inv_std
-                logp = (-0.5 * z.pow(2)).sum(-1) - (log_std.sum() + 0.5 * math.log(2 * math.pi)
-                                                    * out.shape[1])
-                entropy = (log_std.sum() + 0.5 * (1.0 + math.log(2 * math.pi)) * out.shape[1]
-                           ).expand(m)
-            log_ratio = logp - old_logp
-            ratio = log_ratio.exp()
-            surr1 = ratio * advantages
-            surr2 = ratio.clamp(1.0 - clip, 1.0 + clip) * advantages
-            unclipped = surr1 <= surr2  # where the unclipped branch carries the gradient
-            policy = -torch.where(unclipped, surr1, surr2).mean()
-            err = (returns - values).pow(2)
-            if clip_vf is None:
-                g_v = values - returns
-            else:
-                delta = values - old_values
-                clipped = old_values + delta.clamp(-clip_vf, clip_vf)
-                err_c = (returns - clipped).pow(2)
-                g_v = torch.where(err >= err_c, values - returns,
-                                  (clipped - returns) * (delta.abs() < clip_vf))
-                err = torch.maximum(err, err_c)
-            value = err.mean()
-            ent = entropy.mean()
-            total = policy + vf_coef * value - ent_coef * ent
-            # d loss / d log p, per sample
-            g_logp = (surr1 * unclipped).mul_(-share / m)
-            if self.discrete:
-                # d log p / d logits = onehot(action) - probs
-                if self._ones.shape[0] != m:
-                    self._ones = out.new_ones(m, 1)
-                g_out = probs.neg_().scatter_add_(-1, actions.long().unsqueeze(-1),
-                                                  self._ones).mul_(g_logp.unsqueeze(-1))
-                if ent_coef:
-                    probs = logp_all.exp()
-                    g_out += (ent_coef * share / m) * probs * (logp_all + entropy.unsqueeze(-1))
-            else:
-                g_out = g_logp.unsqueeze(-1) * z * inv_std
-                torch.sum(g_logp.unsqueeze(-1) * (z * z - 1.0), 0, out=log_std.grad)
-                log_std.grad -= ent_coef * share
-            _backward(self.pi, a_pi, g_out)
-            _backward(self.vf, a_vf, (g_v * (2.0 * vf_coef * share / m)).unsqueeze(-1))
-            approx_kl = (ratio - 1.0).sub_(log_ratio).mean()
-            clip_fraction = (ratio - 1.0).abs_().gt_(clip).mean(dtype=torch.float32)
+            self.pi, self.vf = ([_Layer(lin, act) for lin, act in stack]
+                                for stack in self._stacks)
+        m = x.shape[0]
+        if m not in self._buffers:
+            self._buffers[m] = (_Buffers(self.pi, m), _Buffers(self.vf, m))
+        b_pi, b_vf = self._buffers[m]
+        x_t = x.detach().contiguous()
+        x = x_t.numpy()
+        old_logp, adv = old_logp.numpy(), advantages.numpy()
+        returns = returns.numpy()
+        _forward(self.pi, b_pi, x, x_t)
+        _forward(self.vf, b_vf, x, x_t)
+        out, values = b_pi.out[-1], b_vf.out[-1][:, 0]
+        g_out = b_pi.grad[-1]
+        if self.discrete:
+            rows, index = b_pi.rows, actions.numpy()
+            shifted = out - out.max(-1, keepdims=True)
+            probs = np.exp(shifted)
+            total_p = probs.sum(-1, keepdims=True)
+            probs /= total_p
+            logp_all = shifted - np.log(total_p)
+            logp = logp_all[rows, index]
+            entropy = -(probs * logp_all).sum(-1)
+        else:
+            log_std = self.log_std.detach().numpy()
+            std = np.exp(log_std)
+            inv_std = 1.0 / std
+            z = (actions.numpy() - out) / std
+            terms = -0.5 * (z * z)  # in the model's order of operations, to its last bit
+            terms -= log_std
+            terms -= 0.5 * math.log(2 * math.pi)
+            logp = terms.sum(-1)
+            entropy_one = float(log_std.sum()) + 0.5 * (1.0 + math.log(2 * math.pi)) * out.shape[1]
+        log_ratio = logp - old_logp
+        ratio = np.exp(log_ratio)
+        surr1 = ratio * adv
+        surr2 = np.minimum(np.maximum(ratio, 1.0 - clip), 1.0 + clip) * adv
+        unclipped = surr1 <= surr2  # where the unclipped branch carries the gradient
+        policy = -float(np.minimum(surr1, surr2).sum()) / m
+        diff = values - returns
+        err = diff * diff
+        g_v = diff
+        if clip_vf is not None:
+            old_values = old_values.numpy()
+            delta = values - old_values
+            clipped = old_values + np.minimum(np.maximum(delta, -clip_vf), clip_vf)
+            err_c = (returns - clipped) ** 2
+            g_v = np.where(err >= err_c, diff, (clipped - returns) * (np.abs(delta) < clip_vf))
+            err = np.maximum(err, err_c)
+        value = float(err.sum()) / m
+        ent = float(entropy.sum()) / m if self.discrete else entropy_one
+        total = policy + vf_coef * value - ent_coef * ent
+        # d loss / d log p, per sample
+        g_logp = surr1 * unclipped
+        g_logp *= -share / m
+        if self.discrete:
+            # d log p / d logits = onehot(action) - probs; the entropy term adds
+            # ent_coef p (log p + H) per logit
+            np.negative(probs, out=g_out)
+            g_out[rows, index] += 1.0
+            g_out *= g_logp[:, None]
+            if ent_coef:
+                g_out += (ent_coef * share / m) * probs * (logp_all + entropy[:, None])
+        else:
+            g_z = g_logp[:, None] * z
+            np.multiply(g_z, inv_std, out=g_out)
+            grad = self.log_std.grad.numpy()
+            np.add.reduce(g_z * z - g_logp[:, None], 0, out=grad)
+            grad -= ent_coef * share
+        _backward(self.pi, b_pi, x)
+        np.multiply(g_v, 2.0 * vf_coef * share / m, out=b_vf.grad[-1][:, 0])
+        _backward(self.vf, b_vf, x)
+        r1 = ratio - 1.0
+        approx_kl = float((r1 - log_ratio).sum()) / m
+        clip_fraction = np.count_nonzero(np.abs(r1) > clip) / m
         return PPOLoss(total, policy, value, ent, approx_kl, clip_fraction)
 
 

@@ -116,6 +116,7 @@ class PPO:
         ret_t = torch.from_numpy(ret).to(dev)
         extras = averager.extras
         own = torch.tensor(control, dtype=extras.dtype)
+        host_extras = extras.numpy() if extras.device.type == "cpu" else None
         bounds = np.linspace(0, n, self.minibatches + 1).astype(np.int64)
         stats: list[dict] = []
         sums = list(control)
@@ -134,6 +135,8 @@ class PPO:
                                         old_values[part], ret_t[part], clip, cfg.clip_range_vf,
                                         cfg.vf_coef, cfg.ent_coef, averager.share)
                     averager.check_loss(loss.total)
+                    values = [loss.total, loss.policy, loss.value, loss.entropy,
+                              loss.approx_kl, loss.clip_fraction]
                 else:
                     out_b, v_b = model(obs[part])
                     logp, entropy = model.log_prob_entropy(out_b, actions[part])
@@ -142,8 +145,16 @@ class PPO:
                                     cfg.ent_coef)
                     averager.zero_grad()
                     averager.backward(loss.total)
-                extras[:KL_SLOT].copy_(own)  # summed afresh by every allreduce
-                extras[KL_SLOT] = float(loss.approx_kl) * averager.share
+                    values = torch.stack([loss.total.detach(), loss.policy.detach(),
+                                          loss.value.detach(), loss.entropy.detach(),
+                                          loss.approx_kl, loss.clip_fraction]).tolist()
+                total, policy, value, ent, approx_kl, clip_fraction = values
+                if host_extras is not None:
+                    host_extras[:KL_SLOT] = control  # summed afresh by every allreduce
+                    host_extras[KL_SLOT] = approx_kl * averager.share
+                else:
+                    extras[:KL_SLOT].copy_(own)
+                    extras[KL_SLOT] = approx_kl * averager.share
                 averager.average()
                 summed = extras.tolist()
                 sums = summed[:KL_SLOT]
@@ -152,12 +163,9 @@ class PPO:
                     return stats, sums
                 grad_norm = averager.clip_norm_(cfg.max_grad_norm)
                 skipped = not averager.finite
-                stats.append({"skipped": skipped, "loss": float(loss.total.detach()),
-                              "policy_loss": float(loss.policy.detach()),
-                              "value_loss": float(loss.value.detach()),
-                              "entropy": float(loss.entropy.detach()),
-                              "approx_kl": summed[KL_SLOT],
-                              "clip_fraction": float(loss.clip_fraction),
+                stats.append({"skipped": skipped, "loss": total, "policy_loss": policy,
+                              "value_loss": value, "entropy": ent,
+                              "approx_kl": summed[KL_SLOT], "clip_fraction": clip_fraction,
                               "grad_norm": grad_norm})
                 if skipped:
                     if cfg.nonfinite == "stop":

@@ -82,10 +82,12 @@ class GradientAverager:
         self.check_loss(loss)
         (loss * self.share if self.share != 1.0 else loss).backward()
 
-    def check_loss(self, loss: torch.Tensor) -> None:
+    def check_loss(self, loss: torch.Tensor | float) -> None:
         """Flag a non-finite local loss for every learner to see after ``average`` (for
         gradients written into the buffer without ``backward``)."""
-        if not torch.isfinite(loss.detach()):
+        finite = (math.isfinite(loss) if isinstance(loss, float)
+                  else bool(torch.isfinite(loss.detach())))
+        if not finite:
             self._nonfinite.fill_(1.0)
 
     def _check_views(self) -> None:

@@ -11,7 +11,7 @@ from mpirl.algos import actor_epsilon
 from mpirl.config import Config, ConfigError
 from mpirl.envs import EnvSpec, EnvVector, describe_env, is_atari, make_env
 from mpirl.layout import Layout
-from mpirl.models import build_policy
+from mpirl.models import build_policy, is_image
 from mpirl.replay import Prioritization, ReplayShard
 from mpirl.roles.collect import RolloutCollector, TransitionCollector
 from mpirl.rollout import PackedArrays, rollout_fields, transition_fields
@@ -33,6 +33,10 @@ class RunSetup:
         if cfg.algo == "dqn" and not spec.discrete:
             raise ConfigError(f"--algo dqn needs a Discrete action space, and env '{cfg.env}' "
                               f"has continuous (Box) actions; use --algo ppo or a2c for it")
+        if cfg.precision != "fp32" and (cfg.algo not in ("a2c", "ppo") or not is_image(spec)):
+            raise ConfigError(f"--precision {cfg.precision} applies to the CNN policy of a2c "
+                              f"and ppo on image observations; env '{cfg.env}' with --algo "
+                              f"{cfg.algo} trains an MLP, which computes in fp32")
         self.n_params = sum(p.numel() for p in self.make_model("cpu").parameters())
         self.acting_ranks = layout.learners if layout.self_acting else layout.actors
         self.steps_per_iteration = cfg.n_steps * cfg.envs_per_actor * self.acting_ranks
