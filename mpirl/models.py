@@ -34,6 +34,18 @@ def mlp(sizes: list[int], activation: type[nn.Module], out_gain: float) -> nn.Se
     return nn.Sequential(*layers)
 
 
+def linear_stack(layers: nn.Sequential) -> list[tuple[nn.Linear, str | None]]:
+    """(linear layer, the name of the activation after it or None)."""
+    mods = list(layers)
+    out = []
+    for i, m in enumerate(mods):
+        if isinstance(m, nn.Linear):
+            nxt = mods[i + 1] if i + 1 < len(mods) else None
+            out.append((m, "tanh" if isinstance(nxt, nn.Tanh) else
+                        "relu" if isinstance(nxt, nn.ReLU) else None))
+    return out
+
+
 def _sequential(layers: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
     """``layers(x)`` without nn.Module call overhead: the actor runs this every step, and a
     PPO learner dozens of times per batch."""
@@ -81,6 +93,8 @@ class ActorCritic(nn.Module):
         self.squash = squash and not spec.discrete
         self.clip_obs = clip_obs
         self.obs_norm = obs_norm
+        self._param_list: list[nn.Parameter] | None = None  # for ``_policy_np``
+        self._arrays = None
         if obs_norm:  # the last submodule: trainable parameters form a prefix of the flat vector
             self.normalizer = ObsStatistics(tuple(spec.obs_shape))
 
@@ -130,12 +144,42 @@ class ActorCritic(nn.Module):
     def _policy_out(self, x: torch.Tensor) -> torch.Tensor:
         return _sequential(self.pi, x)
 
-    @torch.inference_mode()
+    def _policy_np(self, obs: np.ndarray) -> np.ndarray:
+        """The policy output for a few observations, in numpy: at an actor's handful of rows,
+        torch's fixed cost per call would be most of the forward pass."""
+        params = self._param_list
+        if params is None:
+            params = self._param_list = list(self.parameters())
+        ptrs = [p.data_ptr() for p in params]
+        if self._arrays is None or self._arrays[0] != ptrs:  # the parameters moved: re-view
+            layers = [(lin.weight.detach().numpy().T, lin.bias.detach().numpy(), act)
+                      for lin, act in linear_stack(self.pi)]
+            stats = None
+            if self.obs_norm:
+                stats = (self.normalizer.mean.detach().numpy(),
+                         self.normalizer.var.detach().numpy())
+            self._arrays = (ptrs, layers, stats)
+        _, layers, stats = self._arrays
+        x = obs.astype(np.float32, copy=False)
+        if stats is not None:
+            mean, var = stats
+            x = np.clip((x - mean) / np.sqrt(var + np.float32(1e-8)), -self.clip_obs,
+                        self.clip_obs)
+        x = x.reshape(len(obs), -1)
+        for weight_t, bias, act in layers:
+            x = x @ weight_t
+            x += bias
+            if act == "tanh":
+                np.tanh(x, out=x)
+            elif act == "relu":
+                np.maximum(x, 0.0, out=x)
+        return x
+
     def act(self, obs: np.ndarray, rng: np.random.Generator, deterministic: bool = False
             ) -> np.ndarray:
         """Actions for a batch of observations: sampled with ``rng``, or the mode. Gaussian
         actions are unbounded samples: ``to_env`` maps them into the action bounds."""
-        out = self._policy_out(self._flat(torch.from_numpy(obs))).numpy()
+        out = self._policy_np(obs)
         if self.spec.discrete:
             if deterministic:
                 return out.argmax(-1)
@@ -205,6 +249,10 @@ class CNNActorCritic(ActorCritic):
 
     def _policy_out(self, x: torch.Tensor) -> torch.Tensor:
         return self.pi(x)
+
+    @torch.inference_mode()
+    def _policy_np(self, obs: np.ndarray) -> np.ndarray:
+        return self._policy_out(self._flat(torch.from_numpy(obs))).numpy()
 
 
 class QNetwork(nn.Module):

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from mpirl.algos.ppo import PPOLoss
+from mpirl.models import linear_stack
 
 
 def supports(model) -> bool:
@@ -27,17 +28,6 @@ def supports(model) -> bool:
         return False
     layers = list(model.pi) + list(model.vf)
     return all(isinstance(m, (nn.Linear, nn.Tanh, nn.ReLU)) for m in layers)
-
-
-def _stack(seq: nn.Sequential) -> list[tuple[nn.Linear, str | None]]:
-    """(linear layer, the activation after it or None)."""
-    out, mods = [], list(seq)
-    for i, m in enumerate(mods):
-        if isinstance(m, nn.Linear):
-            nxt = mods[i + 1] if i + 1 < len(mods) else None
-            out.append((m, "tanh" if isinstance(nxt, nn.Tanh) else
-                        "relu" if isinstance(nxt, nn.ReLU) else None))
-    return out
 
 
 # torch's matmul is the faster one here only for products of two wide operands (a 64x64 hidden
@@ -124,7 +114,7 @@ class MLPLossGrad:
 
     def __init__(self, model):
         self.model = model
-        self._stacks = (_stack(model.pi), _stack(model.vf))
+        self._stacks = (linear_stack(model.pi), linear_stack(model.vf))
         self.pi = self.vf = None  # taken at the first call (the grads exist by then)
         self.discrete = model.spec.discrete
         self.log_std = None if self.discrete else model.log_std
