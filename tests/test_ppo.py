@@ -196,3 +196,25 @@ def test_flat_adam_steps_like_torch_adam():
     again = FlatAdam(torch.nn.Parameter(torch.zeros(100), requires_grad=False), lr=1.0)
     again.load_state_dict(flat.state_dict())
     assert again.steps == 20 and torch.equal(again.exp_avg_sq, flat.exp_avg_sq)
+
+
+def test_a_bf16_cnn_trunk_trains_float32_weights_with_the_float32_gradient():
+    from mpirl.models import CNNActorCritic
+    spec = EnvSpec((4, 84, 84), np.dtype(np.uint8), True, 6, None, None)
+    torch.manual_seed(0)
+    full = CNNActorCritic(spec, [64])
+    half = CNNActorCritic(spec, [64], bf16=True)
+    half.load_state_dict(full.state_dict())
+    obs = torch.randint(0, 256, (16, 4, 84, 84), dtype=torch.uint8)
+    actions = torch.randint(0, 6, (16,))
+    grads = []
+    for model in (full, half):
+        out, values = model(obs)
+        assert out.dtype == values.dtype == torch.float32
+        logp, entropy = model.log_prob_entropy(out, actions)
+        (-(logp.mean()) + values.pow(2).mean()).backward()
+        grads.append(torch.cat([p.grad.reshape(-1) for p in model.parameters()]))
+        assert all(p.dtype == torch.float32 for p in model.parameters())
+    torch.testing.assert_close(half(obs)[1], full(obs)[1], rtol=0.05, atol=0.02)
+    cosine = torch.nn.functional.cosine_similarity(grads[0], grads[1], dim=0)
+    assert cosine > 0.99, float(cosine)

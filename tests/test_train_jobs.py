@@ -95,6 +95,8 @@ def test_several_learners_with_actors(tmp_path):
      "--batch-size 1000 is larger than the rollout batch: --n-steps 32 x --envs-per-actor 8 "
      "x 3 acting rank(s) = 768"),
     (["--config", "presets/no-such-preset.yaml"], "presets shipped with mpirl: ppo-atari.yaml"),
+    (["--algo", "ppo", "--precision", "bf16"],
+     "--precision bf16 applies to the CNN policy of a2c and ppo on image observations"),
 ])
 def test_bad_input_exits_2_on_every_rank_with_one_message(tmp_path, args, needle):
     bad = tmp_path / "bad.yaml"
