@@ -1,5 +1,5 @@
-"""How many threads a rank may use (torch's, and the BLAS numpy calls): its share of the
-cores, not all of them."""
+"""How many threads a rank may use: torch its share of the cores, not all of them; numpy's
+BLAS one."""
 from __future__ import annotations
 
 import os
@@ -24,7 +24,9 @@ def cpu_share(local_ranks: int, requested: int = 0) -> int:
 
 def limit_threads(n: int) -> None:
     torch.set_num_threads(n)
-    threadpool_limits(limits=n, user_api="blas")  # numpy's BLAS spins its threads otherwise
+    # numpy's matrix products in mpirl are small; BLAS threads that spin between them would
+    # take the cores torch's threads work on (a 1-rank PPO run fell from 17k to 0.5k steps/s)
+    threadpool_limits(limits=1, user_api="blas")
     try:
         torch.set_num_interop_threads(1)
     except RuntimeError:  # already set once in this process

@@ -18,3 +18,18 @@ def test_share_of_this_node(monkeypatch):
     cores = len(os.sched_getaffinity(0))
     assert cpu_share(local_ranks=1) == cores
     assert cpu_share(local_ranks=16) == max(1, cores // 16)
+
+
+def test_limit_threads_gives_torch_the_share_and_numpys_blas_one_thread():
+    import torch
+    from threadpoolctl import threadpool_info
+
+    from mpirl.threads import limit_threads
+    before = torch.get_num_threads()
+    try:
+        limit_threads(2)
+        assert torch.get_num_threads() == 2
+        assert all(pool["num_threads"] == 1 for pool in threadpool_info()
+                   if pool["user_api"] == "blas")
+    finally:
+        torch.set_num_threads(before)
