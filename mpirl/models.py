@@ -47,8 +47,8 @@ def linear_stack(layers: nn.Sequential) -> list[tuple[nn.Linear, str | None]]:
 
 
 def _sequential(layers: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
-    """``layers(x)`` without nn.Module call overhead: the actor runs this every step, and a
-    PPO learner dozens of times per batch."""
+    """``layers(x)`` without nn.Module call overhead: learners run this on every batch (actors
+    run MLP policies in numpy, ``ActorCritic._policy_np``)."""
     for layer in layers:
         if isinstance(layer, nn.Linear):
             x = F.linear(x, layer.weight, layer.bias)
