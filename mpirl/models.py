@@ -46,6 +46,14 @@ def linear_stack(layers: nn.Sequential) -> list[tuple[nn.Linear, str | None]]:
     return out
 
 
+def activate_(x: np.ndarray, act: str | None) -> None:
+    """Apply ``linear_stack``'s activation to an array in place."""
+    if act == "tanh":
+        np.tanh(x, out=x)
+    elif act == "relu":
+        np.maximum(x, 0.0, out=x)
+
+
 def _sequential(layers: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
     """``layers(x)`` without nn.Module call overhead: learners run this on every batch (actors
     run MLP policies in numpy, ``ActorCritic._policy_np``)."""
@@ -169,10 +177,7 @@ class ActorCritic(nn.Module):
         for weight_t, bias, act in layers:
             x = x @ weight_t
             x += bias
-            if act == "tanh":
-                np.tanh(x, out=x)
-            elif act == "relu":
-                np.maximum(x, 0.0, out=x)
+            activate_(x, act)
         return x
 
     def act(self, obs: np.ndarray, rng: np.random.Generator, deterministic: bool = False

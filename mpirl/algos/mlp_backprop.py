@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from mpirl.algos.ppo import PPOLoss
-from mpirl.models import linear_stack
+from mpirl.models import activate_, linear_stack
 
 
 def supports(model) -> bool:
@@ -75,10 +75,7 @@ def _forward(layers: list[_Layer], buf: _Buffers, x: np.ndarray, x_t: torch.Tens
         else:
             np.matmul(inp, layer.weight.T, out=out)
             out += layer.bias
-        if layer.act == "tanh":
-            np.tanh(out, out=out)
-        elif layer.act == "relu":
-            np.maximum(out, 0.0, out=out)
+        activate_(out, layer.act)
         inp, inp_t = out, out_t
 
 
@@ -113,7 +110,6 @@ class MLPLossGrad:
     Returns a PPOLoss of Python floats."""
 
     def __init__(self, model):
-        self.model = model
         self._stacks = (linear_stack(model.pi), linear_stack(model.vf))
         self.pi = self.vf = None  # taken at the first call (the grads exist by then)
         self.discrete = model.spec.discrete

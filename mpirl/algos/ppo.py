@@ -115,8 +115,8 @@ class PPO:
         adv_t = torch.from_numpy(adv).to(dev)
         ret_t = torch.from_numpy(ret).to(dev)
         extras = averager.extras
-        own = torch.tensor(control, dtype=extras.dtype)
         host_extras = extras.numpy() if extras.device.type == "cpu" else None
+        own = None if host_extras is not None else torch.tensor(control, dtype=extras.dtype)
         bounds = np.linspace(0, n, self.minibatches + 1).astype(np.int64)
         stats: list[dict] = []
         sums = list(control)
@@ -135,8 +135,8 @@ class PPO:
                                         old_values[part], ret_t[part], clip, cfg.clip_range_vf,
                                         cfg.vf_coef, cfg.ent_coef, averager.share)
                     averager.check_loss(loss.total)
-                    values = [loss.total, loss.policy, loss.value, loss.entropy,
-                              loss.approx_kl, loss.clip_fraction]
+                    scalars = [loss.total, loss.policy, loss.value, loss.entropy,
+                               loss.approx_kl, loss.clip_fraction]
                 else:
                     out_b, v_b = model(obs[part])
                     logp, entropy = model.log_prob_entropy(out_b, actions[part])
@@ -145,10 +145,10 @@ class PPO:
                                     cfg.ent_coef)
                     averager.zero_grad()
                     averager.backward(loss.total)
-                    values = torch.stack([loss.total.detach(), loss.policy.detach(),
-                                          loss.value.detach(), loss.entropy.detach(),
-                                          loss.approx_kl, loss.clip_fraction]).tolist()
-                total, policy, value, ent, approx_kl, clip_fraction = values
+                    scalars = torch.stack([loss.total.detach(), loss.policy.detach(),
+                                           loss.value.detach(), loss.entropy.detach(),
+                                           loss.approx_kl, loss.clip_fraction]).tolist()
+                total, policy, value, ent, approx_kl, clip_fraction = scalars
                 if host_extras is not None:
                     host_extras[:KL_SLOT] = control  # summed afresh by every allreduce
                     host_extras[KL_SLOT] = approx_kl * averager.share
