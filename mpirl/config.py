@@ -417,9 +417,11 @@ def parse_config(argv: Sequence[str] | None = None) -> Config:
 
 
 # Fields that change how a run executes or reports, not what it computes: a resumed run may
-# set them freely. ``learners`` re-lays the ranks out; ``device`` changes only rounding.
+# set them freely. ``learners`` re-lays the ranks out; ``device`` and ``precision`` change only
+# rounding (weights and optimizer state are float32 either way).
 RESUME_FREE = frozenset({"resume", "auto_resume", "override", "config", "run_dir", "quiet",
-                         "tensorboard", "torch_threads", "device", "learners", "servers", "comm_timeout",
+                         "tensorboard", "torch_threads", "device", "precision", "learners",
+                         "servers", "comm_timeout",
                          "checkpoint_every", "checkpoint_minutes", "keep_checkpoints",
                          "nonfinite", "timing"})
 

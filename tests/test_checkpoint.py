@@ -147,8 +147,9 @@ def test_resumed_config_refuses_silent_changes():
     assert cfg.lr == 0.01
     # how the run executes may change freely; equal values are not a change
     cfg = resumed_config(saved, {"quiet": True, "learners": 2, "comm_timeout": 60.0,
-                                 "lr": 0.002, "resume": "r"})
+                                 "precision": "bf16", "lr": 0.002, "resume": "r"})
     assert cfg.quiet and cfg.learners == 2 and cfg.comm_timeout == 60.0
+    assert cfg.precision == "bf16"
     with pytest.raises(ConfigError, match="only applies with --resume"):
         parse_config(["--override", "lr"])
     with pytest.raises(ConfigError, match="unknown field.*nope"):
