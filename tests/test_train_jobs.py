@@ -135,7 +135,7 @@ def test_dqn_with_sixteen_ranks_and_two_learners_keeps_its_memory_bounded(tmp_pa
     """14 actors feed 2 learners' replay shards on a 2-core machine; the replay is allocated
     up front, so each learner's memory is known before it trains."""
     run = tmp_path / "run"
-    res = run_job(["mpirl.train", "--algo", "dqn", "--total-steps", "30000", "--learners", "2",
+    res = run_job(["mpirl.train", "--algo", "dqn", "--total-steps", "15000", "--learners", "2",
                    "--prioritized", "--dueling", "--eval-episodes", "3", "--run-dir", str(run),
                    "--no-tensorboard", "--quiet"], ranks=16, timeout=300)
     assert res.returncode == 0, res.stderr

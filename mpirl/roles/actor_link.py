@@ -33,22 +33,35 @@ class ActorLink:
         self._incoming = None  # receives of the next rollouts, while actors collect them
         self._sending: list = []  # pipelined: weight sends that complete during training
         self._send_buffer = None  # pipelined: the weights being sent (training goes on)
+        # pipelined, after a resume: the weights the actors held at the checkpoint, which the
+        # next command sends even if fresh weights are not due yet
+        self.resend: np.ndarray | None = None
 
     def command(self, command: float = RUN, code: int = 0, weights: bool = True) -> list:
         """Start sending the control message, then (if ``weights``) the current weights, to
-        the actors; returns the send requests."""
-        self._control[:] = (command, code, 1.0 if weights else 0.0, self.progress)
+        the actors; returns the send requests. A pending ``resend`` goes out in any case."""
+        resend, self.resend = self.resend, None
+        send = weights or resend is not None
+        self._control[:] = (command, code, 1.0 if send else 0.0, self.progress)
         reqs = comm.isend_all(self.group, self._control, self.sources, tag=CONTROL_TAG)
-        if weights:
-            self._sync_weights()
-            source = self._weights
+        if send:
+            if weights:
+                self._sync_weights()
+            source = self._weights if weights else resend
             if self.pipelined:  # the weights change while this copy is sent
                 if self._send_buffer is None:
                     self._send_buffer = np.empty_like(self._weights)
-                self._send_buffer[:] = self._weights
+                self._send_buffer[:] = source
                 source = self._send_buffer
             reqs += comm.isend_all(self.group, source, self.sources, tag=WEIGHTS_TAG)
         return reqs
+
+    def actor_weights(self) -> np.ndarray | None:
+        """Pipelined: a copy of the weights the actors act with (the last ones sent), for a
+        checkpoint; None before any were sent."""
+        if self.resend is not None:
+            return self.resend.copy()
+        return None if self._send_buffer is None else self._send_buffer.copy()
 
     def tell(self, command: float, code: int = 0, weights: bool = False,
              what: str = "its actors to take a command") -> None:

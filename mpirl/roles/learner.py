@@ -123,6 +123,8 @@ class Learner:
         self.counters.segment = resume["epoch"]
         own = resume.get("own")
         self.trainer.load(shared.get("trainer", {}), (own or {}).get("trainer"))
+        if shared.get("actor_weights") is not None and self.link.sources:
+            self.link.resend = np.asarray(shared["actor_weights"], dtype=np.float32)
         if own:
             self._window[:] = own["window"]
             restore_process_rng_state(own["rng"])
@@ -152,6 +154,9 @@ class Learner:
         if self.lead:
             shared = {"weights": self.params.vector.detach().cpu().clone(),
                       "optimizer": self.optimizer.state_dict(),
+                      # pipelined, actors may act with older weights than the learners'
+                      "actor_weights": (self.link.actor_weights()
+                                        if self.trainer.pipelined else None),
                       "trainer": self.trainer.shared_state(),
                       "counters": dataclasses.asdict(dataclasses.replace(
                           c, time_s=self._elapsed()))}
