@@ -1,23 +1,15 @@
-"""The one run configuration: a dataclass whose every field is a CLI flag and a config-file key.
+"""The one run configuration: a dataclass whose every field is a CLI flag and a config-file key,
+with each algorithm's defaults and the checks on values.
 
-Precedence: defaults < ``--config FILE`` (YAML or TOML) < flags given on the command line.
 ``validate`` checks everything that does not need MPI, so bad input fails before any traffic.
+Where values come from (flags, config files, presets, a resumed run's saved config) is
+``mpirl.config_sources``.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Sequence
-
-import yaml
-
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10: the same parser, as a package
-    import tomli as tomllib
+from typing import Any
 
 
 class ConfigError(ValueError):
@@ -190,14 +182,14 @@ class Config:
                     "log_every"]
         for name in positive:
             if getattr(self, name) <= 0:
-                raise ConfigError(f"--{_flag(name)} must be positive, got {getattr(self, name)}")
+                raise ConfigError(f"--{cli_flag(name)} must be positive, got {getattr(self, name)}")
         for name in ["torch_threads", "eval_every", "ent_coef", "vf_coef", "max_grad_norm",
                      "checkpoint_every", "checkpoint_minutes", "comm_timeout"]:
             if getattr(self, name) < 0:
-                raise ConfigError(f"--{_flag(name)} must be >= 0, got {getattr(self, name)}")
+                raise ConfigError(f"--{cli_flag(name)} must be >= 0, got {getattr(self, name)}")
         if self.keep_checkpoints < 1:
             raise ConfigError(f"--keep-checkpoints must be at least 1, got {self.keep_checkpoints}")
-        unknown = sorted(set(self.override) - set(_field_types()))
+        unknown = sorted(set(self.override) - set(field_types()))
         if unknown:
             raise ConfigError(f"--override names unknown field(s): {', '.join(unknown)}")
         if self.override and not (self.resume or self.auto_resume):
@@ -230,7 +222,7 @@ class Config:
         for f in dataclasses.fields(self):
             choices = f.metadata.get("choices")
             if choices and getattr(self, f.name) not in choices:
-                raise ConfigError(f"--{_flag(f.name)} must be one of {', '.join(choices)}; "
+                raise ConfigError(f"--{cli_flag(f.name)} must be one of {', '.join(choices)}; "
                                   f"got {getattr(self, f.name)!r}")
         if world_size is not None:
             from mpirl.layout import plan_for
@@ -240,17 +232,17 @@ class Config:
     def _validate_ppo(self) -> None:
         for name in ["batch_size", "n_epochs", "clip_range"]:
             if getattr(self, name) <= 0:
-                raise ConfigError(f"--{_flag(name)} must be positive, got {getattr(self, name)}")
+                raise ConfigError(f"--{cli_flag(name)} must be positive, got {getattr(self, name)}")
         for name in ["clip_range_vf", "target_kl"]:
             value = getattr(self, name)
             if value is not None and value <= 0:
-                raise ConfigError(f"--{_flag(name)} must be positive (or left unset), got "
+                raise ConfigError(f"--{cli_flag(name)} must be positive (or left unset), got "
                                   f"{value}")
 
     def _validate_dqn(self) -> None:
         for name in ["replay_size", "batch_size", "n_step", "target_update", "weights_every"]:
             if getattr(self, name) <= 0:
-                raise ConfigError(f"--{_flag(name)} must be positive, got {getattr(self, name)}")
+                raise ConfigError(f"--{cli_flag(name)} must be positive, got {getattr(self, name)}")
         if self.replay_ratio <= 0:
             raise ConfigError(f"--replay-ratio must be positive, got {self.replay_ratio}")
         if self.learning_starts < 0:
@@ -263,28 +255,30 @@ class Config:
                               f"learner (--learners {self.learners})")
         for name in ["exploration_fraction", "eps_final", "eps_base", "priority_beta"]:
             if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ConfigError(f"--{_flag(name)} must be in [0, 1], got "
+                raise ConfigError(f"--{cli_flag(name)} must be in [0, 1], got "
                                   f"{getattr(self, name)}")
         if self.eps_alpha < 0 or self.priority_alpha < 0:
             raise ConfigError("--eps-alpha and --priority-alpha must be >= 0")
 
 
-def _flag(name: str) -> str:
+def cli_flag(name: str) -> str:
+    """A field's command-line spelling, without the dashes in front: 'total-steps'."""
     return name.replace("_", "-")
 
 
-def _field_name(text: str) -> str:
+def field_from_flag(text: str) -> str:
     """A field named on the command line, as 'total-steps' or 'total_steps'."""
     return text.replace("-", "_")
 
 
-def _field_types() -> dict[str, str]:
+def field_types() -> dict[str, str]:
+    """Every field's type, as written in the dataclass: {'total_steps': 'int', ...}."""
     return {f.name: str(f.type) for f in dataclasses.fields(Config)}
 
 
-def _coerce(name: str, value: Any) -> Any:
+def coerce(name: str, value: Any) -> Any:
     """Turn a value from a config file into the field's type, with a clear error if it can't."""
-    kind = _field_types()[name]
+    kind = field_types()[name]
     try:
         if value is None:
             if "None" in kind:
@@ -310,87 +304,6 @@ def _coerce(name: str, value: Any) -> Any:
         raise ConfigError(f"config key '{name}' has value {value!r}, expected {kind}") from None
 
 
-PRESETS = Path(__file__).resolve().parent / "presets"
-
-
-def resolve_config_path(path: str | os.PathLike) -> Path:
-    """``path`` if it is a file; else, for ``presets/NAME`` or a bare ``NAME``, the preset of
-    that name shipped with mpirl (``.yaml`` may be left off)."""
-    p = Path(path)
-    if p.is_file():
-        return p
-    if len(p.parts) == 1 or (len(p.parts) == 2 and p.parts[0] == "presets"):
-        for name in (p.name, p.name + ".yaml"):
-            if (PRESETS / name).is_file():
-                return PRESETS / name
-    known = ", ".join(sorted(q.name for q in PRESETS.glob("*.yaml")))
-    raise ConfigError(f"config file not found: {p} (presets shipped with mpirl: {known})")
-
-
-def load_config_file(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a YAML or TOML config file into a dict of known, type-checked fields."""
-    p = resolve_config_path(path)
-    try:
-        if p.suffix == ".toml":
-            raw = tomllib.loads(p.read_text())
-        else:
-            raw = yaml.safe_load(p.read_text()) or {}
-    except (yaml.YAMLError, tomllib.TOMLDecodeError) as e:
-        raise ConfigError(f"cannot parse config file {p}: {e}") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"config file {p} must hold a mapping of field: value")
-    known = set(_field_types()) - {"config"}
-    out = {}
-    for key, value in raw.items():
-        name = str(key).replace("-", "_")
-        if name not in known:
-            raise ConfigError(f"unknown key '{key}' in config file {p} "
-                              f"(valid keys: {', '.join(sorted(known))})")
-        out[name] = _coerce(name, value)
-    return out
-
-
-class _ArgumentParser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # raise instead of exit, so MPI ranks agree first
-        raise ConfigError(message)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = _ArgumentParser(prog="python -m mpirl.train",
-                             description="Train an RL agent on MPI ranks (run under mpirun/srun).",
-                             argument_default=argparse.SUPPRESS)
-    for f in dataclasses.fields(Config):
-        kind = str(f.type)
-        flag = "--" + _flag(f.name)
-        help_ = f.metadata["help"]
-        others = [f"{algo}: {d[f.name]}" for algo, d in ALGO_DEFAULTS.items() if f.name in d]
-        if others:
-            help_ += f" (default {f.default}; {', '.join(others)})"
-        choices = f.metadata.get("choices")
-        if kind.startswith("bool"):
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, help=help_)
-        elif kind.startswith("list"):
-            item = _field_name if "str" in kind else int
-            parser.add_argument(flag, type=item, nargs="+", help=help_)
-        elif kind.startswith("int"):
-            parser.add_argument(flag, type=int, help=help_)
-        elif kind.startswith("float"):
-            parser.add_argument(flag, type=float, help=help_)
-        else:
-            parser.add_argument(flag, type=str, choices=choices, help=help_)
-    return parser
-
-
-def given_values(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    """The values the user set: the --config file's, then the flags given (no defaults)."""
-    args = vars(build_parser().parse_args(argv))
-    values: dict[str, Any] = {}
-    if args.get("config"):
-        values.update(load_config_file(args["config"]))
-    values.update(args)
-    return values
-
-
 # Where an algorithm's good defaults differ from the dataclass's (which are A2C's). A value
 # given on the command line or in a config file always wins.
 ALGO_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -408,54 +321,3 @@ ALGO_DEFAULTS: dict[str, dict[str, Any]] = {
             "activation": "relu", "max_grad_norm": 10.0, "eval_every": 5_000,
             "log_every": 5_000},
 }
-
-
-def _build(values: dict[str, Any]) -> Config:
-    values = {**ALGO_DEFAULTS.get(values.get("algo", "a2c"), {}), **values}
-    cfg = Config(**values)
-    cfg.hidden_sizes = list(cfg.hidden_sizes)
-    cfg.override = list(cfg.override)
-    cfg.validate()
-    return cfg
-
-
-def parse_config(argv: Sequence[str] | None = None) -> Config:
-    """Defaults, then the --config file, then the flags. Raises ConfigError on bad input."""
-    return _build(given_values(argv))
-
-
-# Fields that change how a run executes or reports, not what it computes: a resumed run may
-# set them freely. ``learners`` re-lays the ranks out; ``device`` and ``precision`` change only
-# rounding (weights and optimizer state are float32 either way).
-RESUME_FREE = frozenset({"resume", "auto_resume", "override", "config", "run_dir", "quiet",
-                         "tensorboard", "torch_threads", "device", "precision", "learners",
-                         "servers", "comm_timeout",
-                         "checkpoint_every", "checkpoint_minutes", "keep_checkpoints",
-                         "nonfinite", "timing"})
-
-
-def resumed_config(saved: dict[str, Any], given: dict[str, Any]) -> Config:
-    """The config of a resumed run: the saved one, with the given values that are free to
-    change or named in ``given['override']``. Any other difference is a ConfigError."""
-    base = config_from_dict(saved).to_dict()
-    override = set(given.get("override", ()))
-    changed = []
-    for name, value in given.items():
-        if name in RESUME_FREE or name in override or name not in base:
-            continue
-        if _coerce(name, value) != base[name]:
-            changed.append(f"--{_flag(name)} {value!r} (the run has {base[name]!r})")
-    if changed:
-        names = " ".join(c.split()[0][2:] for c in changed)
-        raise ConfigError("the resumed run's config differs from the saved one: "
-                          + "; ".join(changed)
-                          + f". To change it on purpose, add --override {names}")
-    base.update({k: v for k, v in given.items() if k != "config"})
-    return _build(base)
-
-
-def config_from_dict(d: dict[str, Any]) -> Config:
-    """Rebuild a Config from a saved config.yaml mapping."""
-    known = set(_field_types())
-    cfg = Config(**{k: _coerce(k, v) for k, v in d.items() if k in known})
-    return cfg

@@ -13,7 +13,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from mpirl.checkpoint import Checkpoint, CheckpointError
-from mpirl.config import Config, ConfigError, resumed_config
+from mpirl.config import Config, ConfigError
+from mpirl.config_sources import resumed_config
 from mpirl.layout import Layout
 from mpirl.rundir import RunDir
 

@@ -10,7 +10,8 @@ import torch
 import yaml
 
 from mpirl.checkpoint import CheckpointStore
-from mpirl.config import Config, ConfigError, config_from_dict
+from mpirl.config import Config, ConfigError
+from mpirl.config_sources import config_from_dict
 
 POLICY_FILE = "policy.pt"
 CHECKPOINT_DIR = "checkpoints"

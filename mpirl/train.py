@@ -16,7 +16,8 @@ import traceback
 from typing import Sequence
 
 from mpirl import comm, exit_codes, signals, slurm, timing
-from mpirl.config import Config, ConfigError, given_values, parse_config
+from mpirl.config import Config, ConfigError
+from mpirl.config_sources import given_values, parse_config
 from mpirl.layout import plan_for
 from mpirl.resume import load_for_resume, rank_parts, relayout_note, same_layout
 from mpirl.roles import a3c

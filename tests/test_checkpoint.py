@@ -10,7 +10,8 @@ from mpirl import signals
 from mpirl.checkpoint import (Checkpoint, CheckpointError, CheckpointStore, decode, encode,
                               from_bytes, to_bytes)
 from mpirl.comm import GradientAverager
-from mpirl.config import ConfigError, parse_config, resumed_config
+from mpirl.config import ConfigError
+from mpirl.config_sources import parse_config, resumed_config
 from mpirl.envs import EnvVector
 from mpirl.faults import Faults, InjectedFault, parse
 

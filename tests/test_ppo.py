@@ -7,7 +7,8 @@ import torch
 
 from mpirl.algos import PPO, ppo_loss
 from mpirl.comm import FlatParameters, GradientAverager
-from mpirl.config import ConfigError, parse_config
+from mpirl.config import ConfigError
+from mpirl.config_sources import parse_config
 from mpirl.envs import EnvSpec
 from mpirl.models import ActorCritic
 from mpirl.moments import Moments

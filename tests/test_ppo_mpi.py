@@ -6,7 +6,7 @@ import torch
 
 from mpirl import comm
 from mpirl.algos import PPO
-from mpirl.config import parse_config
+from mpirl.config_sources import parse_config
 from mpirl.envs import EnvSpec
 from mpirl.models import ActorCritic
 from mpirl.moments import Moments
