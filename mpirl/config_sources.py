@@ -52,7 +52,7 @@ def load_config_file(path: str | os.PathLike) -> dict[str, Any]:
     known = set(field_types()) - {"config"}
     out = {}
     for key, value in raw.items():
-        name = str(key).replace("-", "_")
+        name = field_from_flag(str(key))
         if name not in known:
             raise ConfigError(f"unknown key '{key}' in config file {p} "
                               f"(valid keys: {', '.join(sorted(known))})")
@@ -120,9 +120,8 @@ def parse_config(argv: Sequence[str] | None = None) -> Config:
 # rounding (weights and optimizer state are float32 either way).
 RESUME_FREE = frozenset({"resume", "auto_resume", "override", "config", "run_dir", "quiet",
                          "tensorboard", "torch_threads", "device", "precision", "learners",
-                         "servers", "comm_timeout",
-                         "checkpoint_every", "checkpoint_minutes", "keep_checkpoints",
-                         "nonfinite", "timing"})
+                         "servers", "comm_timeout", "checkpoint_every", "checkpoint_minutes",
+                         "keep_checkpoints", "nonfinite", "timing"})
 
 
 def resumed_config(saved: dict[str, Any], given: dict[str, Any]) -> Config:

@@ -58,7 +58,7 @@ class ActorLink:
 
     def actor_weights(self) -> np.ndarray | None:
         """Pipelined: a copy of the weights the actors act with (the last ones sent), for a
-        checkpoint; None before any were sent."""
+        checkpoint; None before any were sent, and on-policy, where they are always current."""
         if self.resend is not None:
             return self.resend.copy()
         return None if self._send_buffer is None else self._send_buffer.copy()

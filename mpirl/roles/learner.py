@@ -155,8 +155,7 @@ class Learner:
             shared = {"weights": self.params.vector.detach().cpu().clone(),
                       "optimizer": self.optimizer.state_dict(),
                       # pipelined, actors may act with older weights than the learners'
-                      "actor_weights": (self.link.actor_weights()
-                                        if self.trainer.pipelined else None),
+                      "actor_weights": self.link.actor_weights(),
                       "trainer": self.trainer.shared_state(),
                       "counters": dataclasses.asdict(dataclasses.replace(
                           c, time_s=self._elapsed()))}
