@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mpirl.timing import share
+from mpirl.runtime.timing import share
 
 
 def _columns(rows: list[dict]) -> list[str]:
@@ -74,7 +74,7 @@ def find_mpirun() -> str | None:
 
 
 def _acting_ranks(ranks: int, learners: int) -> int:
-    from mpirl.layout import plan_layout
+    from mpirl.execution.layout import plan_layout
     layout = plan_layout(ranks, learners)
     return layout.learners if layout.self_acting else layout.actors
 

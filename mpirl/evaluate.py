@@ -10,11 +10,11 @@ import sys
 
 import numpy as np
 
-from mpirl.config import ConfigError
-from mpirl.envs import describe_env, make_env
-from mpirl.evaluation import evaluate_policy
-from mpirl.models import build_policy
-from mpirl.rundir import RunDir
+from mpirl.config.fields import ConfigError
+from mpirl.acting.envs import describe_env, make_env
+from mpirl.acting.evaluation import evaluate_policy
+from mpirl.nets.models import build_policy
+from mpirl.files.rundir import RunDir
 
 
 def main(argv: list[str] | None = None) -> int:

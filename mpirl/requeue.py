@@ -23,7 +23,7 @@ import sys
 import time
 from typing import Sequence
 
-PREEMPTED = 3  # mpirl.exit_codes.PREEMPTED, repeated to keep this module free of imports
+PREEMPTED = 3  # mpirl.runtime.exit_codes.PREEMPTED, repeated to keep this module free of imports
 REQUEUE_GRACE_S = 120.0
 FORWARDED = (signal.SIGUSR1, signal.SIGTERM)
 

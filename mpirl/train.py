@@ -2,7 +2,7 @@
 
 Launch with ``mpirun -n K python -m mpirl.train ...`` (or ``srun``); without a launcher the
 single process acts and learns. ``--resume RUN_DIR`` continues a run from its newest readable
-checkpoint. Exit codes (the same on every rank) are in ``mpirl.exit_codes``: 0 done, 1 a rank
+checkpoint. Exit codes (the same on every rank) are in ``mpirl.runtime.exit_codes``: 0 done, 1 a rank
 failed and the job was aborted, 2 bad input, 3 stopped by a signal after a checkpoint,
 4 the loss became NaN/Inf.
 """
@@ -15,18 +15,20 @@ import sys
 import traceback
 from typing import Sequence
 
-from mpirl import comm, exit_codes, signals, slurm, timing
-from mpirl.config import Config, ConfigError
-from mpirl.config_sources import given_values, parse_config
-from mpirl.layout import plan_for
-from mpirl.resume import load_for_resume, rank_parts, relayout_note, same_layout
-from mpirl.roles import a3c
-from mpirl.roles.actor import run_actor
-from mpirl.roles.checkpointing import Checkpointer
-from mpirl.roles.learner import Learner
-from mpirl.roles.setup import RunSetup
-from mpirl.rundir import RunDir
-from mpirl.threads import cpu_share, limit_threads
+from mpirl import comm
+from mpirl.runtime import exit_codes, signals, slurm, timing
+from mpirl.config.fields import ConfigError
+from mpirl.config.schema import Config
+from mpirl.config.sources import given_values, parse_config
+from mpirl.execution.layout import plan_for
+from mpirl.files.resume import load_for_resume, rank_parts, relayout_note, same_layout
+from mpirl.execution import server as a3c
+from mpirl.execution.sync.actor import run_actor
+from mpirl.execution.checkpointing import Checkpointer
+from mpirl.execution.sync.learner import Learner
+from mpirl.execution.setup import RunSetup
+from mpirl.files.rundir import RunDir
+from mpirl.runtime.threads import cpu_share, limit_threads
 
 
 def _agree(world, error: str | None) -> str | None:

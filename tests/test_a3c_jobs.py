@@ -11,7 +11,7 @@ import torch
 
 from conftest import rank_pids, run_job, start_job
 
-from mpirl import exit_codes
+from mpirl.runtime import exit_codes
 
 SHORT = ["mpirl.train", "--algo", "a3c", "--envs-per-actor", "4", "--eval-episodes", "2",
          "--quiet", "--no-tensorboard"]

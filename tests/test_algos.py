@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from mpirl.algos import a2c_loss, gae
-from mpirl.envs import EnvSpec
-from mpirl.models import ActorCritic
+from mpirl.acting.envs import EnvSpec
+from mpirl.nets.models import ActorCritic
 
 
 def test_nstep_returns_with_episode_end():
@@ -105,7 +105,7 @@ def test_dqn_huber_loss_and_importance_weights():
 
 def test_actor_epsilons_follow_ape_x_and_anneal():
     from mpirl.algos import actor_epsilon
-    from mpirl.config import Config
+    from mpirl.config.schema import Config
     cfg = Config(algo="dqn", exploration="apex", eps_base=0.4, eps_alpha=7.0,
                  exploration_fraction=0.1)
     assert actor_epsilon(cfg, 0.0, 0, 8) == 1.0
@@ -120,7 +120,7 @@ def test_actor_epsilons_follow_ape_x_and_anneal():
 
 
 def test_dueling_q_network_centres_advantages():
-    from mpirl.models import QNetwork
+    from mpirl.nets.models import QNetwork
     torch.manual_seed(0)
     net = QNetwork(EnvSpec((3,), np.dtype(np.float32), True, 4, None, None), [8], dueling=True)
     obs = torch.randn(5, 3)

@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from mpirl import signals
-from mpirl.checkpoint import (Checkpoint, CheckpointError, CheckpointStore, decode, encode,
+from mpirl.runtime import signals
+from mpirl.files.checkpoint import (Checkpoint, CheckpointError, CheckpointStore, decode, encode,
                               from_bytes, to_bytes)
 from mpirl.comm import GradientAverager
-from mpirl.config import ConfigError
-from mpirl.config_sources import parse_config, resumed_config
-from mpirl.envs import EnvVector
-from mpirl.faults import Faults, InjectedFault, parse
+from mpirl.config.fields import ConfigError
+from mpirl.config.sources import parse_config, resumed_config
+from mpirl.acting.envs import EnvVector
+from mpirl.runtime.faults import Faults, InjectedFault, parse
 
 
 def _ckpt(steps: int, **shared) -> Checkpoint:

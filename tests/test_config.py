@@ -1,7 +1,8 @@
 import pytest
 
-from mpirl.config import Config, ConfigError
-from mpirl.config_sources import config_from_dict, parse_config
+from mpirl.config.fields import ConfigError
+from mpirl.config.schema import Config
+from mpirl.config.sources import config_from_dict, parse_config
 
 
 def test_defaults_and_flags():
@@ -71,7 +72,7 @@ def test_round_trip_through_saved_dict():
 
 
 def test_presets_ship_with_the_package_and_resolve_from_any_directory(tmp_path, monkeypatch):
-    from mpirl.config_sources import PRESETS
+    from mpirl.config.sources import PRESETS
     monkeypatch.chdir(tmp_path)
     names = sorted(p.name for p in PRESETS.glob("*.yaml"))
     assert {"ppo-cartpole.yaml", "ppo-pendulum.yaml", "ppo-atari.yaml",

@@ -3,10 +3,10 @@ import pytest
 import torch
 
 from mpirl.comm.gradsync import FlatParameters, GradientAverager
-from mpirl.config import ConfigError
-from mpirl.envs import EnvVector, describe_env, env_seed, make_env
-from mpirl.models import ActorCritic
-from mpirl.rollout import PackedArrays, rollout_fields
+from mpirl.config.fields import ConfigError
+from mpirl.acting.envs import EnvVector, describe_env, env_seed, make_env
+from mpirl.nets.models import ActorCritic
+from mpirl.acting.messages import PackedArrays, rollout_fields
 
 
 def test_env_from_class_path():
@@ -46,7 +46,7 @@ def test_env_vector_autoreset_and_truncation():
 
 
 def test_packed_arrays_views_share_one_buffer():
-    from mpirl.envs import EnvSpec
+    from mpirl.acting.envs import EnvSpec
     spec = EnvSpec((2, 3), np.dtype(np.uint8), True, 4, None, None)
     a, b = PackedArrays(rollout_fields(spec, 5, 2)), PackedArrays(rollout_fields(spec, 5, 2))
     a["obs"][:] = 7

@@ -14,7 +14,7 @@ import torch
 from conftest import rank_pids, run_job, start_job
 from test_checkpoint import crafted_checkpoint
 
-from mpirl import exit_codes
+from mpirl.runtime import exit_codes
 
 # wall-clock measurements, which no two runs share
 TIMING_COLUMNS = {"time_s", "sps", "learner_wait_rollouts", "learner_wait_learners",

@@ -1,7 +1,7 @@
 import pytest
 
-from mpirl.config import ConfigError
-from mpirl.layout import plan_layout
+from mpirl.config.fields import ConfigError
+from mpirl.execution.layout import plan_layout
 
 
 def test_one_rank_acts_and_learns():

@@ -8,9 +8,9 @@ import torch
 
 from mpirl import comm
 from mpirl.algos import A2C
-from mpirl.config import Config
-from mpirl.envs import EnvSpec
-from mpirl.models import ActorCritic
+from mpirl.config.schema import Config
+from mpirl.acting.envs import EnvSpec
+from mpirl.nets.models import ActorCritic
 
 pytestmark = pytest.mark.mpi
 
@@ -132,7 +132,7 @@ def test_a_wait_that_outlasts_the_comm_timeout_names_the_missing_rank():
 
 def _dqn_learner(comm_, share=None):
     from mpirl.algos import DQN
-    from mpirl.models import QNetwork
+    from mpirl.nets.models import QNetwork
     torch.manual_seed(0)
     model, target = QNetwork(SPEC, [16, 16]), QNetwork(SPEC, [16, 16])
     params = comm.FlatParameters(model)

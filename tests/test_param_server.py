@@ -8,12 +8,12 @@ import pytest
 import torch
 
 from mpirl import comm
-from mpirl.config import Config
-from mpirl.layout import plan_server_layout
+from mpirl.config.schema import Config
+from mpirl.execution.layout import plan_server_layout
 from mpirl.ps import (OptimizerRule, ParameterClient, ParameterServer, SGDRule,
                       shard_bounds)
-from mpirl.roles.a3c import A3CWorker
-from mpirl.roles.setup import RunSetup
+from mpirl.execution.server import A3CWorker
+from mpirl.execution.setup import RunSetup
 
 
 @pytest.mark.parametrize("numel,servers", [(10, 1), (10, 3), (7, 7), (4610, 4), (3, 5)])

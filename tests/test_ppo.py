@@ -7,12 +7,12 @@ import torch
 
 from mpirl.algos import PPO, ppo_loss
 from mpirl.comm import FlatParameters, GradientAverager
-from mpirl.config import ConfigError
-from mpirl.config_sources import parse_config
-from mpirl.envs import EnvSpec
-from mpirl.models import ActorCritic
-from mpirl.moments import Moments
-from mpirl.roles.normalization import RolloutNormalization
+from mpirl.config.fields import ConfigError
+from mpirl.config.sources import parse_config
+from mpirl.acting.envs import EnvSpec
+from mpirl.nets.models import ActorCritic
+from mpirl.algos.moments import Moments
+from mpirl.algos.normalization import RolloutNormalization
 
 SPEC = EnvSpec((3,), np.dtype(np.float32), True, 2, None, None)
 BOX = EnvSpec((3,), np.dtype(np.float32), False, 2, np.array([-2.0, 0.0], np.float32),
@@ -200,7 +200,7 @@ def test_flat_adam_steps_like_torch_adam():
 
 
 def test_a_bf16_cnn_trunk_trains_float32_weights_with_the_float32_gradient():
-    from mpirl.models import CNNActorCritic
+    from mpirl.nets.models import CNNActorCritic
     spec = EnvSpec((4, 84, 84), np.dtype(np.uint8), True, 6, None, None)
     torch.manual_seed(0)
     full = CNNActorCritic(spec, [64])

@@ -8,10 +8,10 @@ import torch
 from conftest import run_job
 from test_fault_tolerance import _rows, _same_weights, whole_and_resumed
 
-from mpirl.envs import describe_env, make_env
-from mpirl.evaluation import evaluate_policy
-from mpirl.models import build_policy
-from mpirl.rundir import RunDir
+from mpirl.acting.envs import describe_env, make_env
+from mpirl.acting.evaluation import evaluate_policy
+from mpirl.nets.models import build_policy
+from mpirl.files.rundir import RunDir
 
 PENDULUM = ["--algo", "ppo", "--env", "Pendulum-v1", "--total-steps", "30720",
             "--envs-per-actor", "2", "--n-steps", "64", "--batch-size", "128", "--n-epochs",

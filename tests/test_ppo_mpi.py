@@ -6,11 +6,11 @@ import torch
 
 from mpirl import comm
 from mpirl.algos import PPO
-from mpirl.config_sources import parse_config
-from mpirl.envs import EnvSpec
-from mpirl.models import ActorCritic
-from mpirl.moments import Moments
-from mpirl.roles.normalization import RolloutNormalization, merge_over
+from mpirl.config.sources import parse_config
+from mpirl.acting.envs import EnvSpec
+from mpirl.nets.models import ActorCritic
+from mpirl.algos.moments import Moments
+from mpirl.algos.normalization import RolloutNormalization, merge_over
 
 pytestmark = pytest.mark.mpi
 

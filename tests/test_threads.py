@@ -1,6 +1,6 @@
 import os
 
-from mpirl.threads import cpu_share
+from mpirl.runtime.threads import cpu_share
 
 
 def test_explicit_flag_wins(monkeypatch):
@@ -24,7 +24,7 @@ def test_limit_threads_gives_torch_the_share_and_numpys_blas_one_thread():
     import torch
     from threadpoolctl import threadpool_info
 
-    from mpirl.threads import limit_threads
+    from mpirl.runtime.threads import limit_threads
     before = torch.get_num_threads()
     try:
         limit_threads(2)

@@ -7,7 +7,7 @@ import numpy as np
 
 from conftest import run_job
 
-from mpirl import timing
+from mpirl.runtime import timing
 
 
 def test_the_stopwatch_charges_time_to_the_activity_that_ran():

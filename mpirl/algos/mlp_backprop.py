@@ -18,12 +18,12 @@ import torch
 from torch import nn
 
 from mpirl.algos.ppo import PPOLoss
-from mpirl.models import activate_, linear_stack
+from mpirl.nets.models import activate_, linear_stack
 
 
 def supports(model) -> bool:
     """Whether ``model`` is an MLP actor-critic this module can differentiate by hand."""
-    from mpirl.models import ActorCritic, CNNActorCritic
+    from mpirl.nets.models import ActorCritic, CNNActorCritic
     if not isinstance(model, ActorCritic) or isinstance(model, CNNActorCritic):
         return False
     layers = list(model.pi) + list(model.vf)

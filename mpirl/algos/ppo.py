@@ -16,9 +16,9 @@ from typing import Callable
 import numpy as np
 import torch
 
-from mpirl import timing
+from mpirl.runtime import timing
 from mpirl.algos.returns import gae
-from mpirl.moments import Moments
+from mpirl.algos.moments import Moments
 
 
 @dataclass

@@ -10,7 +10,7 @@ from mpirl.comm.core import (HANDOFF_SLEEP_S, CommTimeout, RoleComms, abort, all
                              rendezvous, scatter_objects, send, set_comm_timeout, split_roles,
                              test, wait, wait_any, world)
 from mpirl.comm.gradsync import FlatParameters, GradientAverager, broadcast_parameters
-from mpirl.layout import Layout, plan_layout
+from mpirl.execution.layout import Layout, plan_layout
 
 __all__ = [
     "HANDOFF_SLEEP_S", "CommTimeout", "FlatParameters", "GradientAverager", "Layout",

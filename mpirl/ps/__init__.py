@@ -3,7 +3,7 @@
 A flat float32 vector is split into contiguous slices, one per server rank. Workers push a
 gradient (any float vector of the same length) and get the updated slices back; each server
 applies what arrives, in arrival order, with its own update rule. Nothing here knows about
-reinforcement learning: A3C (``mpirl.roles.a3c``) and the tabular Q-learning example
+reinforcement learning: A3C (``mpirl.execution.server``) and the tabular Q-learning example
 (``examples/tabular_q_server.py``) are two users.
 """
 from mpirl.ps.client import ParameterClient

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mpirl import comm, signals
+from mpirl import comm
+from mpirl.runtime import signals
 from mpirl.ps.messages import (BYE, FETCH, GRAD_TAG, GRADIENT, PAUSE, REPLY_SLOTS, REPLY_TAG,
                                REPORT_SLOTS, STATS_TAG, Message)
 

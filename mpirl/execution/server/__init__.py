@@ -16,7 +16,7 @@ Modules: ``protocol`` (the report and reply slots of the messages), ``worker`` (
 gradients), ``lead`` (what the servers make of the reports: schedules, progress rows, the end
 of the run) and ``server`` (a server rank's life: serve, checkpoint, finish).
 """
-from mpirl.roles.a3c.server import describe, run_server
-from mpirl.roles.a3c.worker import A3CWorker, run_worker
+from mpirl.execution.server.server import describe, run_server
+from mpirl.execution.server.worker import A3CWorker, run_worker
 
 __all__ = ["A3CWorker", "describe", "run_server", "run_worker"]

@@ -11,7 +11,7 @@ import os
 import sys
 from typing import Sequence
 
-from mpirl.rundir import RunDir
+from mpirl.files.rundir import RunDir
 
 COLUMNS = ["env_steps", "iterations", "time_s", "sps", "episodes", "episode_return_mean",
            "episode_length_mean", "loss", "policy_loss", "value_loss", "entropy", "grad_norm",

@@ -8,13 +8,14 @@ import numpy as np
 import torch
 
 from mpirl.algos import actor_epsilon
-from mpirl.config import Config, ConfigError
-from mpirl.envs import EnvSpec, EnvVector, describe_env, is_atari, make_env
-from mpirl.layout import Layout
-from mpirl.models import build_policy, is_image
+from mpirl.config.fields import ConfigError
+from mpirl.config.schema import Config
+from mpirl.acting.envs import EnvSpec, EnvVector, describe_env, is_atari, make_env
+from mpirl.execution.layout import Layout
+from mpirl.nets.models import build_policy, is_image
 from mpirl.replay import Prioritization, ReplayShard
-from mpirl.roles.collect import RolloutCollector, TransitionCollector
-from mpirl.rollout import PackedArrays, rollout_fields, transition_fields
+from mpirl.acting.collect import RolloutCollector, TransitionCollector
+from mpirl.acting.messages import PackedArrays, rollout_fields, transition_fields
 
 _ACTION_STREAM = 2
 

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from mpirl.envs import EnvSpec
+from mpirl.acting.envs import EnvSpec
 
 _LOG_2PI = math.log(2 * math.pi)
 

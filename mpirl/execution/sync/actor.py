@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from mpirl import comm, signals, timing
-from mpirl.faults import Faults
-from mpirl.roles.checkpointing import Checkpointer, restore_process_rng_state
-from mpirl.roles.setup import RunSetup
+from mpirl import comm
+from mpirl.runtime import signals, timing
+from mpirl.runtime.faults import Faults
+from mpirl.execution.checkpointing import Checkpointer, restore_process_rng_state
+from mpirl.execution.setup import RunSetup
 
 ROLLOUT_TAG = 11
 WEIGHTS_TAG = 12

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from mpirl.envs import EnvVector
-from mpirl.models import ActorCritic
+from mpirl.acting.envs import EnvVector
+from mpirl.nets.models import ActorCritic
 
 EVAL_STREAM = 1
 

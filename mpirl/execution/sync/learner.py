@@ -15,17 +15,18 @@ import time
 import numpy as np
 import torch
 
-from mpirl import comm, exit_codes, signals, timing
-from mpirl.evaluation import evaluate_policy
-from mpirl.faults import Faults
-from mpirl.logger import ProgressLogger
-from mpirl.roles.actor import SAVE, STOP
-from mpirl.roles.actor_link import ActorLink
-from mpirl.roles.checkpointing import Checkpointer, restore_process_rng_state
-from mpirl.roles.report import checkpoint_meta, episode_columns, run_summary
-from mpirl.roles.setup import RunSetup
-from mpirl.roles.trainers import make_optimizer, trainer_class
-from mpirl.rundir import RunDir
+from mpirl import comm
+from mpirl.runtime import exit_codes, signals, timing
+from mpirl.acting.evaluation import evaluate_policy
+from mpirl.runtime.faults import Faults
+from mpirl.files.logger import ProgressLogger
+from mpirl.execution.sync.actor import SAVE, STOP
+from mpirl.execution.sync.actor_link import ActorLink
+from mpirl.execution.checkpointing import Checkpointer, restore_process_rng_state
+from mpirl.execution.report import checkpoint_meta, episode_columns, run_summary
+from mpirl.execution.setup import RunSetup
+from mpirl.execution.sync.trainers import make_optimizer, trainer_class
+from mpirl.files.rundir import RunDir
 
 
 @dataclasses.dataclass

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import gymnasium as gym
 import numpy as np
 
-from mpirl.config import ConfigError
+from mpirl.config.fields import ConfigError
 
 
 ATARI_FRAME_STACK = 4

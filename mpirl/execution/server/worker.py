@@ -3,17 +3,18 @@ from __future__ import annotations
 
 import numpy as np
 
-from mpirl import comm, exit_codes, signals
+from mpirl import comm
+from mpirl.runtime import exit_codes, signals
 from mpirl.algos import A2C
-from mpirl.evaluation import evaluate_policy
-from mpirl.faults import Faults
+from mpirl.acting.evaluation import evaluate_policy
+from mpirl.runtime.faults import Faults
 from mpirl.ps import GRADIENT, SKIP, ParameterClient, shard_bounds
-from mpirl.roles.a3c.protocol import (CODE, EPISODES, EVAL_INDEX, EVAL_MEAN, EVAL_STD, EVALUATE,
+from mpirl.execution.server.protocol import (CODE, EPISODES, EVAL_INDEX, EVAL_MEAN, EVAL_STD, EVALUATE,
                                       LENGTH_SUM, LOSS, LOSS_KEYS, NONFINITE, PAUSE, REQUEST,
                                       STEPS, STOP)
-from mpirl.roles.checkpointing import Checkpointer
-from mpirl.roles.setup import RunSetup
-from mpirl.rollout import ON_POLICY_KEYS
+from mpirl.execution.checkpointing import Checkpointer
+from mpirl.execution.setup import RunSetup
+from mpirl.acting.messages import ON_POLICY_KEYS
 
 
 class A3CWorker:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from mpirl import comm, exit_codes
+from mpirl import comm
+from mpirl.runtime import exit_codes
 from mpirl.ps import OptimizerRule, ParameterServer, shard_bounds
-from mpirl.roles.a3c.lead import A3CLead, A3CServerHooks
-from mpirl.roles.checkpointing import Checkpointer
-from mpirl.roles.setup import RunSetup
-from mpirl.rundir import RunDir
+from mpirl.execution.server.lead import A3CLead, A3CServerHooks
+from mpirl.execution.checkpointing import Checkpointer
+from mpirl.execution.setup import RunSetup
+from mpirl.files.rundir import RunDir
 
 
 def run_server(setup: RunSetup, comms: comm.RoleComms, run_dir: RunDir,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from mpirl.envs import EnvSpec
-from mpirl.timing import CATEGORIES
+from mpirl.acting.envs import EnvSpec
+from mpirl.runtime.timing import CATEGORIES
 
 _ALIGN = 16
 
@@ -45,7 +45,7 @@ def _report_fields():
         "episodes": ((EPISODE_STATS,), np.dtype(np.float64)),
         # a stop signal the sender received (0 = none): how actors ask the learners to stop
         "requests": ((1,), np.dtype(np.float64)),
-        # the sender's seconds per activity so far (mpirl.timing), for the time breakdown
+        # the sender's seconds per activity so far (mpirl.runtime.timing), for the time breakdown
         "timing": ((len(CATEGORIES),), np.dtype(np.float64)),
     }
 

@@ -1,6 +1,6 @@
 """What a learner does with the data of one iteration, per algorithm family.
 
-The learner loop (``mpirl.roles.learner``) owns communication, counters, evaluation, logging
+The learner loop (``mpirl.execution.sync.learner``) owns communication, counters, evaluation, logging
 and checkpoints; a trainer fills in the algorithm: how incoming messages become training data
 (``ingest``), how many averaged updates an iteration makes (``train``), what it adds to the log
 row and to checkpoints.
@@ -15,11 +15,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from mpirl import comm, timing
+from mpirl import comm
+from mpirl.runtime import timing
 from mpirl.algos import A2C, DQN, PPO
 from mpirl.algos.mlp_backprop import FlatAdam
-from mpirl.roles.normalization import RolloutNormalization, merge_over
-from mpirl.rollout import ON_POLICY_KEYS, PackedArrays
+from mpirl.algos.normalization import RolloutNormalization, merge_over
+from mpirl.acting.messages import ON_POLICY_KEYS, PackedArrays
 
 _REPLAY_STREAM = 3
 _MINIBATCH_STREAM = 4

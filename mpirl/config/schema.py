@@ -3,7 +3,7 @@ with each algorithm's defaults and the checks on values.
 
 ``validate`` checks everything that does not need MPI, so bad input fails before any traffic.
 Where values come from (flags, config files, presets, a resumed run's saved config) is
-``mpirl.config_sources``.
+``mpirl.config.sources``.
 """
 from __future__ import annotations
 
@@ -11,9 +11,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-
-class ConfigError(ValueError):
-    """Invalid user input: reported once, and every rank exits with code 2."""
+from mpirl.config.fields import ConfigError
 
 
 def _f(default: Any, help: str, **kw: Any) -> Any:
@@ -225,7 +223,7 @@ class Config:
                 raise ConfigError(f"--{cli_flag(f.name)} must be one of {', '.join(choices)}; "
                                   f"got {getattr(self, f.name)!r}")
         if world_size is not None:
-            from mpirl.layout import plan_for
+            from mpirl.execution.layout import plan_for
             plan_for(self.algo, world_size, self.learners, self.servers)
 
 

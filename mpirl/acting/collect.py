@@ -6,11 +6,11 @@ from typing import Callable
 
 import numpy as np
 
-from mpirl import timing
-from mpirl.envs import EnvVector
-from mpirl.models import ActorCritic
+from mpirl.runtime import timing
+from mpirl.acting.envs import EnvVector
+from mpirl.nets.models import ActorCritic
 from mpirl.replay import ENDED, TERMINATED, VALID
-from mpirl.rollout import PackedArrays
+from mpirl.acting.messages import PackedArrays
 
 
 class RolloutCollector:
@@ -68,7 +68,7 @@ class RolloutCollector:
 
 class TransitionCollector:
     """Steps ``envs`` for ``n_steps`` epsilon-greedily with a Q-network and writes a chunk of
-    replay rows (``mpirl.rollout.transition_fields``).
+    replay rows (``mpirl.acting.messages.transition_fields``).
 
     An episode cut off by a time limit is followed by a reset row in its env's stream: the row
     holds the episode's final observation (the bootstrap target of the step before), no

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mpirl.checkpoint import Checkpoint, CheckpointError
-from mpirl.config import Config, ConfigError
-from mpirl.config_sources import resumed_config
-from mpirl.layout import Layout
-from mpirl.rundir import RunDir
+from mpirl.files.checkpoint import Checkpoint, CheckpointError
+from mpirl.config.fields import ConfigError
+from mpirl.config.schema import Config
+from mpirl.config.sources import resumed_config
+from mpirl.execution.layout import Layout
+from mpirl.files.rundir import RunDir
 
 # The config fields that shape each rank's saved state: it only fits the same values.
 _RANK_STATE_FIELDS = ("env", "envs_per_actor", "n_steps", "seed")

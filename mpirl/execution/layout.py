@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mpirl.config import ConfigError
+from mpirl.config.fields import ConfigError
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""A learner's side of the actor protocol (``mpirl.roles.actor``): commands and weights out to
+"""A learner's side of the actor protocol (``mpirl.execution.sync.actor``): commands and weights out to
 its actors, their rollouts in.
 
 On-policy, the two strictly alternate: weights out, then the rollouts collected with them.
@@ -12,8 +12,9 @@ from typing import Callable
 
 import numpy as np
 
-from mpirl import comm, timing
-from mpirl.roles.actor import CONTROL_SIZE, CONTROL_TAG, ROLLOUT_TAG, RUN, WEIGHTS_TAG
+from mpirl import comm
+from mpirl.runtime import timing
+from mpirl.execution.sync.actor import CONTROL_SIZE, CONTROL_TAG, ROLLOUT_TAG, RUN, WEIGHTS_TAG
 
 
 class ActorLink:

@@ -9,17 +9,18 @@ import time
 import numpy as np
 import torch
 
-from mpirl import comm, exit_codes, signals
-from mpirl.evaluation import evaluate_policy
-from mpirl.faults import Faults
-from mpirl.logger import ProgressLogger
+from mpirl import comm
+from mpirl.runtime import exit_codes, signals
+from mpirl.acting.evaluation import evaluate_policy
+from mpirl.runtime.faults import Faults
+from mpirl.files.logger import ProgressLogger
 from mpirl.ps import OptimizerRule, ServerHooks, ServerStats
-from mpirl.roles.a3c.protocol import (CODE, EPISODES, EVAL_INDEX, EVAL_MEAN, EVAL_STD, EVALUATE,
+from mpirl.execution.server.protocol import (CODE, EPISODES, EVAL_INDEX, EVAL_MEAN, EVAL_STD, EVALUATE,
                                       LOSS, LOSS_KEYS, NONFINITE, PAUSE, PROGRESS, REQUEST,
                                       STEPS, STOP)
-from mpirl.roles.report import checkpoint_meta, episode_columns, run_summary
-from mpirl.roles.setup import RunSetup
-from mpirl.rundir import RunDir
+from mpirl.execution.report import checkpoint_meta, episode_columns, run_summary
+from mpirl.execution.setup import RunSetup
+from mpirl.files.rundir import RunDir
 
 
 class A3CServerHooks(ServerHooks):

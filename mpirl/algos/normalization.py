@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from mpirl import comm
-from mpirl.moments import Moments
+from mpirl.algos.moments import Moments
 
 REWARD_CLIP = 10.0
 

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from mpirl import comm
-from mpirl.checkpoint import Checkpoint, CheckpointStore
+from mpirl.files.checkpoint import Checkpoint, CheckpointStore
 
 
 def process_rng_state() -> dict:

@@ -12,15 +12,15 @@ from typing import Any, Sequence
 
 import yaml
 
-from mpirl.config import (ALGO_DEFAULTS, Config, ConfigError, cli_flag, coerce,
-                          field_from_flag, field_types)
+from mpirl.config.fields import ConfigError
+from mpirl.config.schema import ALGO_DEFAULTS, Config, cli_flag, coerce, field_from_flag, field_types
 
 try:
     import tomllib
 except ModuleNotFoundError:  # Python 3.10: the same parser, as a package
     import tomli as tomllib
 
-PRESETS = Path(__file__).resolve().parent / "presets"
+PRESETS = Path(__file__).resolve().parent.parent / "presets"
 
 
 def resolve_config_path(path: str | os.PathLike) -> Path:

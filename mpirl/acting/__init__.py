@@ -1,0 +1,2 @@
+"""Acting: environments, collecting experience with a policy, the messages acting ranks send,
+and evaluation episodes."""

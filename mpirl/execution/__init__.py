@@ -1,0 +1,1 @@
+"""Execution models: which rank plays which role and the loops each role runs."""

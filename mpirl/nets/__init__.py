@@ -1,0 +1,1 @@
+"""Networks the algorithms train: MLP and Nature-CNN actor-critics and their building blocks."""

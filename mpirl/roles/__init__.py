@@ -1,1 +1,0 @@
-"""Roles own the loops: actors step envs, learners train; algorithms plug into them."""
