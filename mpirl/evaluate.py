@@ -10,10 +10,9 @@ import sys
 
 import numpy as np
 
-from mpirl.config.fields import ConfigError
 from mpirl.acting.envs import describe_env, make_env
 from mpirl.acting.evaluation import evaluate_policy
-from mpirl.nets.models import build_policy
+from mpirl.config.fields import ConfigError
 from mpirl.files.rundir import RunDir
 
 
@@ -30,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
         run = RunDir(args.run_dir)
         cfg = run.load_config()
         env = make_env(cfg.env)
-        model = build_policy(cfg, describe_env(env, cfg.env))
+        model = cfg.algorithm.policy(cfg, describe_env(env, cfg.env))
         env.close()
         run.load_policy(model)
     except ConfigError as e:

@@ -2,9 +2,12 @@
 
 Launch with ``mpirun -n K python -m mpirl.train ...`` (or ``srun``); without a launcher the
 single process acts and learns. ``--resume RUN_DIR`` continues a run from its newest readable
-checkpoint. Exit codes (the same on every rank) are in ``mpirl.runtime.exit_codes``: 0 done, 1 a rank
-failed and the job was aborted, 2 bad input, 3 stopped by a signal after a checkpoint,
-4 the loss became NaN/Inf.
+checkpoint. Exit codes (the same on every rank) are in ``mpirl.runtime.exit_codes``: 0 done,
+1 a rank failed and the job was aborted, 2 bad input, 3 stopped by a signal after a
+checkpoint, 4 the loss became NaN/Inf.
+
+The chosen algorithm (``mpirl.algos``) names its execution model (``mpirl.execution``), which
+lays the ranks out and runs each rank's loop.
 """
 from __future__ import annotations
 
@@ -16,18 +19,14 @@ import traceback
 from typing import Sequence
 
 from mpirl import comm
-from mpirl.runtime import exit_codes, signals, slurm, timing
 from mpirl.config.fields import ConfigError
 from mpirl.config.schema import Config
-from mpirl.config.sources import given_values, parse_config
-from mpirl.execution.layout import plan_for
-from mpirl.files.resume import load_for_resume, rank_parts, relayout_note, same_layout
-from mpirl.execution import server as a3c
-from mpirl.execution.sync.actor import run_actor
+from mpirl.config.sources import given_values, parse_config, refuse_other_algorithms
 from mpirl.execution.checkpointing import Checkpointer
-from mpirl.execution.sync.learner import Learner
 from mpirl.execution.setup import RunSetup
+from mpirl.files.resume import load_for_resume, rank_parts, relayout_note, same_layout
 from mpirl.files.rundir import RunDir
+from mpirl.runtime import exit_codes, signals, slurm, timing
 from mpirl.runtime.threads import cpu_share, limit_threads
 
 
@@ -80,6 +79,12 @@ def _prepare(world, argv: list[str]):
         if candidate.checkpoints().paths():
             resume_dir = str(candidate.path)
     resume_dir = comm.broadcast_object(world, resume_dir)
+    if cfg.auto_resume and not resume_dir:  # a new run after all: its options are checked
+        try:
+            refuse_other_algorithms(argv)
+        except ConfigError as e:
+            error = str(e)
+        _settle(world, error)
     if resume_dir:
         if rank == 0:
             try:
@@ -92,8 +97,7 @@ def _prepare(world, argv: list[str]):
 
     setup = None
     try:
-        setup = RunSetup(cfg, plan_for(cfg.algo, world.Get_size(), cfg.learners,
-                                       cfg.servers))
+        setup = RunSetup(cfg, cfg.algorithm.execution.plan(cfg, world.Get_size()))
     except ConfigError as e:
         error = str(e)
     _settle(world, error)
@@ -148,17 +152,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     comms = comm.split_roles(world, setup.layout)
     checkpointer = Checkpointer(world, run_dir.checkpoints(cfg.keep_checkpoints))
     nodes = comm.gather_objects(world, slurm.node_name())
+    execution = setup.algorithm.execution.module()
     try:
         if rank == 0 and not cfg.quiet:
-            _print_start(cfg, setup, run_dir, nodes)
-        if cfg.algo == "a3c":
-            code = (a3c.run_server(setup, comms, run_dir, checkpointer, resume)
-                    if setup.layout.is_learner(rank)
-                    else a3c.run_worker(setup, comms, checkpointer, resume))
-        elif setup.layout.is_learner(rank):
-            code = Learner(setup, comms, run_dir, checkpointer, resume).run()
-        else:
-            code = run_actor(setup, comms, checkpointer, resume)
+            for line in execution.describe(setup, run_dir, nodes):
+                print(line, flush=True)
+        code = execution.run(setup, comms, run_dir, checkpointer, resume)
         comms.free()
         # wait quietly for the lead's final evaluation, not in MPI_Finalize
         comm.barrier(world, what="the lead learner to finish the run")
@@ -168,30 +167,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                          f"aborting the job\n{traceback.format_exc()}")
         comm.abort(world, exit_codes.FAILED)
     return code
-
-
-def _print_start(cfg: Config, setup: RunSetup, run_dir: RunDir, nodes: list[str]) -> None:
-    lay = setup.layout
-    if cfg.algo == "a3c":
-        print(f"{a3c.describe(setup)}; run dir {run_dir.path}", flush=True)
-        return
-    roles = (f"{lay.learners} learner(s) acting on their own envs" if lay.self_acting else
-             f"{lay.learners} learner(s), {lay.actors} actor(s)")
-    print(f"mpirl: {cfg.algo} on {cfg.env}: {lay.size} rank(s): {roles}; "
-          f"{cfg.envs_per_actor} envs x {cfg.n_steps} steps per actor, "
-          f"{setup.steps_per_iteration} env steps per update, {setup.iterations} updates; "
-          f"model {setup.n_params:,} parameters; "
-          f"run dir {run_dir.path}", flush=True)
-    print(f"mpirl: placement: {slurm.describe_placement(nodes, lay.is_learner)}", flush=True)
-    if cfg.algo == "dqn":
-        per = setup.replay_bytes
-        mib = 1 << 20
-        print(f"mpirl: replay: {cfg.replay_size:,} transitions over {lay.learners} shard(s) of "
-              f"{setup.replay_rows:,} steps x {setup.streams_of(0)} env streams, "
-              f"{per[0] / mib:.1f} MiB per learner, {sum(per) / mib:.1f} MiB in all (allocated "
-              f"now); batch {cfg.batch_size}, replay ratio {cfg.replay_ratio:g} = "
-              f"{cfg.replay_ratio * setup.steps_per_iteration / cfg.batch_size:g} updates per "
-              f"{setup.steps_per_iteration} env steps", flush=True)
 
 
 if __name__ == "__main__":

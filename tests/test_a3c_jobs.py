@@ -1,6 +1,5 @@
 """A3C jobs end to end, under mpirun with timeouts: bad input, progress columns, staleness
 limits, 16 ranks on this machine, and many short runs in a row that must all end cleanly."""
-import csv
 import json
 import os
 import signal
@@ -9,17 +8,12 @@ import time
 import pytest
 import torch
 
-from conftest import rank_pids, run_job, start_job
-
 from mpirl.runtime import exit_codes
+
+from helpers import progress_rows, rank_pids, run_job, start_job
 
 SHORT = ["mpirl.train", "--algo", "a3c", "--envs-per-actor", "4", "--eval-episodes", "2",
          "--quiet", "--no-tensorboard"]
-
-
-def _rows(run_dir):
-    with open(run_dir / "progress.csv") as f:
-        return list(csv.DictReader(f))
 
 
 @pytest.mark.parametrize("ranks,flags,message", [
@@ -44,7 +38,7 @@ def test_two_servers_report_staleness_and_each_servers_rate(tmp_path):
                    "--eval-every", "3000", "--run-dir", str(run)], ranks=5, timeout=120)
     assert res.returncode == 0, res.stderr
     assert "2 parameter server(s), 3 worker(s)" in res.stdout
-    rows = _rows(run)
+    rows = progress_rows(run)
     assert {"staleness_mean", "staleness_max", "dropped_grads", "updates_per_s/server0",
             "updates_per_s/server1"} <= set(rows[0])
     assert sum(1 for r in rows if r["eval_return_mean"]) >= 2
@@ -68,7 +62,7 @@ def test_sixteen_ranks_with_a_staleness_limit_drop_and_count(tmp_path):
     s = json.loads((run / "summary.json").read_text())
     assert s["workers"] == 14 and s["env_steps"] >= 20000
     assert s["dropped_grads"] > 0
-    assert int(_rows(run)[-1]["dropped_grads"]) == s["dropped_grads"]
+    assert int(progress_rows(run)[-1]["dropped_grads"]) == s["dropped_grads"]
     assert s["staleness_max"] > 2  # measured on arrival, before the drop
 
 
@@ -127,7 +121,7 @@ def test_a_stop_signal_checkpoints_and_the_run_resumes_on_another_server_count(t
              "--run-dir", str(run)]
     proc = start_job(flags, ranks=4)
     deadline = time.monotonic() + 60
-    while not (run / "progress.csv").exists() or len(_rows(run)) < 2:
+    while not (run / "progress.csv").exists() or len(progress_rows(run)) < 2:
         assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
         time.sleep(0.1)
     proc.send_signal(signal.SIGTERM)
@@ -135,7 +129,7 @@ def test_a_stop_signal_checkpoints_and_the_run_resumes_on_another_server_count(t
     assert proc.returncode == exit_codes.PREEMPTED, err
     assert "stopped by a stop signal" in err and "--resume" in err
     assert (run / "policy.pt").exists()
-    stopped_at = int(_rows(run)[-1]["env_steps"])
+    stopped_at = int(progress_rows(run)[-1]["env_steps"])
     assert stopped_at < 60000, "the signal came after the run's end"
     res = run_job(["mpirl.train", "--resume", str(run), "--servers", "2"], ranks=5,
                   timeout=120)
@@ -143,7 +137,7 @@ def test_a_stop_signal_checkpoints_and_the_run_resumes_on_another_server_count(t
     assert "the checkpoint was taken on 4 rank(s)" in res.stderr
     s = json.loads((run / "summary.json").read_text())
     assert s["env_steps"] >= 60000 and s["resumed"] == 1 and s["servers"] == 2
-    steps = [int(r["env_steps"]) for r in _rows(run)]
+    steps = [int(r["env_steps"]) for r in progress_rows(run)]
     assert steps == sorted(steps) and len(set(steps)) == len(steps)
 
 

@@ -5,9 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-from mpirl.algos import a2c_loss, gae
 from mpirl.acting.envs import EnvSpec
-from mpirl.nets.models import ActorCritic
+from mpirl.algos.a2c.loss import a2c_loss
+from mpirl.algos.returns import gae
+from mpirl.nets.actor_critic import ActorCritic
 
 
 def test_nstep_returns_with_episode_end():
@@ -83,7 +84,7 @@ def test_sampled_actions_follow_the_policy():
 
 
 def test_double_dqn_targets_pick_online_argmax_and_evaluate_with_target():
-    from mpirl.algos import double_dqn_targets
+    from mpirl.algos.dqn.loss import double_dqn_targets
     online = torch.tensor([[1.0, 3.0], [5.0, 2.0]])
     target = torch.tensor([[10.0, 20.0], [30.0, 40.0]])
     y = double_dqn_targets(online, target, torch.tensor([1.0, 2.0]), torch.tensor([0.5, 0.0]))
@@ -92,7 +93,7 @@ def test_double_dqn_targets_pick_online_argmax_and_evaluate_with_target():
 
 
 def test_dqn_huber_loss_and_importance_weights():
-    from mpirl.algos import dqn_loss
+    from mpirl.algos.dqn.loss import dqn_loss
     q = torch.tensor([[0.0, 1.0], [2.0, 0.0]], requires_grad=True)
     actions = torch.tensor([1, 0])
     targets = torch.tensor([1.5, 5.0])  # errors 0.5 (quadratic part) and 3.0 (linear part)
@@ -104,7 +105,7 @@ def test_dqn_huber_loss_and_importance_weights():
 
 
 def test_actor_epsilons_follow_ape_x_and_anneal():
-    from mpirl.algos import actor_epsilon
+    from mpirl.algos.dqn.exploration import actor_epsilon
     from mpirl.config.schema import Config
     cfg = Config(algo="dqn", exploration="apex", eps_base=0.4, eps_alpha=7.0,
                  exploration_fraction=0.1)
@@ -120,7 +121,7 @@ def test_actor_epsilons_follow_ape_x_and_anneal():
 
 
 def test_dueling_q_network_centres_advantages():
-    from mpirl.nets.models import QNetwork
+    from mpirl.algos.dqn.qnetwork import QNetwork
     torch.manual_seed(0)
     net = QNetwork(EnvSpec((3,), np.dtype(np.float32), True, 4, None, None), [8], dueling=True)
     obs = torch.randn(5, 3)

@@ -1,7 +1,7 @@
 """The benchmark commands run and write the columns the plots and the README read."""
 import csv
 
-from conftest import run_job
+from helpers import run_job
 
 
 def test_sps_bench_weak_and_strong_write_a_csv(tmp_path):

@@ -6,14 +6,16 @@ import numpy as np
 import pytest
 import torch
 
-from mpirl.runtime import signals
-from mpirl.files.checkpoint import (Checkpoint, CheckpointError, CheckpointStore, decode, encode,
-                              from_bytes, to_bytes)
+from mpirl.acting.envs import EnvVector
 from mpirl.comm import GradientAverager
 from mpirl.config.fields import ConfigError
 from mpirl.config.sources import parse_config, resumed_config
-from mpirl.acting.envs import EnvVector
+from mpirl.files.checkpoint import (Checkpoint, CheckpointError, CheckpointStore, decode, encode,
+                                    from_bytes)
+from mpirl.runtime import signals
 from mpirl.runtime.faults import Faults, InjectedFault, parse
+
+from helpers import crafted_checkpoint
 
 
 def _ckpt(steps: int, **shared) -> Checkpoint:
@@ -75,30 +77,6 @@ def test_truncated_or_corrupted_checkpoints_are_named_and_skipped(tmp_path):
         p.write_bytes(b"garbage")
     with pytest.raises(CheckpointError, match="no usable checkpoint.*bad header"):
         store.newest_readable()
-
-
-class _RunsCode:
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (os.system, (f"touch {self.marker}",))
-
-
-def crafted_checkpoint(marker) -> bytes:
-    """A checkpoint with a valid header and checksum whose payload runs a command when
-    unpickled without restrictions."""
-    good = to_bytes(_ckpt(5))
-    import hashlib
-    import io
-    import struct
-    buf = io.BytesIO()
-    torch.save({"format": 1, "meta": {"env_steps": 5}, "shared": _RunsCode(marker),
-                "ranks": []}, buf)
-    payload = buf.getvalue()
-    assert good[:8] == b"MPIRLCKP"
-    return struct.pack("<8s32sQ", b"MPIRLCKP", hashlib.sha256(payload).digest(),
-                       len(payload)) + payload
 
 
 def test_a_checkpoint_crafted_to_run_code_does_not_run_it(tmp_path):
@@ -186,9 +164,9 @@ def test_fault_plans():
 def test_a_nonfinite_loss_or_gradient_is_flagged():
     torch.manual_seed(0)
     model = torch.nn.Linear(3, 1)
-    avg = GradientAverager(model.parameters(), None, extras=2)
+    avg = GradientAverager(model.parameters(), None, extras=("a", "b"))
     x = torch.randn(4, 3)
-    avg.extras[:] = torch.tensor([1.0, 2.0])
+    avg.extras[:] = [1.0, 2.0]
     avg.zero_grad()
     avg.backward(model(x).pow(2).mean())
     avg.average()

@@ -89,3 +89,46 @@ def test_presets_ship_with_the_package_and_resolve_from_any_directory(tmp_path, 
     (tmp_path / "presets").mkdir()
     (tmp_path / "presets" / "ppo-pendulum.yaml").write_text("algo: a2c\n")
     assert parse_config(["--config", "presets/ppo-pendulum.yaml"]).algo == "a2c"
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["--algo", "dqn", "--clip-range", "0.1"],
+     "--clip-range is an option of ppo, not of --algo dqn"),
+    (["--algo", "a3c", "--learners", "2"],
+     "--learners is an option of a2c, ppo and dqn, not of --algo a3c"),
+    (["--servers", "2"], "--servers is an option of a3c, not of --algo a2c"),
+    (["--algo", "a2c", "--batch-size", "64"],
+     "--batch-size is an option of ppo and dqn, not of --algo a2c"),
+])
+def test_an_option_the_chosen_algorithm_does_not_read_is_refused(argv, needle):
+    with pytest.raises(ConfigError, match=needle):
+        parse_config(argv)
+
+
+def test_a_config_file_key_of_another_algorithm_is_refused_with_the_file_named(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("algo: dqn\nreplay_size: 5000\n")
+    assert parse_config(["--config", str(path)]).replay_size == 5000
+    with pytest.raises(ConfigError, match=f"key 'replay_size' in config file {path} is an "
+                                          "option of dqn, not of --algo ppo"):
+        parse_config(["--config", str(path), "--algo", "ppo"])
+
+
+def test_resuming_with_an_option_of_another_algorithm_is_refused():
+    from mpirl.config.sources import resumed_config
+    saved = parse_config(["--algo", "dqn"]).to_dict()
+    with pytest.raises(ConfigError, match="--clip-range is an option of ppo, not of --algo dqn"):
+        resumed_config(saved, {"resume": "r", "clip_range": 0.2, "override": ["clip_range"]})
+
+
+def test_options_are_grouped_by_the_algorithms_that_read_them_in_help():
+    from mpirl.config.sources import build_parser
+    text = build_parser().format_help()
+    assert "general options (every algorithm):" in text
+    sections = {title.split(" (")[0]: title for title in text.splitlines()
+                if title.endswith("):") and not title.startswith(" ")}
+    assert sections["PPO"] == "PPO (ppo):" and sections["DQN"] == "DQN (dqn):"
+    assert sections["minibatches"] == "minibatches (ppo, dqn):"
+    assert sections["synchronous learners and actors"].endswith("(a2c, ppo, dqn):")
+    ppo = text[text.index("PPO (ppo):"):text.index("minibatches (ppo, dqn):")]
+    assert "--clip-range" in ppo and "--replay-size" not in ppo

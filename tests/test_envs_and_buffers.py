@@ -2,11 +2,12 @@ import numpy as np
 import pytest
 import torch
 
+from mpirl.acting.envs import EnvVector, describe_env, make_env
+from mpirl.acting.messages import PackedArrays, report_fields, rollout_fields
 from mpirl.comm.gradsync import FlatParameters, GradientAverager
 from mpirl.config.fields import ConfigError
-from mpirl.acting.envs import EnvVector, describe_env, env_seed, make_env
-from mpirl.nets.models import ActorCritic
-from mpirl.acting.messages import PackedArrays, rollout_fields
+from mpirl.nets.actor_critic import ActorCritic
+from mpirl.runtime.rng import env_seed
 
 
 def test_env_from_class_path():
@@ -48,7 +49,8 @@ def test_env_vector_autoreset_and_truncation():
 def test_packed_arrays_views_share_one_buffer():
     from mpirl.acting.envs import EnvSpec
     spec = EnvSpec((2, 3), np.dtype(np.uint8), True, 4, None, None)
-    a, b = PackedArrays(rollout_fields(spec, 5, 2)), PackedArrays(rollout_fields(spec, 5, 2))
+    fields = {**rollout_fields(spec, 5, 2), **report_fields()}
+    a, b = PackedArrays(fields), PackedArrays(fields)
     a["obs"][:] = 7
     a["actions"][:] = 3
     a["episodes"][:] = (2, 10.5, 40)

@@ -1,7 +1,6 @@
 """Faults injected into whole jobs under mpirun: stop signals and exact resume, damaged and
 crafted checkpoints, killed, failing, hanging and diverging ranks. Every job runs with a
 timeout, so a hang fails the test instead of blocking the suite."""
-import csv
 import json
 import os
 import random
@@ -9,53 +8,16 @@ import signal
 import time
 
 import pytest
-import torch
-
-from conftest import rank_pids, run_job, start_job
-from test_checkpoint import crafted_checkpoint
 
 from mpirl.runtime import exit_codes
 
-# wall-clock measurements, which no two runs share
-TIMING_COLUMNS = {"time_s", "sps", "learner_wait_rollouts", "learner_wait_learners",
-                  "learner_gradient", "actor_wait_weights", "updates_per_s"}
+from helpers import (crafted_checkpoint, finish, learning_rows, rank_pids, run_job, same_weights,
+                     start_job, wait_for_checkpoint, whole_and_resumed)
+
 # a run long enough to be interrupted mid-way, with checkpoints that mark progress
 LONG = ["--total-steps", "96000", "--log-every", "4000", "--eval-every", "32000",
         "--eval-episodes", "3", "--checkpoint-every", "40", "--seed", "3", "--quiet",
         "--no-tensorboard"]
-
-
-def _rows(run):
-    with open(run / "progress.csv") as f:
-        return [{k: v for k, v in r.items() if k not in TIMING_COLUMNS}
-                for r in csv.DictReader(f)]
-
-
-def _wait_for_checkpoint(proc, run, timeout=120.0):
-    deadline = time.monotonic() + timeout
-    while not list((run / "checkpoints").glob("ckpt-*.ckpt")):
-        if proc.poll() is not None:
-            pytest.fail(f"job ended before its first checkpoint:\n{proc.communicate()}")
-        if time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail("no checkpoint appeared")
-        time.sleep(0.05)
-
-
-def _finish(proc, timeout=120.0):
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except Exception:
-        proc.kill()
-        out, err = proc.communicate()
-        pytest.fail(f"job did not end within {timeout} s:\n{out}\n{err}")
-    return proc.returncode, out, err
-
-
-def _same_weights(a, b):
-    wa = torch.load(a / "policy.pt", weights_only=True)
-    wb = torch.load(b / "policy.pt", weights_only=True)
-    return all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
 @pytest.mark.parametrize("how", ["SIGTERM to mpirun", "SIGUSR1 to one actor"])
@@ -65,21 +27,21 @@ def test_a_stopped_and_resumed_run_ends_like_an_uninterrupted_one(tmp_path, how)
     assert res.returncode == 0, res.stderr
 
     proc = start_job(["mpirl.train", *LONG, "--run-dir", str(parts)], ranks=3)
-    _wait_for_checkpoint(proc, parts)
+    wait_for_checkpoint(proc, parts)
     if how.startswith("SIGTERM"):
         proc.send_signal(signal.SIGTERM)
     else:
         os.kill(rank_pids(proc)[2], signal.SIGUSR1)
-    code, out, err = _finish(proc)
+    code, out, err = finish(proc)
     assert code == exit_codes.PREEMPTED, err
     assert "stopped by a stop signal" in err and f"--resume {parts}" in err
-    assert int(_rows(parts)[-1]["env_steps"]) < 96000, "the signal came after the run's end"
+    assert int(learning_rows(parts)[-1]["env_steps"]) < 96000, "the signal came after the run's end"
 
     res = run_job(["mpirl.train", "--resume", str(parts)], ranks=3)
     assert res.returncode == 0, res.stderr
     assert "resuming from" in res.stderr
-    assert _same_weights(whole, parts)
-    rows_whole, rows_parts = _rows(whole), _rows(parts)
+    assert same_weights(whole, parts)
+    rows_whole, rows_parts = learning_rows(whole), learning_rows(parts)
     assert rows_parts == rows_whole  # no gap, no duplicate, the same numbers
     steps = [int(r["env_steps"]) for r in rows_parts]
     assert steps == sorted(set(steps))
@@ -91,30 +53,13 @@ DQN_LONG = ["--algo", "dqn", "--total-steps", "40000", "--log-every", "2000", "-
             "--replay-ratio", "8", "--checkpoint-replay", "--quiet", "--no-tensorboard"]
 
 
-def whole_and_resumed(tmp_path, args: list[str], budget: int, ranks: int = 3):
-    """Run ``args`` to the end in ``whole``; run them again in ``parts``, stop that run with
-    SIGTERM after its first checkpoint and resume it to the end. Returns (whole, parts)."""
-    whole, parts = tmp_path / "whole", tmp_path / "parts"
-    res = run_job(["mpirl.train", *args, "--run-dir", str(whole)], ranks=ranks)
-    assert res.returncode == 0, res.stderr
-    proc = start_job(["mpirl.train", *args, "--run-dir", str(parts)], ranks=ranks)
-    _wait_for_checkpoint(proc, parts)
-    proc.send_signal(signal.SIGTERM)
-    code, _, err = _finish(proc)
-    assert code == exit_codes.PREEMPTED, err
-    assert int(_rows(parts)[-1]["env_steps"]) < budget, "the signal came after the run's end"
-    res = run_job(["mpirl.train", "--resume", str(parts)], ranks=ranks)
-    assert res.returncode == 0, res.stderr
-    return whole, parts
-
-
 def test_a_stopped_and_resumed_dqn_run_with_its_replay_ends_like_an_uninterrupted_one(tmp_path):
     """The replay shards, the target network, the update schedule and the chunks actors had
     already sent for the next iteration all go into the checkpoint, so a DQN run resumed on
     the same layout repeats the uninterrupted run exactly."""
     whole, parts = whole_and_resumed(tmp_path, DQN_LONG, 40000)
-    assert _same_weights(whole, parts)
-    assert _rows(parts) == _rows(whole)
+    assert same_weights(whole, parts)
+    assert learning_rows(parts) == learning_rows(whole)
     # without --checkpoint-replay the replay refills before updates go on, and it still ends
     res = run_job(["mpirl.train", *DQN_LONG[:-3], "--quiet", "--no-tensorboard",
                    "--no-checkpoint-replay", "--total-steps", "12000", "--run-dir",
@@ -180,7 +125,7 @@ def test_resume_on_another_rank_count_re_lays_out_and_says_what_carries_over(tmp
     assert "weights, optimizer state and counters carry over" in res.stderr
     summary = json.loads((run / "summary.json").read_text())
     assert summary["env_steps"] >= 16000 and summary["world_size"] == 4
-    steps = [int(r["env_steps"]) for r in _rows(run)]
+    steps = [int(r["env_steps"]) for r in learning_rows(run)]
     assert steps == sorted(set(steps))
 
 
@@ -193,12 +138,12 @@ def test_killing_any_rank_ends_the_job_quickly_ten_times(tmp_path):
         proc = start_job(["mpirl.train", "--total-steps", "10000000", "--checkpoint-every", "20",
                           "--learners", str(rng.choice([1, 2])), "--quiet",
                           "--no-tensorboard", "--run-dir", str(run)], ranks=4)
-        _wait_for_checkpoint(proc, run)
+        wait_for_checkpoint(proc, run)
         time.sleep(rng.uniform(0.0, 2.0))
         victim = rng.randrange(4)
         os.kill(rank_pids(proc)[victim], signal.SIGKILL)
         start = time.monotonic()
-        code, _, err = _finish(proc, timeout=30)
+        code, _, err = finish(proc, timeout=30)
         took.append(time.monotonic() - start)
         assert code != 0, err
     print(f"job end after SIGKILL of one rank: max {max(took):.2f} s, "
@@ -253,7 +198,7 @@ def test_nan_stops_training_and_keeps_the_last_good_checkpoint(tmp_path, monkeyp
     assert res.returncode == 0, res.stderr
     summary = json.loads((run / "summary.json").read_text())
     assert summary["skipped_updates"] == 1
-    assert _rows(run)[-1]["skipped_updates"] == "1"
+    assert learning_rows(run)[-1]["skipped_updates"] == "1"
 
 
 def test_checkpoints_by_time_and_a_stop_signal_without_mpirun(tmp_path):
@@ -261,12 +206,12 @@ def test_checkpoints_by_time_and_a_stop_signal_without_mpirun(tmp_path):
     proc = start_job(["mpirl.train", "--total-steps", "10000000", "--checkpoint-minutes",
                       "0.005", "--keep-checkpoints", "100", "--quiet", "--no-tensorboard",
                       "--run-dir", str(run)])
-    _wait_for_checkpoint(proc, run)
+    wait_for_checkpoint(proc, run)
     deadline = time.monotonic() + 60
     while len(list((run / "checkpoints").glob("*.ckpt"))) < 3 and time.monotonic() < deadline:
         time.sleep(0.1)
     proc.send_signal(signal.SIGTERM)
-    code, _, err = _finish(proc)
+    code, _, err = finish(proc)
     assert code == exit_codes.PREEMPTED, err
     assert len(list((run / "checkpoints").glob("*.ckpt"))) >= 4  # 3+ by time, 1 at the signal
     res = run_job(["mpirl.evaluate", str(run), "--episodes", "2", "--json"])

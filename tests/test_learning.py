@@ -11,7 +11,7 @@ import json
 
 import pytest
 
-from conftest import run_job
+from helpers import run_job
 
 pytestmark = pytest.mark.slow
 

@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from mpirl import comm
-from mpirl.algos import A2C
-from mpirl.config.schema import Config
 from mpirl.acting.envs import EnvSpec
-from mpirl.nets.models import ActorCritic
+from mpirl.algos.a2c.loss import A2C
+from mpirl.config.schema import Config
+from mpirl.nets.actor_critic import ActorCritic
 
 pytestmark = pytest.mark.mpi
 
@@ -102,8 +102,10 @@ def test_control_slots_and_the_nonfinite_verdict_are_shared_by_all_learners():
     stats = learner.update(batch)
     assert stats["skipped"] and not averager.finite  # every learner skips the update
     assert torch.equal(params.vector, before)
-    averager = comm.GradientAverager(learner.model.parameters(), world, extras=2)
-    averager.extras[:] = torch.tensor([float(rank == 0), 1.0])
+    averager = comm.GradientAverager(learner.model.parameters(), world,
+                                     extras=("from_rank_0", "one"))
+    averager.extras[averager.slots["from_rank_0"]] = float(rank == 0)
+    averager.extras[averager.slots["one"]] = 1.0
     averager.zero_grad()
     averager.average()
     assert averager.extras.tolist() == [1.0, float(size)]
@@ -131,8 +133,8 @@ def test_a_wait_that_outlasts_the_comm_timeout_names_the_missing_rank():
 
 
 def _dqn_learner(comm_, share=None):
-    from mpirl.algos import DQN
-    from mpirl.nets.models import QNetwork
+    from mpirl.algos.dqn.loss import DQN
+    from mpirl.algos.dqn.qnetwork import QNetwork
     torch.manual_seed(0)
     model, target = QNetwork(SPEC, [16, 16]), QNetwork(SPEC, [16, 16])
     params = comm.FlatParameters(model)

@@ -10,10 +10,9 @@ import torch
 from mpirl import comm
 from mpirl.config.schema import Config
 from mpirl.execution.layout import plan_server_layout
-from mpirl.ps import (OptimizerRule, ParameterClient, ParameterServer, SGDRule,
-                      shard_bounds)
-from mpirl.execution.server import A3CWorker
+from mpirl.execution.server.worker import WorkerRank
 from mpirl.execution.setup import RunSetup
+from mpirl.ps import OptimizerRule, ParameterClient, ParameterServer, SGDRule, shard_bounds
 
 
 @pytest.mark.parametrize("numel,servers", [(10, 1), (10, 3), (7, 7), (4610, 4), (3, 5)])
@@ -66,7 +65,7 @@ def _setup(servers: int, size: int) -> RunSetup:
 
 def _sequential(setup: RunSetup, worker_rank: int, pushes: int) -> np.ndarray:
     """One process: the same worker's rollouts, each gradient applied at once."""
-    worker = A3CWorker(setup, worker_rank)
+    worker = WorkerRank(setup, worker_rank)
     rule = OptimizerRule(worker.values, setup.cfg.optimizer, setup.cfg.lr)
     for _ in range(pushes):
         worker.step()
@@ -83,12 +82,12 @@ def _run(sub, setup: RunSetup, pushes: int) -> tuple[np.ndarray | None, list | N
     vector = None
     if lay.is_learner(rank):
         lo, hi = bounds[rank]
-        values = comm.FlatParameters(setup.make_model("cpu")).vector.numpy()[lo:hi].copy()
+        values = comm.FlatParameters(setup.make_policy("cpu")).vector.numpy()[lo:hi].copy()
         rule = OptimizerRule(values, setup.cfg.optimizer, setup.cfg.lr)
         stats = ParameterServer(sub, rank, servers, [lay.learners], values, rule).serve()
         mine = (values, stats)
     else:
-        worker = A3CWorker(setup, rank)
+        worker = WorkerRank(setup, rank)
         client = ParameterClient(sub, servers, bounds)
         for _ in range(pushes):
             worker.step()
@@ -144,14 +143,14 @@ def test_two_workers_on_one_server_count_staleness():
         rank = sub.Get_rank()
         pushes = 10
         if rank == 0:
-            values = comm.FlatParameters(setup.make_model("cpu")).vector.numpy().copy()
+            values = comm.FlatParameters(setup.make_policy("cpu")).vector.numpy().copy()
             rule = OptimizerRule(values, "rmsprop", 1e-2)
             stats = ParameterServer(sub, 0, [0], [1, 2], values, rule).serve()
             assert stats.updates == 2 * pushes and stats.dropped == 0
             assert 0 < stats.staleness_sum <= 2 * pushes  # the other one's update, at most
             assert stats.staleness_max <= pushes * 2
         else:
-            worker = A3CWorker(setup, rank)
+            worker = WorkerRank(setup, rank)
             client = ParameterClient(sub, [0], [(0, setup.n_params)])
             for _ in range(pushes):
                 worker.step()
@@ -166,7 +165,7 @@ def test_worker_gradient_is_the_a2c_gradient():
     """A worker's pushed gradient is A2C's on its rollout: one sequential step with it equals
     one A2C update (no averaging, same clipping)."""
     setup = _setup(1, 2)
-    worker = A3CWorker(setup, 1)
+    worker = WorkerRank(setup, 1)
     before = worker.values.copy()
     worker.step()
     grad = torch.from_numpy(worker.grad.copy())

@@ -5,14 +5,15 @@ import numpy as np
 import pytest
 import torch
 
-from mpirl.algos import PPO, ppo_loss
+from mpirl.acting.envs import EnvSpec
+from mpirl.algos.moments import Moments
+from mpirl.algos.normalization import RolloutNormalization
+from mpirl.algos.ppo.loss import ppo_loss
+from mpirl.algos.ppo.update import PPO
 from mpirl.comm import FlatParameters, GradientAverager
 from mpirl.config.fields import ConfigError
 from mpirl.config.sources import parse_config
-from mpirl.acting.envs import EnvSpec
-from mpirl.nets.models import ActorCritic
-from mpirl.algos.moments import Moments
-from mpirl.algos.normalization import RolloutNormalization
+from mpirl.nets.actor_critic import ActorCritic
 
 SPEC = EnvSpec((3,), np.dtype(np.float32), True, 2, None, None)
 BOX = EnvSpec((3,), np.dtype(np.float32), False, 2, np.array([-2.0, 0.0], np.float32),
@@ -85,7 +86,8 @@ def test_observation_statistics_reach_the_model_only_after_the_update():
     norm.publish()
     np.testing.assert_allclose(model.normalizer.mean.numpy(), obs[:5].reshape(-1, 3).mean(0),
                                rtol=1e-5)
-    np.testing.assert_allclose(model.normalizer.var.numpy(), obs[:5].reshape(-1, 3).var(0), rtol=1e-4)
+    np.testing.assert_allclose(model.normalizer.var.numpy(), obs[:5].reshape(-1, 3).var(0),
+                               rtol=1e-4)
     # trainable parameters come first: the statistics are the last entries of the flat vector
     params = FlatParameters(model)
     assert torch.equal(params.vector[-6:-3], model.normalizer.mean.reshape(-1))
@@ -107,7 +109,7 @@ def test_ppo_takes_n_epochs_x_minibatches_steps_and_the_target_kl_cuts_them_shor
         cfg = parse_config(["--algo", "ppo", "--n-epochs", "4", "--lr", "0.01", *flags])
         torch.manual_seed(0)
         model = ActorCritic(SPEC, [16])
-        avg = GradientAverager(model.parameters(), None, extras=3)
+        avg = GradientAverager(model.parameters(), None, extras=("approx_kl",))
         opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
         algo = PPO(cfg, model, avg, opt, minibatches=3)
         rng = np.random.default_rng(0)
@@ -117,12 +119,12 @@ def test_ppo_takes_n_epochs_x_minibatches_steps_and_the_target_kl_cuts_them_shor
                  "rewards": rng.standard_normal((T, N)).astype(np.float32),
                  "dones": np.zeros((T, N), np.float32),
                  "bootstrap": np.zeros((T, N), np.float32)}
-        return algo, algo.update(batch, 0.2, [1.0, 0.0], rng)
+        return algo, algo.update(batch, 0.2, rng)
 
-    algo, (stats, sums) = run()
-    assert len(stats) == 12 and sums == [1.0, 0.0] and algo.kl_stops == 0
+    algo, stats = run()
+    assert len(stats) == 12 and algo.kl_stops == 0
     assert stats[0]["approx_kl"] == pytest.approx(0.0, abs=1e-7)  # nothing has changed yet
-    algo, (stats, _) = run("--target-kl", "1e-6")
+    algo, stats = run("--target-kl", "1e-6")
     assert 1 <= len(stats) < 12 and algo.kl_stops == 1
 
 
@@ -137,7 +139,8 @@ def test_bad_ppo_settings_are_rejected(args, needle):
 
 
 def test_normalization_is_refused_where_it_does_not_apply():
-    with pytest.raises(ConfigError, match="apply to a2c and ppo"):
+    with pytest.raises(ConfigError, match="--normalize-obs is an option of a2c and ppo, not "
+                                          "of --algo dqn"):
         parse_config(["--algo", "dqn", "--normalize-obs"])
 
 
@@ -146,7 +149,7 @@ def test_normalization_is_refused_where_it_does_not_apply():
                                                           (False, "tanh", False)])
 @pytest.mark.parametrize("clip_vf", [None, 0.3])
 def test_the_hand_written_ppo_gradient_equals_autograds(discrete, activation, obs_norm, clip_vf):
-    from mpirl.algos.mlp_backprop import MLPLossGrad
+    from mpirl.algos.ppo.mlp_backprop import MLPLossGrad
     spec = SPEC if discrete else BOX
     torch.manual_seed(0)
     model = ActorCritic(spec, [16, 8], activation, obs_norm=obs_norm)
@@ -180,8 +183,52 @@ def test_the_hand_written_ppo_gradient_equals_autograds(discrete, activation, ob
     torch.testing.assert_close(averager.flat, expected, rtol=1e-4, atol=2e-5)
 
 
+@pytest.mark.parametrize("env", ["CartPole-v1", "Pendulum-v1"])
+def test_ppo_updates_at_the_default_sizes_are_autograds_with_or_without_the_hand_gradient(env):
+    """Whole PPO updates (epochs of minibatches, clipping, the flat Adam step) with the default
+    64x64 networks on a CPU: the hand-written gradient, whose 64x64 layer takes the wide-matrix
+    branch, ends with the weights that --autograd gives."""
+    from mpirl.acting.envs import describe_env, make_env
+    from mpirl.algos.optim import FlatAdam, flat_parameter
+    from mpirl.algos.ppo.mlp_backprop import _WIDE
+
+    def update(*flags):
+        cfg = parse_config(["--algo", "ppo", "--env", env, "--ent-coef", "0.01",
+                            "--clip-range-vf", "0.5", *flags])
+        spec = describe_env(make_env(env))
+        torch.manual_seed(0)
+        model = cfg.algorithm.policy(cfg, spec)
+        params = FlatParameters(model)
+        avg = GradientAverager(model.parameters(), None, extras=("approx_kl",))
+        opt = FlatAdam(flat_parameter(params, avg), cfg.lr)
+        algo = PPO(cfg, model, avg, opt, minibatches=4, autograd=cfg.autograd)
+        rng = np.random.default_rng(1)
+        T, N = 32, 8
+        obs = rng.standard_normal((T + 1, N, *spec.obs_shape)).astype(np.float32)
+        actions = (rng.integers(0, spec.n_actions, (T, N)) if spec.discrete
+                   else rng.standard_normal((T, N, spec.n_actions)).astype(np.float32))
+        batch = {"obs": obs, "actions": actions,
+                 "rewards": rng.standard_normal((T, N)).astype(np.float32),
+                 "dones": (rng.random((T, N)) < 0.05).astype(np.float32),
+                 "bootstrap": np.zeros((T, N), np.float32)}
+        stats = algo.update(batch, cfg.clip_range, np.random.default_rng(2))
+        return algo, params.vector.clone(), stats
+
+    by_hand, weights, stats = update()
+    assert by_hand.by_hand is not None
+    assert [layer.wide for layer in by_hand.by_hand.pi] == [False, True, False]
+    assert _WIDE <= 64
+    autograd, reference, ref_stats = update("--autograd")
+    assert autograd.by_hand is None
+    assert len(stats) == len(ref_stats) == 20 * 4
+    torch.testing.assert_close(weights, reference, rtol=1e-4, atol=1e-5)
+    assert stats[-1]["loss"] == pytest.approx(ref_stats[-1]["loss"], rel=1e-3, abs=1e-5)
+    assert stats[-1]["approx_kl"] == pytest.approx(ref_stats[-1]["approx_kl"], rel=1e-2,
+                                                   abs=1e-7)
+
+
 def test_flat_adam_steps_like_torch_adam():
-    from mpirl.algos.mlp_backprop import FlatAdam
+    from mpirl.algos.optim import FlatAdam
     torch.manual_seed(0)
     ours = torch.nn.Parameter(torch.randn(100), requires_grad=False)
     theirs = torch.nn.Parameter(ours.detach().clone())
@@ -200,7 +247,7 @@ def test_flat_adam_steps_like_torch_adam():
 
 
 def test_a_bf16_cnn_trunk_trains_float32_weights_with_the_float32_gradient():
-    from mpirl.nets.models import CNNActorCritic
+    from mpirl.nets.actor_critic import CNNActorCritic
     spec = EnvSpec((4, 84, 84), np.dtype(np.uint8), True, 6, None, None)
     torch.manual_seed(0)
     full = CNNActorCritic(spec, [64])

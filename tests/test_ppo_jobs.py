@@ -5,13 +5,11 @@ import json
 import pytest
 import torch
 
-from conftest import run_job
-from test_fault_tolerance import _rows, _same_weights, whole_and_resumed
-
 from mpirl.acting.envs import describe_env, make_env
 from mpirl.acting.evaluation import evaluate_policy
-from mpirl.nets.models import build_policy
 from mpirl.files.rundir import RunDir
+
+from helpers import learning_rows, run_job, same_weights, whole_and_resumed
 
 PENDULUM = ["--algo", "ppo", "--env", "Pendulum-v1", "--total-steps", "30720",
             "--envs-per-actor", "2", "--n-steps", "64", "--batch-size", "128", "--n-epochs",
@@ -24,8 +22,8 @@ def test_a_stopped_and_resumed_normalized_ppo_run_ends_like_an_uninterrupted_one
     whole, parts = whole_and_resumed(tmp_path, PENDULUM, 30720)
     # the same rows (statistics, reward scale, KL, evaluations) and the same final weights,
     # normalizer included
-    assert _rows(parts) == _rows(whole)
-    assert _same_weights(parts, whole)
+    assert learning_rows(parts) == learning_rows(whole)
+    assert same_weights(parts, whole)
     assert "normalizer.mean" in torch.load(whole / "policy.pt", weights_only=True)
 
 
@@ -40,7 +38,7 @@ def test_an_observation_normalized_policy_evaluates_with_its_saved_statistics(tm
     assert evaluated["return_mean"] >= 100, evaluated  # it learned: random play lasts ~22 steps
     # the evaluation is the saved policy with its statistics, episode for episode
     cfg = RunDir(run).load_config()
-    model = build_policy(cfg, describe_env(make_env(cfg.env)))
+    model = cfg.algorithm.policy(cfg, describe_env(make_env(cfg.env)))
     model.load_state_dict(torch.load(run / "policy.pt", weights_only=True))
     assert model.normalizer.var.min() < 0.1  # the pole's angle varies little
     assert evaluate_policy(model, cfg.env, 5, seed=12345) == evaluated["returns"]
@@ -62,9 +60,17 @@ def test_atari_runs_end_to_end_with_the_nature_cnn(tmp_path):
     assert res.returncode == 0, res.stderr
     summary = json.loads((run / "summary.json").read_text())
     assert summary["env_steps"] >= 1024
-    assert -21 <= summary["final_eval_return"] <= 21  # a whole game of Pong, unclipped
+    # the evaluation played a whole game, which an untrained agent loses by many points to the
+    # built-in opponent's 21 (a game cut short at the first points would score near 0)
+    assert summary["final_eval_return"] <= -10, summary
     weights = torch.load(run / "policy.pt", weights_only=True)
     assert weights["trunk.0.weight"].shape == (32, 4, 8, 8)  # the Nature CNN on 4 frames
+    # and the bfloat16 trunk trained: its first convolution moved from its initial weights
+    cfg = RunDir(run).load_config()
+    torch.manual_seed(cfg.seed)
+    initial = cfg.algorithm.policy(cfg, describe_env(make_env(cfg.env)))
+    assert cfg.precision == "bf16"
+    assert not torch.equal(weights["trunk.0.weight"], initial.trunk[0].weight.detach())
 
 
 def test_mujoco_runs_end_to_end(tmp_path):

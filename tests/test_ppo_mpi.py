@@ -5,12 +5,12 @@ import pytest
 import torch
 
 from mpirl import comm
-from mpirl.algos import PPO
-from mpirl.config.sources import parse_config
 from mpirl.acting.envs import EnvSpec
-from mpirl.nets.models import ActorCritic
 from mpirl.algos.moments import Moments
 from mpirl.algos.normalization import RolloutNormalization, merge_over
+from mpirl.algos.ppo.update import PPO
+from mpirl.config.sources import parse_config
+from mpirl.nets.actor_critic import ActorCritic
 
 pytestmark = pytest.mark.mpi
 
@@ -79,16 +79,17 @@ def test_ppo_learners_end_with_the_weights_of_one_learner_on_the_joint_batch():
         torch.manual_seed(0)
         model = ActorCritic(SPEC, [16, 16])
         params = comm.FlatParameters(model)
-        averager = comm.GradientAverager(model.parameters(), comm_, share, extras=3)
+        averager = comm.GradientAverager(model.parameters(), comm_, share,
+                                         extras=("approx_kl",))
         opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, eps=1e-5)
-        merge = (lambda m: merge_over(comm_, [m])[0])
-        return PPO(cfg, model, averager, opt, minibatches=1, merge=merge), params
+        return PPO(cfg, model, averager, opt, minibatches=1,
+                   merge=lambda m: merge_over(comm_, [m])[0]), params
 
     learner, params = ppo(world, envs[rank] / sum(envs))
-    stats, _ = learner.update(parts[rank], 0.2, [0.0, 0.0], np.random.default_rng(0))
+    stats = learner.update(parts[rank], 0.2, np.random.default_rng(0))
     reference, ref_params = ppo(None, 1.0)
     joint = {k: np.concatenate([p[k] for p in parts], axis=1) for k in parts[0]}
-    ref_stats, _ = reference.update(joint, 0.2, [0.0, 0.0], np.random.default_rng(0))
+    ref_stats = reference.update(joint, 0.2, np.random.default_rng(0))
     assert len(stats) == len(ref_stats) == 3
     torch.testing.assert_close(params.vector, ref_params.vector, rtol=1e-4, atol=1e-6)
     # the approximate KL is averaged over learners: every learner reports the global one

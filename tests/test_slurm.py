@@ -5,7 +5,6 @@ on this host; .ci/run starts one) and are skipped without one, unless MPIRL_REQU
 (set by CI) turns a missing cluster into a failure.
 """
 import csv
-import json
 import os
 import re
 import shutil
@@ -16,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, run_job
+from helpers import ROOT, run_job, summary
 
 SLURM = ROOT / "slurm"
 QUICK = ["--total-steps", "20000", "--eval-episodes", "2", "--no-tensorboard"]
@@ -74,10 +73,6 @@ def wait_job(job: str, timeout: float = 180, release_requeued: bool = False) -> 
     pytest.fail(f"job {job} did not end within {timeout} s: {job_state(job)}")
 
 
-def _summary(run: Path) -> dict:
-    return json.loads((run / "summary.json").read_text())
-
-
 @pytest.mark.parametrize("script", ["train.sbatch", "train-mpirun.sbatch"])
 def test_single_node_job_trains_and_names_its_run_after_the_job(cluster, tmp_path, script):
     job = submit(script, tmp_path, *QUICK, sbatch=("--ntasks=4",))
@@ -85,8 +80,8 @@ def test_single_node_job_trains_and_names_its_run_after_the_job(cluster, tmp_pat
     out = (tmp_path / f"out-{job}.txt").read_text()
     assert state["JobState"] == "COMPLETED" and state["ExitCode"] == "0:0", out
     run = tmp_path / "runs" / f"a2c-CartPole-v1-{job}"
-    summary = _summary(run)
-    assert summary["world_size"] == 4 and summary["env_steps"] >= 20000
+    s = summary(run)
+    assert s["world_size"] == 4 and s["env_steps"] >= 20000
     assert "4 rank(s): 1 learner(s), 3 actor(s)" in out
 
 
@@ -97,7 +92,7 @@ def test_two_nodes_make_one_world_and_print_the_placement(cluster, tmp_path):
     out = (tmp_path / f"out-{job}.txt").read_text()
     assert state["ExitCode"] == "0:0", out
     assert "mpirl: placement: node1: learners 0-1; node2: actors 2-3" in out
-    assert _summary(tmp_path / "runs" / f"a2c-CartPole-v1-{job}")["world_size"] == 4
+    assert summary(tmp_path / "runs" / f"a2c-CartPole-v1-{job}")["world_size"] == 4
 
 
 @pytest.mark.parametrize("how", ["USR1 to the batch script", "TERM to every process"])
@@ -123,8 +118,8 @@ def test_a_signalled_job_checkpoints_requeues_and_resumes(cluster, tmp_path, how
     with open(run / "progress.csv") as f:
         steps = [int(r["env_steps"]) for r in csv.DictReader(f)]
     assert steps == sorted(set(steps)) and steps[-1] >= 150000  # continued, not restarted
-    summary = _summary(run)
-    assert summary["resumed"] == 1 and summary["env_steps"] >= 150000
+    s = summary(run)
+    assert s["resumed"] == 1 and s["env_steps"] >= 150000
 
 
 def test_job_array_runs_each_seed_in_its_own_directory(cluster, tmp_path):
@@ -193,7 +188,7 @@ def test_auto_resume_continues_and_a_used_run_dir_is_never_overwritten(tmp_path)
     res = run_job([*args, "--auto-resume", "--total-steps", "6000", "--override",
                    "total_steps"])
     assert res.returncode == 0 and "resuming from" in res.stderr, res.stderr
-    assert _summary(run)["env_steps"] >= 6000 and _summary(run)["resumed"] == 1
+    assert summary(run)["env_steps"] >= 6000 and summary(run)["resumed"] == 1
 
 
 def test_a_heterogeneous_job_puts_the_learners_on_their_own_nodes(cluster, tmp_path):

@@ -5,9 +5,9 @@ import time
 
 import numpy as np
 
-from conftest import run_job
-
 from mpirl.runtime import timing
+
+from helpers import run_job
 
 
 def test_the_stopwatch_charges_time_to_the_activity_that_ran():

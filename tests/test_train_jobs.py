@@ -5,18 +5,18 @@ import json
 import time
 
 import pytest
+import torch
 
-from conftest import run_job
+from mpirl.acting.envs import describe_env, make_env
+from mpirl.acting.evaluation import evaluate_policy
+from mpirl.files.rundir import RunDir
+
+from helpers import progress_rows, run_job
 
 LEARNING_COLUMNS = ["env_steps", "episodes", "episode_return_mean", "episode_length_mean",
                     "loss", "policy_loss", "value_loss", "entropy", "grad_norm", "eval_return_mean"]
 SUMMARY_KEYS = {"final_eval_return", "env_steps", "wall_time_s", "target_return",
                 "target_reached", "target_reached_env_steps", "target_reached_time_s"}
-
-
-def _rows(run_dir):
-    with open(run_dir / "progress.csv") as f:
-        return list(csv.DictReader(f))
 
 
 def test_single_process_run_leaves_a_complete_run_dir(tmp_path):
@@ -29,7 +29,7 @@ def test_single_process_run_leaves_a_complete_run_dir(tmp_path):
     assert {"config.yaml", "progress.csv", "policy.pt", "summary.json", "tb"} <= \
         {p.name for p in run.iterdir()}
     assert list((run / "tb").glob("events.out.tfevents.*"))
-    rows = _rows(run)
+    rows = progress_rows(run)
     assert set(LEARNING_COLUMNS + ["time_s", "sps"]) <= set(rows[0])
     assert int(rows[-1]["env_steps"]) >= 4000
     assert any(r["eval_return_mean"] for r in rows)
@@ -50,7 +50,7 @@ def test_evaluate_rejects_a_directory_without_a_run(tmp_path):
 
 def test_same_seed_same_layout_repeats_exactly(tmp_path):
     def learning(run):
-        return [[r[c] for c in LEARNING_COLUMNS] for r in _rows(run)]
+        return [[r[c] for c in LEARNING_COLUMNS] for r in progress_rows(run)]
 
     runs = []
     for name, seed in [("a", "5"), ("b", "5"), ("c", "6")]:
@@ -74,7 +74,7 @@ def test_several_learners_with_actors(tmp_path):
     assert res.returncode == 0, res.stderr
     assert "2 learner(s), 3 actor(s)" in res.stdout
     assert json.loads((run / "summary.json").read_text())["env_steps"] >= 6000
-    assert sum(1 for r in _rows(run) if r["eval_return_mean"]) >= 5
+    assert sum(1 for r in progress_rows(run) if r["eval_return_mean"]) >= 5
     # the other ranks stay quiet: one start line, one done line
     assert res.stdout.count("mpirl: a2c on") == 1 and res.stdout.count("done:") == 1
 
@@ -97,6 +97,10 @@ def test_several_learners_with_actors(tmp_path):
     (["--config", "presets/no-such-preset.yaml"], "presets shipped with mpirl: ppo-atari.yaml"),
     (["--algo", "ppo", "--precision", "bf16"],
      "--precision bf16 applies to the CNN policy of a2c and ppo on image observations"),
+    (["--algo", "dqn", "--clip-range", "0.1"],
+     "--clip-range is an option of ppo, not of --algo dqn"),
+    (["--auto-resume", "--algo", "dqn", "--clip-range", "0.1"],  # nothing to resume: a new run
+     "--clip-range is an option of ppo, not of --algo dqn"),
 ])
 def test_bad_input_exits_2_on_every_rank_with_one_message(tmp_path, args, needle):
     bad = tmp_path / "bad.yaml"
@@ -150,14 +154,29 @@ def test_dqn_with_sixteen_ranks_and_two_learners_keeps_its_memory_bounded(tmp_pa
 
 
 def test_continuous_actions_train_and_evaluate(tmp_path):
+    """A Gaussian policy on a Box action space trains (its learned log-std moves), its
+    episodes end at Pendulum's time limit, and mpirl.evaluate plays the saved policy: the same
+    returns as the trained weights give, not those of the initial ones."""
     run = tmp_path / "run"
     res = run_job(["mpirl.train", "--env", "Pendulum-v1", "--total-steps", "4000",
                    "--envs-per-actor", "4", "--eval-episodes", "2", "--run-dir", str(run),
                    "--quiet", "--no-tensorboard"], ranks=2, timeout=120)
     assert res.returncode == 0, res.stderr
+    rows = [r for r in progress_rows(run) if r["episodes"] != "0"]
+    assert rows and all(float(r["episode_length_mean"]) == 200 for r in rows)
     res = run_job(["mpirl.evaluate", str(run), "--episodes", "2", "--json"])
     assert res.returncode == 0, res.stderr
-    assert -2000 < json.loads(res.stdout)["return_mean"] <= 0
+    evaluated = json.loads(res.stdout)["returns"]
+    cfg = RunDir(run).load_config()
+    spec = describe_env(make_env(cfg.env))
+    trained = cfg.algorithm.policy(cfg, spec)
+    trained.load_state_dict(torch.load(run / "policy.pt", weights_only=True))
+    torch.manual_seed(cfg.seed)
+    initial = cfg.algorithm.policy(cfg, spec)
+    assert float(trained.log_std.detach().abs().max()) > 0
+    assert float(initial.log_std.detach().abs().max()) == 0
+    assert evaluate_policy(trained, cfg.env, 2, seed=12345) == evaluated
+    assert evaluate_policy(initial, cfg.env, 2, seed=12345) != evaluated
 
 
 @pytest.mark.parametrize("algo", ["a2c", "ppo", "dqn", "a3c"])

@@ -1,16 +1,17 @@
-"""Collecting experience from an env vector: on-policy rollouts (A2C) and epsilon-greedy
-chunks of replay rows (DQN)."""
+"""Collecting experience from an env vector: on-policy rollouts (actor-critics) and
+epsilon-greedy chunks of replay rows (Q-learning). An algorithm picks one (or brings its own
+with the same ``collect``, ``state_dict``, ``load_state_dict`` and ``envs``)."""
 from __future__ import annotations
 
 from typing import Callable
 
 import numpy as np
 
-from mpirl.runtime import timing
 from mpirl.acting.envs import EnvVector
-from mpirl.nets.models import ActorCritic
-from mpirl.replay import ENDED, TERMINATED, VALID
 from mpirl.acting.messages import PackedArrays
+from mpirl.nets.actor_critic import ActorCritic
+from mpirl.replay import ENDED, TERMINATED, VALID
+from mpirl.runtime import timing
 
 
 class RolloutCollector:
@@ -22,7 +23,8 @@ class RolloutCollector:
 
     For Atari training, ``clip_rewards`` sends sign(reward), and ``episodic_life`` marks a lost
     life as an episode end for the returns (the game itself goes on); the episode statistics
-    always count true game returns.
+    always count true game returns. A message with a ``logp`` field also gets the behaviour
+    policy's log-probability of each action.
     """
 
     def __init__(self, model: ActorCritic, envs: EnvVector, n_steps: int, gamma: float,
@@ -37,10 +39,14 @@ class RolloutCollector:
         obs, actions, rewards, dones = out["obs"], out["actions"], out["rewards"], out["dones"]
         bootstrap = out["bootstrap"]
         bootstrap[:] = 0.0
+        logp = out.views.get("logp")
         for t in range(self.n_steps):
             obs[t] = envs.obs
             timing.switch("inference")
-            a = model.act(envs.obs, self.rng)
+            if logp is None:
+                a = model.act(envs.obs, self.rng)
+            else:
+                a, logp[t] = model.act_logp(envs.obs, self.rng)
             actions[t] = a
             timing.switch("env")
             _, r, terminated, truncated, final_obs = envs.step(model.to_env(a))

@@ -13,7 +13,7 @@ import gymnasium as gym
 import numpy as np
 
 from mpirl.config.fields import ConfigError
-
+from mpirl.runtime.rng import env_seed
 
 ATARI_FRAME_STACK = 4
 
@@ -117,13 +117,6 @@ def describe_env(env: gym.Env, env_id: str = "") -> EnvSpec:
                       "mpirl handles Discrete and Box actions")
 
 
-def env_seed(seed: int, rank: int, index: int, stream: int = 0, epoch: int = 0) -> int:
-    """A distinct, repeatable seed for env ``index`` on ``rank`` (stream 1 is for evaluation).
-    ``epoch`` > 0 gives fresh seeds for envs restarted on resume."""
-    key = [seed, stream, rank, index] + ([epoch] if epoch else [])
-    return int(np.random.SeedSequence(key).generate_state(1)[0])
-
-
 # Gymnasium's own modules whose envs keep all their state in plain attributes (numbers, arrays,
 # a numpy Generator): a snapshot of those attributes, wrappers included, resumes an episode in
 # progress exactly. Other envs (physics engines, emulators, your own) start new episodes.
@@ -196,7 +189,7 @@ class EnvVector:
     that report ``lives`` in their info, as Atari games do).
     """
 
-    def __init__(self, env_id: str, n: int, seed: int, rank: int, stream: int = 0):
+    def __init__(self, env_id: str, n: int, seed: int, rank: int, stream: str = "env"):
         self._seeding = (seed, rank, stream)
         self.envs = [make_env(env_id) for _ in range(n)]
         self.spec = describe_env(self.envs[0], env_id)

@@ -4,9 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from mpirl.acting.envs import EnvVector
-from mpirl.nets.models import ActorCritic
-
-EVAL_STREAM = 1
+from mpirl.nets.actor_critic import ActorCritic
 
 
 def evaluate_policy(model: ActorCritic, env_id: str, episodes: int, seed: int,
@@ -15,7 +13,7 @@ def evaluate_policy(model: ActorCritic, env_id: str, episodes: int, seed: int,
 
     ``index`` picks a different repeatable set of start states (one per evaluation round).
     """
-    envs = EnvVector(env_id, episodes, seed, rank=index, stream=EVAL_STREAM)
+    envs = EnvVector(env_id, episodes, seed, rank=index, stream="evaluation")
     returns: list[float | None] = [None] * episodes
     rng = np.random.default_rng(0)  # unused by deterministic actions
     try:

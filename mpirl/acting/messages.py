@@ -1,5 +1,11 @@
-"""Rollout messages: several named arrays of mixed dtypes packed into one preallocated byte
-buffer, so an actor sends a whole rollout as one MPI message through the buffer interface."""
+"""The messages acting ranks send: several named arrays of mixed dtypes packed into one
+preallocated byte buffer, so an actor sends a whole rollout as one MPI message through the
+buffer interface.
+
+An algorithm declares its experience fields (``rollout_fields``, ``transition_fields`` or its
+own); every message also carries the report fields (``report_fields``), which the execution
+model fills: finished episodes, a stop request, the sender's time breakdown.
+"""
 from __future__ import annotations
 
 import numpy as np
@@ -9,6 +15,9 @@ from mpirl.runtime.timing import CATEGORIES
 
 _ALIGN = 16
 
+# name -> (shape, dtype) of each array of a message
+Fields = dict[str, tuple[tuple[int, ...], np.dtype]]
+
 
 class PackedArrays:
     """Named numpy views into one contiguous uint8 ``buffer``.
@@ -17,7 +26,7 @@ class PackedArrays:
     same byte layout, so one's ``buffer`` can be received straight into the other's.
     """
 
-    def __init__(self, fields: dict[str, tuple[tuple[int, ...], np.dtype]]):
+    def __init__(self, fields: Fields):
         self.fields = fields
         offsets, offset = {}, 0
         for name, (shape, dtype) in fields.items():
@@ -39,7 +48,7 @@ class PackedArrays:
 EPISODE_STATS = 3
 
 
-def _report_fields():
+def report_fields() -> Fields:
     """What every acting rank's message carries besides its experience."""
     return {
         "episodes": ((EPISODE_STATS,), np.dtype(np.float64)),
@@ -54,10 +63,12 @@ def _report_fields():
 ON_POLICY_KEYS = ("obs", "actions", "rewards", "dones", "bootstrap")
 
 
-def rollout_fields(spec: EnvSpec, n_steps: int, n_envs: int):
-    """The arrays of one on-policy rollout of ``n_steps`` steps from ``n_envs`` envs."""
+def rollout_fields(spec: EnvSpec, n_steps: int, n_envs: int, logp: bool = False) -> Fields:
+    """The arrays of one on-policy rollout of ``n_steps`` steps from ``n_envs`` envs.
+    ``logp`` adds the behaviour policy's log-probability of each action taken, for learners
+    that train on rollouts of older weights."""
     T, N = n_steps, n_envs
-    return {
+    fields = {
         "obs": ((T + 1, N, *spec.obs_shape), spec.obs_dtype),
         "actions": ((T, N, *spec.action_shape), spec.action_dtype),
         "rewards": ((T, N), np.dtype(np.float32)),
@@ -65,11 +76,13 @@ def rollout_fields(spec: EnvSpec, n_steps: int, n_envs: int):
         # gamma x V(final observation) where an episode was cut off by a time limit, else 0:
         # kept apart from the rewards so that learners can scale rewards without scaling it
         "bootstrap": ((T, N), np.dtype(np.float32)),
-        **_report_fields(),
     }
+    if logp:
+        fields["logp"] = ((T, N), np.dtype(np.float32))
+    return fields
 
 
-def transition_fields(spec: EnvSpec, n_steps: int, n_envs: int):
+def transition_fields(spec: EnvSpec, n_steps: int, n_envs: int) -> Fields:
     """The arrays of one chunk of off-policy experience: ``n_steps`` rows from ``n_envs`` envs,
     laid out as the rows of a replay shard (see ``mpirl.replay.shard``)."""
     T, N = n_steps, n_envs
@@ -78,5 +91,4 @@ def transition_fields(spec: EnvSpec, n_steps: int, n_envs: int):
         "actions": ((T, N, *spec.action_shape), spec.action_dtype),
         "rewards": ((T, N), np.dtype(np.float32)),
         "flags": ((T, N), np.dtype(np.uint8)),
-        **_report_fields(),
     }

@@ -1,8 +1,9 @@
-"""Algorithms: losses and update rules over batches of tensors. No MPI, no environments."""
-from mpirl.algos.a2c import A2C, a2c_loss
-from mpirl.algos.dqn import DQN, actor_epsilon, double_dqn_targets, dqn_loss
-from mpirl.algos.ppo import PPO, ppo_loss
-from mpirl.algos.returns import gae
+"""Algorithms, each a plug-in: a package that declares everything that makes it itself
+(``api.Algorithm``) and registers it once (``registry``).
 
-__all__ = ["A2C", "DQN", "PPO", "a2c_loss", "actor_epsilon", "double_dqn_targets", "dqn_loss",
-           "gae", "ppo_loss"]
+Built in: ``a2c``, ``ppo``, ``dqn`` (synchronous learners and actors) and ``a3c`` (parameter
+servers). Beside them, what several share: ``actor_critic`` (options, policy and rollouts of
+the actor-critics), ``onpolicy`` (their synchronous learners' common part), ``returns`` (GAE),
+``normalization`` and ``moments`` (statistics kept identical on every learner), ``optim``.
+Losses and update rules are functions of tensors, with no MPI and no environments.
+"""

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from mpirl import comm
 from mpirl.algos.moments import Moments
 
 REWARD_CLIP = 10.0
@@ -23,6 +22,7 @@ def merge_over(comm_, local: list[Moments]) -> list[Moments]:
     of ``local``, in rank order."""
     if comm_ is None or comm_.Get_size() == 1:
         return [Moments(m.shape).merge(m) for m in local]
+    from mpirl import comm  # MPI only where there is a communicator
     packed = np.concatenate([m.pack() for m in local])
     parts = comm.allgather_(comm_, packed, what="the other learners at a statistics merge")
     out = [Moments(m.shape) for m in local]

@@ -7,8 +7,8 @@ from mpirl.comm.core import (HANDOFF_SLEEP_S, CommTimeout, RoleComms, abort, all
                              allreduce_sum_, announce_arrival, barrier, broadcast_,
                              broadcast_object, first_error, gather_objects, gather_to_root, irecv,
                              irecv_all, isend, isend_all, node_local, raw_allreduce_sum_, recv,
-                             rendezvous, scatter_objects, send, set_comm_timeout, split_roles,
-                             test, wait, wait_any, world)
+                             rendezvous, scatter_objects, send, set_comm_timeout, split_roles, test,
+                             wait, wait_any, world)
 from mpirl.comm.gradsync import FlatParameters, GradientAverager, broadcast_parameters
 from mpirl.execution.layout import Layout, plan_layout
 

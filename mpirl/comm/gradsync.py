@@ -7,27 +7,27 @@ the gradient of the global mean loss and can clip (``clip_norm_``) and step iden
 ``announce`` lets the learners' rendezvous complete while they compute; without it,
 ``average`` meets the others first and then reduces.
 
-A few ``extras`` slots ride along in the same buffer: values every learner adds up with the
-gradients (stop requests, checkpoint triggers), so control decisions that all learners must
-share cost no extra collective. One slot is the averager's own: it counts learners whose loss
-was not finite, and with the gradient's norm it tells every learner, identically, whether the
-update is sound (``finite``).
+A few named ``extras`` slots ride along in the same buffer: values every learner adds up with
+the gradients (an algorithm's approximate KL, say), so values that all learners must share cost
+no extra collective. A ``control`` object's values (a stop request, a checkpoint due) ride the
+same way in every allreduce: the run's decisions need no collective of their own. One slot is
+the averager's own: it counts learners whose loss was not finite, and with the gradient's norm
+it tells every learner, identically, whether the update is sound (``finite``).
 
-Each parameter's ``.grad`` is a view into the flat buffer, so backward writes straight into it and
-no packing copy is needed. On CUDA the buffer is staged through one pinned host array (one copy
-each way) unless ``cuda_aware`` says the MPI library reads device memory itself.
+Each parameter's ``.grad`` is a view into the flat buffer, so backward writes straight into it
+and no packing copy is needed. The slots after the gradient live in host memory. On CUDA the
+gradient is staged through one pinned host array that also holds the slots (one copy each way).
 """
 from __future__ import annotations
 
 import math
-from typing import Iterable
+from typing import Iterable, Sequence
 
 import numpy as np
 import torch
 
+from mpirl.comm.core import Comm, announce_arrival, broadcast_, raw_allreduce_sum_, rendezvous
 from mpirl.runtime import timing
-from mpirl.comm.core import (Comm, announce_arrival, broadcast_, raw_allreduce_sum_,
-                             rendezvous)
 
 
 class GradientAverager:
@@ -37,35 +37,49 @@ class GradientAverager:
     scales the local loss by ``share``, so the sum over learners is the exact gradient of the
     mean loss over the whole batch, uneven batches included, with no pass over the gradient
     buffer. Default: equal shares.
+
+    ``extras`` names caller-owned slots (``extras[slots[name]]``, a float array), summed over the
+    learners by ``average``: set them before every ``average``. ``control`` (an object with
+    ``local`` and ``summed`` arrays and a ``reduced`` flag, ``mpirl.algos.api.Control``) has
+    its ``local`` values summed into ``summed`` by every ``average``.
     """
 
     def __init__(self, params: Iterable[torch.nn.Parameter], comm: Comm | None,
-                 share: float | None = None, extras: int = 0):
+                 share: float | None = None, extras: Sequence[str] = (), control=None):
         self.params = [p for p in params if p.requires_grad]
         self.comm = comm
         self.size = 1 if comm is None else comm.Get_size()
         self.share = (1.0 / self.size) if share is None else float(share)
         device = self.params[0].device
         dtype = self.params[0].dtype
-        self.numel = sum(p.numel() for p in self.params)
-        self.buffer = torch.zeros(self.numel + 1 + extras, device=device, dtype=dtype)
-        self.flat = self.buffer[:self.numel]  # the gradient
-        self._nonfinite = self.buffer[self.numel:self.numel + 1]
-        # caller-owned slots, summed over learners by ``average``; set them every update
-        self.extras = self.buffer[self.numel + 1:]
+        self.numel = n = sum(p.numel() for p in self.params)
+        self.control = control
+        controls = 0 if control is None else len(control.local)
+        tail = 1 + controls + len(extras)  # the non-finite flag, control values, extras
+        self._host = None
+        if device.type == "cpu":  # one buffer: the gradient, then the slots
+            self.buffer = torch.zeros(n + tail, dtype=dtype)
+            self.flat = self.buffer[:n]
+            host = self.buffer.numpy()
+        else:  # the gradient on the device; a pinned host copy of it, then the slots
+            self.flat = torch.zeros(n, device=device, dtype=dtype)
+            self._host = torch.zeros(n + tail, dtype=dtype, pin_memory=True)
+            host = self._host.numpy()
+        self._reduced = host  # what the allreduce sums
+        self._nonfinite = host[n:n + 1]
+        self._control = host[n + 1:n + 1 + controls]
+        self.extras = host[n + 1 + controls:]
+        self.slots = {name: i for i, name in enumerate(extras)}
         # after ``average`` and ``clip_norm_``: every loss and the summed gradient are finite
         # (the same answer on every learner)
         self.finite = True
         offset = 0
         for p in self.params:
-            n = p.numel()
-            p.grad = self.flat[offset:offset + n].view_as(p)
-            offset += n
+            k = p.numel()
+            p.grad = self.flat[offset:offset + k].view_as(p)
+            offset += k
         self._checked = False
         self._arrival = None
-        self._host = None
-        if device.type != "cpu":
-            self._host = torch.zeros(self.buffer.numel(), dtype=dtype, pin_memory=True)
 
     def announce(self) -> None:
         """Tell the other learners this one is computing its gradient (call before forward)."""
@@ -74,7 +88,11 @@ class GradientAverager:
 
     def zero_grad(self) -> None:
         """Clear the gradient and the flag slot (not ``extras``: set those each update)."""
-        self.buffer[:self.numel + 1].zero_()
+        if self._host is None:
+            self.buffer[:self.numel + 1].zero_()
+        else:
+            self.flat.zero_()
+            self._nonfinite[0] = 0.0
 
     def backward(self, loss: torch.Tensor) -> None:
         """Backpropagate this learner's mean loss, weighted by its share of the global batch.
@@ -88,7 +106,7 @@ class GradientAverager:
         finite = (math.isfinite(loss) if isinstance(loss, float)
                   else bool(torch.isfinite(loss.detach())))
         if not finite:
-            self._nonfinite.fill_(1.0)
+            self._nonfinite[0] = 1.0
 
     def _check_views(self) -> None:
         start = self.flat.data_ptr()
@@ -104,20 +122,25 @@ class GradientAverager:
         if not self._checked:
             self._check_views()
             self._checked = True
+        control = self.control
+        if control is not None:  # summed afresh by every allreduce
+            self._control[:] = control.local
         if self.size > 1:
             arrival, self._arrival = self._arrival, None
-            host = self.buffer.numpy() if self._host is None else self._host.numpy()
             if self._host is not None:
-                self._host.copy_(self.buffer)
+                self._host[:self.numel].copy_(self.flat)
             # as allreduce_sum_, in two timed parts: waiting on peers, then the reduction
             timing.switch("wait_learners")
             rendezvous(self.comm, arrival, what="the other learners at the gradient allreduce")
             timing.switch("allreduce")
-            raw_allreduce_sum_(self.comm, host)
+            raw_allreduce_sum_(self.comm, self._reduced)
             if self._host is not None:
-                self.buffer.copy_(self._host, non_blocking=False)
+                self.flat.copy_(self._host[:self.numel], non_blocking=False)
+        if control is not None:
+            control.summed[:] = self._control
+            control.reduced = True
         timing.switch("optimizer")  # what follows the averaging: clipping, the step
-        self.finite = float(self._nonfinite) == 0.0
+        self.finite = float(self._nonfinite[0]) == 0.0
         return self.flat
 
     def clip_norm_(self, max_norm: float) -> float:

@@ -1,19 +1,24 @@
-"""Where a run's configuration comes from: defaults < ``--config FILE`` (YAML or TOML, or a
-preset shipped in ``mpirl/presets``) < flags given on the command line; on ``--resume``, the
-saved config, with the changes the user may make.
+"""Where a run's configuration comes from: defaults (the chosen algorithm's where it has its
+own) < ``--config FILE`` (YAML or TOML, or a preset shipped in ``mpirl/presets``) < flags given
+on the command line; on ``--resume``, the saved config, with the changes the user may make.
+
+The user may set only fields the chosen algorithm reads: ``--clip-range`` with ``--algo dqn``
+is refused, naming the algorithms it belongs to.
 """
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 from pathlib import Path
 from typing import Any, Sequence
 
 import yaml
 
-from mpirl.config.fields import ConfigError
-from mpirl.config.schema import ALGO_DEFAULTS, Config, cli_flag, coerce, field_from_flag, field_types
+from mpirl.algos import registry
+from mpirl.config.fields import ConfigError, OptionInfo, cli_flag, field_from_flag, group_title
+from mpirl.config.general import GeneralOptions
+from mpirl.config.schema import (Config, algorithm_defaults, coerce, field_types, option_groups,
+                                 owners_text, schema, unused_fields)
 
 try:
     import tomllib
@@ -21,6 +26,8 @@ except ModuleNotFoundError:  # Python 3.10: the same parser, as a package
     import tomli as tomllib
 
 PRESETS = Path(__file__).resolve().parent.parent / "presets"
+# values that set up a run rather than configure it: never refused as another algorithm's
+_ANY_ALGORITHM = frozenset({"config", "resume", "auto_resume", "override"})
 
 
 def resolve_config_path(path: str | os.PathLike) -> Path:
@@ -65,69 +72,120 @@ class _ArgumentParser(argparse.ArgumentParser):
         raise ConfigError(message)
 
 
+def _add(parser, f: OptionInfo, algorithms: list[str]) -> None:
+    kind, flag = f.type, "--" + cli_flag(f.name)
+    help_ = f.help
+    if f.name == "algo":
+        known = registry.algorithms()
+        help_ += " " + "; ".join(f"{name}: {a.description}" for name, a in known.items()) + "."
+        choices = list(known)
+    else:
+        choices = f.choices
+    others = [f"{name}: {registry.get(name).defaults[f.name]}" for name in algorithms
+              if f.name in registry.get(name).defaults]
+    if others:
+        help_ += f" (default {f.default}; {', '.join(others)})"
+    if kind.startswith("bool"):
+        parser.add_argument(flag, action=argparse.BooleanOptionalAction, help=help_)
+    elif kind.startswith("list"):
+        item = field_from_flag if "str" in kind else int
+        parser.add_argument(flag, type=item, nargs="+", help=help_)
+    elif kind.startswith("int"):
+        parser.add_argument(flag, type=int, help=help_)
+    elif kind.startswith("float"):
+        parser.add_argument(flag, type=float, help=help_)
+    else:
+        parser.add_argument(flag, type=str, choices=choices, help=help_)
+
+
 def build_parser() -> argparse.ArgumentParser:
+    """``python -m mpirl.train``'s flags: the general ones, then one section per option group,
+    titled with the algorithms that read it."""
     parser = _ArgumentParser(prog="python -m mpirl.train",
                              description="Train an RL agent on MPI ranks (run under mpirun/srun).",
                              argument_default=argparse.SUPPRESS)
-    for f in dataclasses.fields(Config):
-        kind = str(f.type)
-        flag = "--" + cli_flag(f.name)
-        help_ = f.metadata["help"]
-        others = [f"{algo}: {d[f.name]}" for algo, d in ALGO_DEFAULTS.items() if f.name in d]
-        if others:
-            help_ += f" (default {f.default}; {', '.join(others)})"
-        choices = f.metadata.get("choices")
-        if kind.startswith("bool"):
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, help=help_)
-        elif kind.startswith("list"):
-            item = field_from_flag if "str" in kind else int
-            parser.add_argument(flag, type=item, nargs="+", help=help_)
-        elif kind.startswith("int"):
-            parser.add_argument(flag, type=int, help=help_)
-        elif kind.startswith("float"):
-            parser.add_argument(flag, type=float, help=help_)
-        else:
-            parser.add_argument(flag, type=str, choices=choices, help=help_)
+    fields = schema()
+    every = list(registry.algorithms())
+    general = parser.add_argument_group(group_title(GeneralOptions))
+    for f in fields.values():
+        if f.group is GeneralOptions:
+            _add(general, f, every)
+    for group, algorithms in option_groups():
+        section = parser.add_argument_group(f"{group_title(group)} ({', '.join(algorithms)})")
+        for f in fields.values():
+            if f.group is group:
+                _add(section, f, algorithms)
     return parser
+
+
+def _refuse_unused(algo: str, values: dict[str, Any], where: str | None = None) -> None:
+    """ConfigError if ``values`` set a field the algorithm does not read."""
+    if algo not in registry.algorithms():
+        return  # validation reports the unknown algorithm
+    for name, owners in unused_fields(algo, [n for n in values if n not in _ANY_ALGORITHM]):
+        what = f"key '{name}' in config file {where}" if where else f"--{cli_flag(name)}"
+        raise ConfigError(f"{what} is an option of {owners_text(owners)}, not of --algo "
+                          f"{algo}")
+
+
+def _read(argv: Sequence[str] | None) -> tuple[dict[str, Any], dict[str, Any], str | None]:
+    """(the --config file's values, the flags given, the file's path)."""
+    flags = vars(build_parser().parse_args(argv))
+    if not flags.get("config"):
+        return {}, flags, None
+    return load_config_file(flags["config"]), flags, str(resolve_config_path(flags["config"]))
 
 
 def given_values(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """The values the user set: the --config file's, then the flags given (no defaults)."""
-    args = vars(build_parser().parse_args(argv))
-    values: dict[str, Any] = {}
-    if args.get("config"):
-        values.update(load_config_file(args["config"]))
-    values.update(args)
-    return values
+    from_file, flags, _ = _read(argv)
+    return {**from_file, **flags}
+
+
+def refuse_other_algorithms(argv: Sequence[str] | None = None) -> None:
+    """ConfigError if the file or the flags set a field the chosen algorithm does not read.
+    (A resumed run's algorithm is the saved one: ``resumed_config`` checks against it.)"""
+    _refuse_given(*_read(argv))
+
+
+def _refuse_given(from_file: dict[str, Any], flags: dict[str, Any], path: str | None) -> None:
+    algo = flags.get("algo", from_file.get("algo", GeneralOptions.algo))
+    _refuse_unused(algo, from_file, path)
+    _refuse_unused(algo, flags)
 
 
 def _build(values: dict[str, Any]) -> Config:
-    values = {**ALGO_DEFAULTS.get(values.get("algo", "a2c"), {}), **values}
+    values = {**algorithm_defaults(values.get("algo", GeneralOptions.algo)), **values}
     cfg = Config(**values)
-    cfg.hidden_sizes = list(cfg.hidden_sizes)
-    cfg.override = list(cfg.override)
     cfg.validate()
     return cfg
 
 
 def parse_config(argv: Sequence[str] | None = None) -> Config:
-    """Defaults, then the --config file, then the flags. Raises ConfigError on bad input."""
-    return _build(given_values(argv))
+    """Defaults, then the --config file, then the flags. Raises ConfigError on bad input,
+    and, for a new run (no --resume or --auto-resume), on a field the chosen algorithm does
+    not read."""
+    from_file, flags, path = _read(argv)
+    values = {**from_file, **flags}
+    if not (values.get("resume") or values.get("auto_resume")):
+        _refuse_given(from_file, flags, path)
+    return _build(values)
 
 
 # Fields that change how a run executes or reports, not what it computes: a resumed run may
-# set them freely. ``learners`` re-lays the ranks out; ``device`` and ``precision`` change only
-# rounding (weights and optimizer state are float32 either way).
+# set them freely. ``learners`` and ``servers`` re-lay the ranks out; ``device``, ``precision``
+# and ``autograd`` change only rounding (weights and optimizer state are float32 either way).
 RESUME_FREE = frozenset({"resume", "auto_resume", "override", "config", "run_dir", "quiet",
-                         "tensorboard", "torch_threads", "device", "precision", "learners",
-                         "servers", "comm_timeout", "checkpoint_every", "checkpoint_minutes",
-                         "keep_checkpoints", "nonfinite", "timing"})
+                         "tensorboard", "torch_threads", "device", "precision", "autograd",
+                         "learners", "servers", "comm_timeout", "checkpoint_every",
+                         "checkpoint_minutes", "keep_checkpoints", "nonfinite", "timing"})
 
 
 def resumed_config(saved: dict[str, Any], given: dict[str, Any]) -> Config:
     """The config of a resumed run: the saved one, with the given values that are free to
     change or named in ``given['override']``. Any other difference is a ConfigError."""
     base = config_from_dict(saved).to_dict()
+    _refuse_unused(base["algo"], given)
     override = set(given.get("override", ()))
     changed = []
     for name, value in given.items():
@@ -145,7 +203,7 @@ def resumed_config(saved: dict[str, Any], given: dict[str, Any]) -> Config:
 
 
 def config_from_dict(d: dict[str, Any]) -> Config:
-    """Rebuild a Config from a saved config.yaml mapping."""
+    """Rebuild a Config from a saved config.yaml mapping. Fields no registered algorithm
+    declares (a plug-in's, when it is not loaded) are left out."""
     known = set(field_types())
-    cfg = Config(**{k: coerce(k, v) for k, v in d.items() if k in known})
-    return cfg
+    return Config(**{k: coerce(k, v) for k, v in d.items() if k in known})

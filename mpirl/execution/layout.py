@@ -4,7 +4,7 @@ Synchronous algorithms: ranks ``0 .. L-1`` are learners and the rest are actors;
 (counting actors from 0) serves learner ``j % L``. When the world has no rank left over for
 actors, every learner steps its own environments (with one rank, that rank acts and learns).
 
-Asynchronous algorithms (A3C): ranks ``0 .. S-1`` are parameter servers and the rest are
+Parameter servers (A3C): ranks ``0 .. S-1`` are parameter servers and the rest are
 workers that act and compute gradients; the same arithmetic holds with servers in the
 learners' place (``servers=True`` only renames the roles).
 """
@@ -12,7 +12,34 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mpirl.config.fields import ConfigError
+from mpirl.config.fields import ConfigError, non_negative, option, require
+
+
+@dataclass
+class LearnerOptions:
+    """synchronous learners and actors"""
+
+    learners: int = option(1, "Number of learner ranks; the other ranks are actors.")
+
+    @staticmethod
+    def validate(cfg) -> None:
+        require(cfg.learners > 0, f"--learners must be positive, got {cfg.learners}")
+
+
+@dataclass
+class ServerOptions:
+    """asynchronous workers and parameter servers"""
+
+    servers: int = option(1, "Parameter-server ranks (the first ranks); the others are "
+                          "workers. The weight vector is split evenly over the servers.")
+    max_staleness: int = option(
+        0, "A server drops gradients computed from weights more than this many of its "
+        "updates old (counted in progress.csv); 0 = apply every gradient.")
+
+    @staticmethod
+    def validate(cfg) -> None:
+        require(cfg.servers >= 1, f"--servers must be at least 1, got {cfg.servers}")
+        non_negative(cfg, "max_staleness")
 
 
 @dataclass(frozen=True)
@@ -82,10 +109,3 @@ def plan_server_layout(size: int, servers: int) -> Layout:
             f"one rank besides the parameter servers; launch at least {servers + 1} ranks "
             f"(mpirun -n {servers + 1} or more) or use fewer --servers")
     return Layout(size=size, learners=servers, servers=True)
-
-
-def plan_for(algo: str, size: int, learners: int, servers: int) -> Layout:
-    """The layout a run of ``algo`` uses on ``size`` ranks (raises ConfigError)."""
-    if algo == "a3c":
-        return plan_server_layout(size, servers)
-    return plan_layout(size, learners)

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mpirl.files.checkpoint import Checkpoint, CheckpointError
 from mpirl.config.fields import ConfigError
 from mpirl.config.schema import Config
 from mpirl.config.sources import resumed_config
 from mpirl.execution.layout import Layout
+from mpirl.files.checkpoint import Checkpoint, CheckpointError
 from mpirl.files.rundir import RunDir
 
 # The config fields that shape each rank's saved state: it only fits the same values.
@@ -36,10 +36,36 @@ def load_for_resume(run_dir: str, given: dict) -> tuple[Config, Checkpoint, list
     except CheckpointError as e:
         raise ConfigError(f"--resume {run_dir}: {e}") from None
     notes = [f"skipping checkpoint: {s}" for s in skipped]
+    upgrade(ckpt)
     cfg = resumed_config(ckpt.meta["config"], dict(given, run_dir=str(rd.path)))
     notes.append(f"resuming from {ckpt.path} (env step {ckpt.env_steps:,}, "
                  f"update {ckpt.meta['iteration']:,})")
     return cfg, ckpt, notes
+
+
+def upgrade(ckpt: Checkpoint) -> None:
+    """Bring a checkpoint written before state layout 2 to it, in place.
+
+    Layout 1 kept a synchronous learner's optimizer state beside the weights (``shared
+    ["optimizer"]``) and DQN's weight-publication count inside the trainer's state
+    (``shared["trainer"]["published_at"]``); layout 2 keeps the optimizer in the trainer's
+    state and the publication apart. Layout 1's parameter-server counters named the update
+    count ``iterations`` and the skipped gradients ``skipped``, and had no evaluation time.
+    """
+    if ckpt.meta.get("state_layout", 1) >= 2:
+        return
+    shared = ckpt.shared
+    counters = shared.get("counters", {})
+    if "iterations" in counters:  # a parameter-server run
+        counters["iteration"] = counters.pop("iterations")
+        counters["skipped_updates"] = counters.pop("skipped")
+        counters.setdefault("eval_time_s", 0.0)
+    if "optimizer" in shared:
+        trainer = shared.setdefault("trainer", {})
+        trainer["optimizer"] = shared.pop("optimizer")
+        if "published_at" in trainer:
+            shared["publication"] = {"published_at": trainer.pop("published_at")}
+    ckpt.meta["state_layout"] = 2
 
 
 def same_layout(ckpt: Checkpoint, cfg: Config, layout: Layout) -> bool:

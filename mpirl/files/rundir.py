@@ -9,10 +9,10 @@ from pathlib import Path
 import torch
 import yaml
 
-from mpirl.files.checkpoint import CheckpointStore
 from mpirl.config.fields import ConfigError
 from mpirl.config.schema import Config
 from mpirl.config.sources import config_from_dict
+from mpirl.files.checkpoint import CheckpointStore
 
 POLICY_FILE = "policy.pt"
 CHECKPOINT_DIR = "checkpoints"

@@ -7,10 +7,10 @@ reinforcement learning: A3C (``mpirl.execution.server``) and the tabular Q-learn
 (``examples/tabular_q_server.py``) are two users.
 """
 from mpirl.ps.client import ParameterClient
-from mpirl.ps.messages import (BYE, FETCH, GRADIENT, HEADER, PAUSE, SKIP, Message,
-                               shard_bounds)
+from mpirl.ps.messages import BYE, FETCH, GRADIENT, HEADER, PAUSE, SKIP, Message, shard_bounds
 from mpirl.ps.rules import OptimizerRule, SGDRule
 from mpirl.ps.server import ParameterServer, ServerHooks, ServerStats
 
-__all__ = ["BYE", "FETCH", "GRADIENT", "HEADER", "PAUSE", "SKIP", "Message", "OptimizerRule", "ParameterClient",
-           "ParameterServer", "SGDRule", "ServerHooks", "ServerStats", "shard_bounds"]
+__all__ = ["BYE", "FETCH", "GRADIENT", "HEADER", "PAUSE", "SKIP", "Message", "OptimizerRule",
+           "ParameterClient", "ParameterServer", "SGDRule", "ServerHooks", "ServerStats",
+           "shard_bounds"]

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from mpirl import comm
-from mpirl.runtime import signals
 from mpirl.ps.messages import (BYE, FETCH, GRAD_TAG, GRADIENT, PAUSE, REPLY_SLOTS, REPLY_TAG,
                                REPORT_SLOTS, STATS_TAG, Message)
+from mpirl.runtime import signals
 
 # the counters a server sends the lead: see ServerStats.to_array
 STATS_SIZE = 9

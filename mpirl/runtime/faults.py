@@ -34,6 +34,11 @@ def parse(text: str) -> dict[tuple[int, int], str]:
     return plan
 
 
+def poison_rewards(message) -> None:
+    """The "nan" fault: NaN in a message's rewards, so the loss becomes NaN."""
+    message["rewards"][:] = float("nan")
+
+
 class Faults:
     def __init__(self, rank: int, text: str | None = None):
         self.rank = rank

@@ -1,16 +1,16 @@
-"""An A3C server rank: serve its slice, join checkpoints when the workers pause, and at the end
-assemble the final weights on the lead."""
+"""A parameter-server rank: serve its slice, join checkpoints when the workers pause, and at the
+end assemble the final weights on the lead."""
 from __future__ import annotations
 
 import numpy as np
 
 from mpirl import comm
-from mpirl.runtime import exit_codes
-from mpirl.ps import OptimizerRule, ParameterServer, shard_bounds
-from mpirl.execution.server.lead import A3CLead, A3CServerHooks
 from mpirl.execution.checkpointing import Checkpointer
+from mpirl.execution.server.lead import Follower, Lead
 from mpirl.execution.setup import RunSetup
 from mpirl.files.rundir import RunDir
+from mpirl.ps import OptimizerRule, ParameterServer, shard_bounds
+from mpirl.runtime import exit_codes
 
 
 def run_server(setup: RunSetup, comms: comm.RoleComms, run_dir: RunDir,
@@ -29,14 +29,17 @@ def run_server(setup: RunSetup, comms: comm.RoleComms, run_dir: RunDir,
         values = np.array(own["values"], dtype=np.float32)
     else:
         full = shared["weights"].numpy() if shared is not None else \
-            comm.FlatParameters(setup.make_model("cpu")).vector.numpy()
+            comm.FlatParameters(setup.make_policy("cpu")).vector.numpy()
         values = np.array(full[lo:hi], dtype=np.float32)
     rule = OptimizerRule(values, setup.cfg.optimizer, setup.cfg.lr)
     if own is not None:
         rule.optimizer.load_state_dict(own["optimizer"])
     counters = shared["counters"] if shared is not None else None
-    hooks = (A3CLead(setup, rule, run_dir, counters) if index == 0 else
-             A3CServerHooks(setup, rule, index, counters["env_steps"] if counters else 0))
+    if index == 0:
+        hooks = Lead(setup, rule, run_dir, setup.algorithm.worker.stat_keys, counters,
+                     segment=resume["epoch"] if resume else 0)
+    else:
+        hooks = Follower(setup, rule, index, counters["env_steps"] if counters else 0)
     server = ParameterServer(comms.world, index, list(range(lay.learners)),
                              list(range(lay.learners, lay.size)), values, rule,
                              setup.cfg.max_staleness, hooks,
@@ -61,7 +64,7 @@ def run_server(setup: RunSetup, comms: comm.RoleComms, run_dir: RunDir,
                     "version": server.version}
             result = checkpointer.save(mine, ckpt, meta)
             if parts is not None:
-                hooks.logger.checkpoint(result)
+                hooks.run.logger.checkpoint(result)
         if not server.paused:
             break
         if parts is not None:
@@ -69,14 +72,3 @@ def run_server(setup: RunSetup, comms: comm.RoleComms, run_dir: RunDir,
     if parts is not None:
         hooks.finish(final, all_stats, checkpointer.last)
     return int(code[0])
-
-
-def describe(setup: RunSetup) -> str:
-    lay, cfg = setup.layout, setup.cfg
-    sizes = [hi - lo for lo, hi in shard_bounds(setup.n_params, lay.learners)]
-    return (f"mpirl: a3c on {cfg.env}: {lay.size} rank(s): {lay.learners} parameter "
-            f"server(s), {lay.actors} worker(s); {cfg.envs_per_actor} envs x {cfg.n_steps} "
-            f"steps per gradient; model {setup.n_params:,} parameters in slices of "
-            f"{min(sizes):,}-{max(sizes):,}; "
-            f"max staleness {cfg.max_staleness or 'unlimited'}")
-

@@ -1,49 +1,30 @@
-"""The synchronous learner loop: weights out to actors, rollouts in, one averaged update.
+"""The synchronous learner loop: messages in from the experience source, the algorithm's
+averaged updates, weights out to the actors.
 
 Every learner runs the same number of iterations, so collectives line up without negotiation.
 Data-dependent decisions are shared before anyone acts on them: the target-return stop is made
-by learner 0 and broadcast; stop requests (signals), time-based checkpoint triggers and the
-non-finite verdict ride in the gradient allreduce, so every learner sees the same sums.
+by learner 0 and broadcast; stop requests (signals) and time-based checkpoint triggers ride in
+the trainer's gradient allreduces (``mpirl.algos.api.Control``), and its non-finite verdict is
+the averager's, the same on every learner.
 """
 from __future__ import annotations
 
-import dataclasses
 import math
-import sys
 import time
 
 import numpy as np
 import torch
 
 from mpirl import comm
-from mpirl.runtime import exit_codes, signals, timing
 from mpirl.acting.evaluation import evaluate_policy
-from mpirl.runtime.faults import Faults
-from mpirl.files.logger import ProgressLogger
-from mpirl.execution.sync.actor import SAVE, STOP
-from mpirl.execution.sync.actor_link import ActorLink
+from mpirl.algos.api import Control, LearnerContext
 from mpirl.execution.checkpointing import Checkpointer, restore_process_rng_state
-from mpirl.execution.report import checkpoint_meta, episode_columns, run_summary
+from mpirl.execution.progress import RunProgress
 from mpirl.execution.setup import RunSetup
-from mpirl.execution.sync.trainers import make_optimizer, trainer_class
+from mpirl.execution.sync.sources import ExperienceSource, RemoteActors, SelfActing
 from mpirl.files.rundir import RunDir
-
-
-@dataclasses.dataclass
-class Counters:
-    """Where the run stands. Identical on every learner; saved in checkpoints."""
-
-    iteration: int = 0            # updates done
-    env_steps: int = 0
-    time_s: float = 0.0           # training time of the segments before this one
-    eval_time_s: float = 0.0
-    next_log: int = 0
-    next_eval: int | None = None
-    evals: int = 0
-    last_eval: list | None = None   # [env_steps, mean, std]
-    target_hit: list | None = None  # [env_steps, time_s]
-    skipped_updates: int = 0
-    segment: int = 0              # 0 for a fresh run, +1 per resume
+from mpirl.runtime import exit_codes, signals, timing
+from mpirl.runtime.faults import Faults, poison_rewards
 
 
 def choose_device(cfg, learners_comm) -> torch.device:
@@ -67,282 +48,219 @@ class Learner:
         self.checkpointer = checkpointer
         self.lead = comms.learners.Get_rank() == 0
         self.device = choose_device(cfg, comms.learners)
-        self.model = setup.make_model(self.device)
-        self.params = comm.FlatParameters(self.model)
+        self.policy = setup.make_policy(self.device)
+        self.params = comm.FlatParameters(self.policy)
         comm.broadcast_parameters(self.params, comms.learners)
         if self.device.type == "cpu":
-            # send straight from the parameters; the model itself acts and evaluates
+            # send straight from the parameters; the policy itself acts and evaluates
             self.weights = self.params.vector.numpy()
-            self.acting_model, self._acting_params = self.model, None
+            self.acting_policy, self._acting_params = self.policy, None
         else:
             self.weights = np.zeros(self.params.numel, dtype=np.float32)
-            self.acting_model = setup.make_model("cpu")  # for self-acting and evaluation
-            self._acting_params = comm.FlatParameters(self.acting_model)
-        kind = trainer_class(cfg)
-        # extras: [stop requested, checkpoint due by time, the trainer's own], summed over
-        # learners
-        self.averager = comm.GradientAverager(self.model.parameters(), comms.learners,
-                                              share=kind.batch_share(setup, comms.rank),
-                                              extras=2 + kind.extra_slots)
-        if kind.flat_optimizer:  # one flat parameter whose gradient is the averaged buffer
-            # the trainable parameters come first in the model (normalizer statistics last)
-            flat = torch.nn.Parameter(self.params.vector[:self.averager.numel],
-                                      requires_grad=False)
-            flat.grad = self.averager.flat
-            self.optimizer = kind.flat_optimizer_for(cfg, flat)
-        else:
-            self.optimizer = make_optimizer(cfg, self.model.parameters())
-        self.epoch = resume["epoch"] if resume else 0
-        self.trainer = kind(self)
-        self.link = ActorLink(setup, comms, self.weights, self._sync_host_weights,
-                              self.trainer.pipelined)
-        self.collector = None
-        if setup.layout.self_acting:
-            self.collector = setup.make_collector(self.acting_model, comms.rank, resume)
-        self.stat_keys = self.trainer.stat_keys
-        self._window = np.zeros(3 + len(self.stat_keys) + 1, dtype=np.float64)
+            self.acting_policy = setup.make_policy("cpu")  # for self-acting and evaluation
+            self._acting_params = comm.FlatParameters(self.acting_policy)
+        epoch = resume["epoch"] if resume else 0
+        self.control = Control()
+        self.source: ExperienceSource | None = None
+        self.trainer = setup.algorithm.trainer(LearnerContext(
+            cfg=cfg, env=setup.spec, device=self.device, policy=self.policy,
+            policy_params=self.params, comm=comms.learners, rank=comms.rank,
+            learner_streams=setup.learner_streams,
+            steps_per_iteration=setup.steps_per_iteration, epoch=epoch, control=self.control,
+            build_policy=setup.make_policy, poll=lambda: self.source.poll()))
+        self.publication = setup.algorithm.publication(cfg)
+        self.source = self.make_source(resume)
+        shared = resume["shared"] if resume else None
+        self.progress = RunProgress(cfg, run_dir, self.lead, self.trainer.stat_keys,
+                                    self.trainer.columns,
+                                    counters=shared["counters"] if shared else None,
+                                    segment=epoch)
         self._timing_totals: dict[int, np.ndarray] = {}
-        self.counters = Counters(next_log=cfg.log_every,
-                                 next_eval=cfg.eval_every if cfg.eval_every > 0 else None)
         if resume:
             self._restore(resume)
         self.faults = Faults(comms.rank)
-        self.logger = ProgressLogger(run_dir, enabled=self.lead, quiet=cfg.quiet,
-                                     tensorboard=cfg.tensorboard,
-                                     resume_after=self.counters.env_steps if resume else None,
-                                     extra_columns=self.trainer.extra_columns)
-        self._segment_start = time.perf_counter()
-        self._last_checkpoint = (self.counters.iteration if resume else -1,
-                                 self._segment_start)
+
+    def make_source(self, resume: dict | None) -> ExperienceSource:
+        """Where this learner's experience comes from: its actor ranks, or (when the layout
+        leaves none) its own envs. Another transport is another ``ExperienceSource``."""
+        setup, comms = self.setup, self.comms
+        if setup.layout.self_acting:
+            collector = setup.make_collector(self.acting_policy, comms.rank, resume)
+            return SelfActing(setup, collector, self._sync_host_weights)
+        return RemoteActors(setup, comms, self.weights, self._sync_host_weights,
+                            self.publication)
 
     # ------------------------------------------------------------------ checkpoints
     def _restore(self, resume: dict) -> None:
-        shared = resume["shared"]
+        shared, own = resume["shared"], resume.get("own")
         self.params.load_(torch.as_tensor(shared["weights"]))
-        self.optimizer.load_state_dict(shared["optimizer"])
-        self.counters = Counters(**shared["counters"])
-        self.counters.segment = resume["epoch"]
-        own = resume.get("own")
-        self.trainer.load(shared.get("trainer", {}), (own or {}).get("trainer"))
-        if shared.get("actor_weights") is not None and self.link.sources:
-            self.link.resend = np.asarray(shared["actor_weights"], dtype=np.float32)
+        self.trainer.load_state_dict(shared.get("trainer", {}), (own or {}).get("trainer"))
+        self.publication.load_state_dict(shared.get("publication") or {})
+        self.source.load(shared, own)
         if own:
-            self._window[:] = own["window"]
+            self.progress.window[:] = own["window"]
             restore_process_rng_state(own["rng"])
-            for r, buffer in zip(self.link.rollouts, own.get("pending") or []):
-                r.buffer[:] = buffer
-                r["requests"][:] = 0  # a stop asked for then was the previous segment's
-                self.link.ready = True
-
-    def _elapsed(self) -> float:
-        return self.counters.time_s + time.perf_counter() - self._segment_start
 
     def _checkpoint(self) -> None:
         """Collective over the world: this learner's actors join when told SAVE."""
-        link = self.link
-        link.drain()
+        progress, iteration = self.progress, self.progress.c.iteration
+        self.source.settle()
         timing.switch("checkpoint")
-        c = self.counters
-        if link.sources:
-            link.tell(SAVE, what="its actors to take a checkpoint command")
-        own = {"role": self.comms.role, "window": self._window.copy(),
-               "trainer": self.trainer.own_state(self.cfg.checkpoint_replay)}
-        if link.ready:  # received for the next iteration: it continues from them
-            own["pending"] = [r.buffer.copy() for r in link.rollouts]
-        if self.collector is not None:
-            own["collector"] = self.collector.state_dict()
+        self.source.join_checkpoint()
+        own = {"role": self.comms.role, "window": progress.window.copy(),
+               "trainer": self.trainer.own_state_dict(), **self.source.own_state()}
         shared = meta = None
         if self.lead:
             shared = {"weights": self.params.vector.detach().cpu().clone(),
-                      "optimizer": self.optimizer.state_dict(),
-                      # pipelined, actors may act with older weights than the learners'
-                      "actor_weights": self.link.actor_weights(),
-                      "trainer": self.trainer.shared_state(),
-                      "counters": dataclasses.asdict(dataclasses.replace(
-                          c, time_s=self._elapsed()))}
-            meta = checkpoint_meta(self.cfg, self.setup.layout, c.env_steps, c.iteration)
+                      "trainer": self.trainer.state_dict(),
+                      "publication": self.publication.state_dict(),
+                      **self.source.shared_state(),
+                      "counters": progress.counters_state(iteration)}
+            meta = progress.checkpoint_meta(self.setup.layout, iteration)
         result = self.checkpointer.save(own, shared, meta)
-        self._last_checkpoint = (c.iteration, time.perf_counter())
-        self.logger.checkpoint(result)
-
-    def _checkpoint_time_due(self) -> bool:
-        minutes = self.cfg.checkpoint_minutes
-        return minutes > 0 and time.perf_counter() - self._last_checkpoint[1] >= 60 * minutes
+        progress.checkpointed(iteration)
+        progress.logger.checkpoint(result)
 
     # ------------------------------------------------------------------ pieces of an iteration
     def _sync_host_weights(self) -> None:
-        """Bring ``weights`` and the acting model up to date (a no-op when they are the model)."""
+        """Bring ``weights`` and the acting policy up to date (a no-op when they are the
+        policy)."""
         if self._acting_params is not None:
             self.params.to_numpy(self.weights)
             self._acting_params.load_(self.weights)
 
     def _exchange(self, poison: bool, last: bool) -> bool:
-        """The rollouts of this iteration in, and handed to the trainer; returns whether any
-        of them asks to stop.
-
-        On-policy (A2C): the current weights go out, then the rollouts collected with them
-        come in. Pipelined (DQN): the rollouts asked for in the previous iteration come in,
-        and the next ones are asked for at once, so actors collect while the learners train.
-        """
-        trainer, link = self.trainer, self.link
-        rollouts = link.rollouts
-        if self.collector is not None:  # no actors: act with the current weights
-            if not link.ready:
-                self._sync_host_weights()
-                self.collector.collect(rollouts[0], link.progress)
-        else:
-            if not trainer.pipelined or not (link.in_flight or link.ready):
-                link.request(weights=trainer.weights_due())
-            link.drain()
-        link.ready = False
+        """This iteration's messages in, and handed to the trainer; returns whether any of
+        them asks to stop."""
+        messages = self.source.take(self.trainer.updates)
         if poison:
-            rollouts[0]["rewards"][:] = np.nan
-        requested = bool(signals.requested()) or any(r["requests"][0] for r in rollouts)
-        trainer.ingest(rollouts)
-        # read now: pipelined, the next rollouts land in these buffers during training
-        self._episodes = sum(r["episodes"] for r in rollouts)
-        if trainer.pipelined and link.sources and not last:
-            link.request(weights=trainer.weights_due())
+            poison_rewards(messages[0])
+        requested = bool(signals.requested()) or any(m["requests"][0] for m in messages)
+        self.trainer.ingest(messages)
+        # read now: pipelined, the next messages land in these buffers during training
+        self.progress.add_episodes(sum(m["episodes"] for m in messages))
+        self.source.release(self.trainer.updates, last)
         return requested
 
-    def _set_lr(self, env_steps: int, planned_steps: int) -> float:
-        lr = self.cfg.lr
-        if self.cfg.lr_schedule == "linear":
-            lr *= 1.0 - env_steps / planned_steps
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
-        return lr
-
-    def _evaluate(self, index: int) -> tuple[float, float]:
+    def _evaluate(self) -> tuple[float, float]:
         timing.switch("evaluation")
         self._sync_host_weights()
-        returns = evaluate_policy(self.acting_model, self.cfg.env, self.cfg.eval_episodes,
-                                  seed=self.cfg.seed, index=index)
+        t = time.perf_counter()
+        returns = evaluate_policy(self.acting_policy, self.cfg.env, self.cfg.eval_episodes,
+                                  seed=self.cfg.seed, index=self.progress.next_eval_index())
+        self.progress.c.eval_time_s += time.perf_counter() - t
         return float(np.mean(returns)), float(np.std(returns))
+
+    def _reduce_control(self) -> tuple[bool, bool]:
+        """(stop requested on any rank, checkpoint due by time), summed over the learners,
+        by the trainer's allreduces or, if it made none, by one of our own."""
+        control = self.control
+        if not control.reduced:
+            control.summed[:] = control.local
+            if self.comms.learners.Get_size() > 1:
+                comm.allreduce_sum_(self.comms.learners, control.summed,
+                                    what="the other learners at an iteration")
+        stop, due = (bool(v > 0) for v in control.summed)
+        return stop, due
 
     # ------------------------------------------------------------------ the loop
     def run(self) -> int:
         """Train to the budget, the target, a stop signal or a non-finite update; returns the
         exit code (the same on every rank)."""
-        cfg, setup, c = self.cfg, self.setup, self.counters
+        cfg, setup, progress = self.cfg, self.setup, self.progress
+        c = progress.c
         per_iter = setup.steps_per_iteration
         end = c.iteration + math.ceil(max(cfg.total_steps - c.env_steps, 0) / per_iter)
-        planned_steps = c.env_steps + (end - c.iteration) * per_iter
-        last_row_steps, last_row_time = c.env_steps, time.perf_counter()
+        progress.planned_steps = c.env_steps + (end - c.iteration) * per_iter
         flag = np.zeros(1, dtype=np.float64)
         outcome = exit_codes.DONE
         update = 0  # updates in this process, for fault injection
         timing.clock().reset()
-        keys = self.stat_keys
+        progress.begin()
         while c.iteration < end:
-            lr = self._set_lr(c.env_steps, planned_steps)
-            self.link.progress = c.env_steps / cfg.total_steps
+            lr = progress.lr()
+            self.trainer.set_lr(lr)
+            self.source.progress = c.env_steps / cfg.total_steps
             poison = self.faults.strike(update) == "nan"
             update += 1
             requested = self._exchange(poison, last=c.iteration + 1 == end)
-            time_due = self.lead and self._checkpoint_time_due()
-            results, sums = self.trainer.train([float(requested), float(time_due)],
-                                               self.link.progress, self.link.pump)
-            stop_requested, time_due = (v > 0 for v in sums)
+            _, time_due = progress.checkpoint_due(c.iteration)
+            self.control.local[:] = (float(requested), float(self.lead and time_due))
+            self.control.reduced = False
+            results = self.trainer.train(self.source.progress)
+            stop_requested, time_due = self._reduce_control()
             diverged = False
             for stats in results:
                 if stats["skipped"]:
                     c.skipped_updates += 1
                     diverged = cfg.nonfinite == "stop"
                 else:
-                    self._window[3:3 + len(keys)] += [stats[k] for k in keys]
-                    self._window[-1] += 1
+                    progress.add_update(stats)
             if diverged:
                 outcome = exit_codes.DIVERGED
                 break
             c.iteration += 1
             c.env_steps += per_iter
-            self._window[:3] += self._episodes
             last = c.iteration == end
             row = {}
             stop = False
             # every learner computes `evaluate` and `log` from the same counters, so all of
             # them enter the collectives below together
             # the last update always ends with an evaluation, in the last row
-            evaluate = last or (c.next_eval is not None and c.env_steps >= c.next_eval)
+            evaluate = progress.evaluation_due() or last
             if evaluate:
-                while c.next_eval is not None and c.next_eval <= c.env_steps:
-                    c.next_eval += cfg.eval_every
+                progress.skip_evaluations()
                 if self.lead:
-                    t = time.perf_counter()
-                    mean, std = self._evaluate(c.evals)
-                    c.eval_time_s += time.perf_counter() - t
+                    mean, std = self._evaluate()
                     row.update(eval_return_mean=mean, eval_return_std=std)
-                    c.last_eval = [c.env_steps, mean, std]
-                    if cfg.target_return is not None and mean >= cfg.target_return:
-                        c.target_hit = [c.env_steps, self._elapsed()]
-                        stop = True
-                c.evals += 1
+                    stop = progress.record_eval(mean, std)
+                else:
+                    c.evals += 1
                 flag[0] = 1.0 if stop else 0.0
                 comm.broadcast_(self.comms.learners, flag, root=0,
                                 what="the lead learner's evaluation")
                 stop = bool(flag[0])
             # (no extra row at a stop signal: the checkpoint keeps the partial window, so the
             # resumed run writes the same rows as an uninterrupted one)
-            if c.env_steps >= c.next_log or evaluate or last or stop:
+            if progress.log_due() or evaluate or last or stop:
                 timing.switch("other")
-                while c.next_log <= c.env_steps:
-                    c.next_log += cfg.log_every
                 if cfg.timing:
                     row.update(self._timing_row())
-                row.update(self.trainer.row(time.perf_counter() - last_row_time))
-                window = comm.allreduce_sum_(self.comms.learners, self._window.copy(),
+                row.update(self.trainer.row(progress.since_row()))
+                window = comm.allreduce_sum_(self.comms.learners, progress.window.copy(),
                                              what="the other learners at a log row")
-                now = time.perf_counter()
-                row = self._row(window, c, self._elapsed(),
-                                (c.env_steps - last_row_steps) / max(now - last_row_time, 1e-9),
-                                lr, row)
-                last_row_steps, last_row_time = c.env_steps, now
-                self.logger.write(row)
-                self._window[:] = 0
+                progress.row(window, c.iteration, lr, row)
             if stop:
                 break
             if stop_requested:
                 outcome = exit_codes.PREEMPTED
                 break
-            if time_due or (cfg.checkpoint_every and c.iteration % cfg.checkpoint_every == 0):
+            by_updates, _ = progress.checkpoint_due(c.iteration)
+            if time_due or by_updates:
                 self._checkpoint()
-        if outcome != exit_codes.DIVERGED and self._last_checkpoint[0] != c.iteration:
+        if outcome != exit_codes.DIVERGED and progress.checkpointed_at != c.iteration:
             self._checkpoint()  # the end of the run, or a stop signal: continue from here
-        if self.link.sources:
-            self.link.drain()
-            self.link.tell(STOP, outcome, weights=True, what="its actors to take the stop command")
+        self.source.finish(outcome)
         self._report_timing()
         if outcome == exit_codes.DONE:
             self._finish()
         elif outcome == exit_codes.PREEMPTED:
-            self._report_preempted()
+            if self.lead:
+                self.run_dir.save_policy(self.policy)
+            progress.report_stopped(self.checkpointer.last)
         else:
-            self._report_diverged()
-        self.logger.close()
-        if self.collector is not None:
-            self.collector.envs.close()
+            progress.report_diverged(f"in update {c.iteration + 1}", self.checkpointer.last)
+        progress.close()
         return outcome
-
-    def _row(self, window, c: Counters, time_s, sps, lr, extra) -> dict:
-        updates = max(window[-1], 1)
-        row = {"env_steps": c.env_steps, "iterations": c.iteration, "time_s": round(time_s, 3),
-               "sps": round(sps, 1), **episode_columns(*window[:3])}
-        for i, k in enumerate(self.stat_keys):
-            row[k] = window[3 + i] / updates if window[-1] else float("nan")
-        row["lr"] = lr
-        row["skipped_updates"] = c.skipped_updates
-        row.update(extra)
-        return row
 
     # ------------------------------------------------------------------ time breakdown
     def _timing_row(self) -> dict:
         """Collective over the learners: every rank's seconds per activity (actors' arrive
-        with their rollouts) to the lead, which returns the shares since the previous row
+        with their messages) to the lead, which returns the shares since the previous row
         (``time/<role>/<activity>``) and keeps the totals for the end-of-run table."""
         mine = {self.comms.rank: timing.clock().snapshot()}
-        for r, rank in zip(self.link.rollouts, self.link.actor_ranks):
-            mine[rank] = r["timing"].copy()
+        for m, rank in zip(self.source.messages, self.source.actor_ranks):
+            mine[rank] = m["timing"].copy()
         parts = comm.gather_to_root(self.comms.learners, mine,
                                     what="the other learners at a log row")
         if parts is None:
@@ -362,54 +280,21 @@ class Learner:
             return
         roles = {r: self.setup.layout.role(r) for r in self._timing_totals}
         table = timing.breakdown(self._timing_totals, roles)
-        self.logger.timing(timing.format_table(table, self._elapsed()))
+        self.progress.logger.timing(timing.format_table(table, self.progress.elapsed()))
         self.run_dir.write_json("timing.json", {"breakdown": table,
                                                 "verdict": timing.verdict(table)})
 
-    def _report_preempted(self) -> None:
-        if not self.lead:
-            return
-        self.run_dir.save_policy(self.model)
-        where = (f"checkpoint {self.checkpointer.last}" if self.checkpointer.last
-                 else "NO checkpoint could be written")
-        sys.stderr.write(
-            f"mpirl: stopped by a stop signal (SIGTERM/SIGUSR1) at env step "
-            f"{self.counters.env_steps:,}; {where}. Continue with: python -m mpirl.train "
-            f"--resume {self.run_dir.path}\n")
-        sys.stderr.flush()
-
-    def _report_diverged(self) -> None:
-        if not self.lead:
-            return
-        c = self.counters
-        last = self.checkpointer.last or "none yet"
-        sys.stderr.write(
-            f"mpirl: error: the loss or gradient became NaN/Inf in update {c.iteration + 1} "
-            f"(after env step {c.env_steps:,}); the update was not applied and training "
-            f"stopped. Newest good checkpoint: {last}. Resume from it with --resume "
-            f"{self.run_dir.path} and e.g. a lower --lr (with --override lr), or train with "
-            f"--nonfinite skip to skip such updates\n")
-        sys.stderr.flush()
-
     def _finish(self) -> None:
-        cfg, c = self.cfg, self.counters
+        progress, c = self.progress, self.progress.c
         if not self.lead:
             return
-        wall = self._elapsed()
         if c.last_eval is not None and c.last_eval[0] == c.env_steps:
-            final_mean, final_std = c.last_eval[1], c.last_eval[2]
+            final = (c.last_eval[1], c.last_eval[2])
         else:
-            final_mean, final_std = self._evaluate(c.evals)
-            self.logger.write_eval(c.env_steps, final_mean, final_std)
-        self.run_dir.save_policy(self.model)
-        summary = {
-            **run_summary(cfg, (final_mean, final_std), c.env_steps, c.iteration, wall,
-                          c.eval_time_s, c.target_hit, c.skipped_updates, c.segment),
-            "world_size": self.setup.layout.size,
-            "learners": self.setup.layout.learners,
-            "actors": self.setup.layout.actors,
-            "device": str(self.device),
-            **self.trainer.summary(),
-        }
-        self.run_dir.write_summary(summary)
-        self.logger.final(summary)
+            final = self._evaluate()
+            progress.logger.write_eval(c.env_steps, *final)
+        lay = self.setup.layout
+        summary = progress.summary(final, c.iteration, {
+            "world_size": lay.size, "learners": lay.learners, "actors": lay.actors,
+            "device": str(self.device), **self.trainer.summary()})
+        progress.finish(self.policy, summary)

@@ -1,61 +1,28 @@
-"""Proximal policy optimization with the clipped objective (Schulman et al. 2017,
-arXiv:1707.06347), GAE advantages, several epochs of minibatches per rollout batch.
+"""The PPO update a learner runs on its part of each batch: GAE advantages, then several epochs
+of minibatch steps with the clipped objective (``mpirl.algos.ppo.loss``).
 
-``ppo_loss`` is a pure function of tensors. ``PPO`` is the update a learner runs on its part of
-each batch: every minibatch gradient is averaged over the learners (the ``averager``), so all
-learners take identical steps. What must be global rides in collectives the caller provides:
-advantage statistics through ``merge`` (moments of every learner's advantages), the
-approximate KL in a slot of the gradient allreduce, so that every learner stops its epochs at
-the same minibatch.
+Every minibatch gradient is averaged over the learners (the ``averager``), so all learners take
+identical steps. What must be global rides in collectives the caller provides: advantage
+statistics through ``merge`` (moments of every learner's advantages), and the approximate KL
+in the averager's ``approx_kl`` slot, so that every learner stops its epochs at the same
+minibatch.
+
+For MLP policies on a CPU the loss gradient is computed with the backward pass written out
+(``mpirl.algos.ppo.mlp_backprop``: the same numbers as autograd's, at a fraction of the
+per-operation cost); ``autograd=True`` (``--autograd``) uses torch's autograd instead.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 import torch
 
-from mpirl.runtime import timing
-from mpirl.algos.returns import gae
 from mpirl.algos.moments import Moments
-
-
-@dataclass
-class PPOLoss:
-    total: torch.Tensor
-    policy: torch.Tensor
-    value: torch.Tensor
-    entropy: torch.Tensor
-    approx_kl: torch.Tensor      # mean of (ratio - 1) - log ratio, no gradient
-    clip_fraction: torch.Tensor  # share of samples whose ratio left [1 - clip, 1 + clip]
-
-
-def ppo_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor,
-             values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor,
-             entropy: torch.Tensor, clip: float, clip_vf: float | None, vf_coef: float,
-             ent_coef: float) -> PPOLoss:
-    """Clipped surrogate + ``vf_coef`` x value error - ``ent_coef`` x entropy, means over the
-    batch. With ``clip_vf`` the value error is the larger of the plain and the clipped one
-    (the prediction kept within ``clip_vf`` of ``old_values``)."""
-    log_ratio = logp - old_logp
-    ratio = log_ratio.exp()
-    surrogate = torch.min(ratio * advantages, ratio.clamp(1.0 - clip, 1.0 + clip) * advantages)
-    policy = -surrogate.mean()
-    error = (returns - values).pow(2)
-    if clip_vf is not None:
-        clipped = old_values + (values - old_values).clamp(-clip_vf, clip_vf)
-        error = torch.max(error, (returns - clipped).pow(2))
-    value = error.mean()
-    ent = entropy.mean()
-    with torch.no_grad():
-        approx_kl = ((ratio - 1.0) - log_ratio).mean()
-        clip_fraction = ((ratio - 1.0).abs() > clip).float().mean()
-    return PPOLoss(policy + vf_coef * value - ent_coef * ent, policy, value, ent, approx_kl,
-                   clip_fraction)
-
-
-KL_SLOT = 2  # the averager's extras: [stop requested, checkpoint due, share x approx KL]
+from mpirl.algos.ppo import mlp_backprop
+from mpirl.algos.ppo.loss import ppo_loss
+from mpirl.algos.returns import gae
+from mpirl.runtime import timing
 
 
 class PPO:
@@ -66,17 +33,19 @@ class PPO:
                  "grad_norm")
 
     def __init__(self, cfg, model, averager, optimizer, minibatches: int,
-                 merge: Callable[[Moments], Moments] | None = None):
+                 merge: Callable[[Moments], Moments] | None = None, autograd: bool = False):
+        """``averager`` must have an extra slot named ``approx_kl``."""
         self.cfg, self.model, self.averager, self.optimizer = cfg, model, averager, optimizer
         self.minibatches = minibatches
         self.merge = merge or (lambda m: m)
         self.device = next(model.parameters()).device
         self.kl_stops = 0  # iterations whose epochs the target KL cut short
+        self.kl_slot = averager.slots["approx_kl"]
         # MLP policies on a CPU: the loss gradient by hand (same numbers, a fraction of the
         # per-operation cost); anything else through autograd
-        from mpirl.algos import mlp_backprop
         self.by_hand = (mlp_backprop.MLPLossGrad(model)
-                        if self.device.type == "cpu" and mlp_backprop.supports(model) else None)
+                        if not autograd and self.device.type == "cpu"
+                        and mlp_backprop.supports(model) else None)
 
     def _advantages(self, batch: dict[str, np.ndarray], values: np.ndarray
                     ) -> tuple[np.ndarray, np.ndarray]:
@@ -90,11 +59,10 @@ class PPO:
             adv = ((adv - m.mean) / (np.sqrt(m.var) + 1e-8)).astype(np.float32)
         return adv, ret
 
-    def update(self, batch: dict[str, np.ndarray], clip: float, control: list[float],
-               rng: np.random.Generator) -> tuple[list[dict], list[float]]:
+    def update(self, batch: dict[str, np.ndarray], clip: float, rng: np.random.Generator
+               ) -> list[dict]:
         """``batch``: obs (T+1, N, ...), actions (T, N, ...), rewards, dones, bootstrap (T, N).
-        ``control``: this learner's values for the shared control slots; returns the stats of
-        each minibatch step and the control slots summed over the learners."""
+        Returns the statistics of each minibatch step; ``rng`` orders the minibatches."""
         cfg, model, averager, dev = self.cfg, self.model, self.averager, self.device
         T, N = batch["rewards"].shape
         n = T * N
@@ -114,12 +82,9 @@ class PPO:
                 x = model._flat(obs)
         adv_t = torch.from_numpy(adv).to(dev)
         ret_t = torch.from_numpy(ret).to(dev)
-        extras = averager.extras
-        host_extras = extras.numpy() if extras.device.type == "cpu" else None
-        own = None if host_extras is not None else torch.tensor(control, dtype=extras.dtype)
+        extras, kl_slot = averager.extras, self.kl_slot
         bounds = np.linspace(0, n, self.minibatches + 1).astype(np.int64)
         stats: list[dict] = []
-        sums = list(control)
         for _ in range(cfg.n_epochs):
             order = torch.from_numpy(rng.permutation(n)).to(dev) if self.minibatches > 1 else None
             for k in range(self.minibatches):
@@ -149,28 +114,22 @@ class PPO:
                                            loss.value.detach(), loss.entropy.detach(),
                                            loss.approx_kl, loss.clip_fraction]).tolist()
                 total, policy, value, ent, approx_kl, clip_fraction = scalars
-                if host_extras is not None:
-                    host_extras[:KL_SLOT] = control  # summed afresh by every allreduce
-                    host_extras[KL_SLOT] = approx_kl * averager.share
-                else:
-                    extras[:KL_SLOT].copy_(own)
-                    extras[KL_SLOT] = approx_kl * averager.share
+                extras[kl_slot] = approx_kl * averager.share
                 averager.average()
-                summed = extras.tolist()
-                sums = summed[:KL_SLOT]
-                if cfg.target_kl is not None and summed[KL_SLOT] > 1.5 * cfg.target_kl:
+                mean_kl = float(extras[kl_slot])  # over the learners
+                if cfg.target_kl is not None and mean_kl > 1.5 * cfg.target_kl:
                     self.kl_stops += 1  # the same verdict on every learner
-                    return stats, sums
+                    return stats
                 grad_norm = averager.clip_norm_(cfg.max_grad_norm)
                 skipped = not averager.finite
                 stats.append({"skipped": skipped, "loss": total, "policy_loss": policy,
                               "value_loss": value, "entropy": ent,
-                              "approx_kl": summed[KL_SLOT], "clip_fraction": clip_fraction,
+                              "approx_kl": mean_kl, "clip_fraction": clip_fraction,
                               "grad_norm": grad_norm})
                 if skipped:
                     if cfg.nonfinite == "stop":
-                        return stats, sums
+                        return stats
                     continue
                 self.optimizer.step()
         timing.switch("other")
-        return stats, sums
+        return stats

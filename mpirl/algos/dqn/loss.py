@@ -1,4 +1,4 @@
-"""Deep Q-learning with the double-DQN target (van Hasselt et al. 2016, arXiv:1509.06461),
+"""The DQN loss and update: the double-DQN target (van Hasselt et al. 2016, arXiv:1509.06461),
 n-step returns and a Huber loss, as in Ape-X (Horgan et al. 2018, arXiv:1803.00933), and
 importance weights for prioritized replay (Schaul et al. 2016, arXiv:1511.05952).
 
@@ -14,7 +14,7 @@ from torch.nn import functional as F
 
 from mpirl.replay import Sample
 
-__all__ = ["DQN", "actor_epsilon", "double_dqn_targets", "dqn_loss"]
+__all__ = ["DQN", "double_dqn_targets", "dqn_loss"]
 
 
 def double_dqn_targets(next_q_online: torch.Tensor, next_q_target: torch.Tensor,
@@ -34,22 +34,6 @@ def dqn_loss(q: torch.Tensor, actions: torch.Tensor, targets: torch.Tensor,
     per_sample = F.smooth_l1_loss(taken, targets, reduction="none")
     loss = per_sample.mean() if weights is None else (weights * per_sample).mean()
     return loss, (targets - taken).detach()
-
-
-def actor_epsilon(cfg, progress: float, index: int, count: int) -> float:
-    """The exploration rate of acting rank ``index`` of ``count`` at ``progress`` (fraction of
-    the budget done): annealed linearly from 1.0 over ``cfg.exploration_fraction``, to
-    ``cfg.eps_final`` (linear) or to the Ape-X rate eps_base ** (1 + eps_alpha i / (N - 1)).
-    A single acting rank has no fleet to spread rates over: it follows the linear schedule
-    (Ape-X would hold it at eps_base, far too high for one policy's data)."""
-    if cfg.exploration == "linear" or count == 1:
-        final = cfg.eps_final
-    else:
-        final = cfg.eps_base ** (1.0 + cfg.eps_alpha * index / (count - 1))
-    if cfg.exploration_fraction <= 0:
-        return final
-    frac = min(max(progress, 0.0) / cfg.exploration_fraction, 1.0)
-    return 1.0 + frac * (final - 1.0)
 
 
 class DQN:

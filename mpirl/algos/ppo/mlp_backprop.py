@@ -6,7 +6,6 @@ forward pass keeps its activations, the gradient of the clipped objective with r
 network outputs is written in closed form, and backpropagation through the linear layers and
 tanh/ReLU writes each parameter's gradient straight into the learner's flat gradient buffer
 (the parameters' ``.grad`` views). The result equals autograd's (tested), in fewer and cheaper
-operations. ``FlatAdam`` steps the flat parameter vector with Adam in a handful of in-place
 operations.
 """
 from __future__ import annotations
@@ -17,13 +16,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from mpirl.algos.ppo import PPOLoss
-from mpirl.nets.models import activate_, linear_stack
+from mpirl.algos.ppo.loss import PPOLoss
+from mpirl.nets.actor_critic import ActorCritic, CNNActorCritic
+from mpirl.nets.mlp import activate_, linear_stack
 
 
 def supports(model) -> bool:
     """Whether ``model`` is an MLP actor-critic this module can differentiate by hand."""
-    from mpirl.nets.models import ActorCritic, CNNActorCritic
     if not isinstance(model, ActorCritic) or isinstance(model, CNNActorCritic):
         return False
     layers = list(model.pi) + list(model.vf)
@@ -199,41 +198,3 @@ class MLPLossGrad:
         approx_kl = float((r1 - log_ratio).sum()) / m
         clip_fraction = np.count_nonzero(np.abs(r1) > clip) / m
         return PPOLoss(total, policy, value, ent, approx_kl, clip_fraction)
-
-
-class FlatAdam:
-    """Adam (Kingma and Ba 2015, with torch.optim.Adam's eps placement) over one flat
-    parameter whose ``.grad`` is set, in a few in-place operations per step.
-
-    Offers what the learner uses of a torch optimizer: ``param_groups[0]['lr']``, ``step``,
-    ``state_dict`` and ``load_state_dict``."""
-
-    def __init__(self, param: torch.Tensor, lr: float, betas=(0.9, 0.999), eps: float = 1e-5):
-        self.param = param
-        self.param_groups = [{"lr": lr, "betas": betas, "eps": eps}]
-        self.exp_avg = torch.zeros_like(param)
-        self.exp_avg_sq = torch.zeros_like(param)
-        self.steps = 0
-
-    @torch.no_grad()
-    def step(self) -> None:
-        group = self.param_groups[0]
-        beta1, beta2 = group["betas"]
-        self.steps += 1
-        grad = self.param.grad
-        self.exp_avg.lerp_(grad, 1.0 - beta1)
-        self.exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1.0 - beta2)
-        bias1 = 1.0 - beta1 ** self.steps
-        bias2 = 1.0 - beta2 ** self.steps
-        denom = self.exp_avg_sq.sqrt().div_(math.sqrt(bias2)).add_(group["eps"])
-        self.param.data.addcdiv_(self.exp_avg, denom, value=-group["lr"] / bias1)
-
-    def state_dict(self) -> dict:
-        return {"steps": self.steps, "exp_avg": self.exp_avg.clone(),
-                "exp_avg_sq": self.exp_avg_sq.clone(), "lr": self.param_groups[0]["lr"]}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.steps = int(state["steps"])
-        self.exp_avg.copy_(state["exp_avg"])
-        self.exp_avg_sq.copy_(state["exp_avg_sq"])
-        self.param_groups[0]["lr"] = state["lr"]

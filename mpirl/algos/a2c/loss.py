@@ -1,8 +1,8 @@
-"""Advantage actor-critic, synchronous (A2C; Mnih et al. 2016, arXiv:1602.01783, and the
-synchronous variant of OpenAI Baselines).
+"""The A2C loss and update (Mnih et al. 2016, arXiv:1602.01783).
 
 ``a2c_loss`` is a pure function of tensors. ``A2C`` is the update rule a learner runs on each
-batch: loss, backward, gradient averaging across learners, clipping, optimizer step.
+batch: loss, backward, gradient averaging across learners, clipping, optimizer step; and the
+gradient alone, which A3C workers send to their parameter servers.
 """
 from __future__ import annotations
 
@@ -35,6 +35,8 @@ def a2c_loss(logp: torch.Tensor, entropy: torch.Tensor, values: torch.Tensor,
 
 class A2C:
     """The A2C update over a batch of rollouts (T steps x N envs)."""
+
+    STAT_KEYS = ("loss", "policy_loss", "value_loss", "entropy", "grad_norm")
 
     def __init__(self, cfg, model, averager, optimizer):
         self.cfg = cfg

@@ -1,7 +1,6 @@
-"""Models: an actor-critic for Box observations (separate MLPs, or a shared Nature CNN for
-image stacks such as Atari frames), with a Categorical head for Discrete actions and a Gaussian
-head (state-independent log-std) for Box actions; and an MLP Q-network (optionally dueling) for
-DQN.
+"""Actor-critics: separate policy and value MLPs over the flattened observation, or policy and
+value heads on a shared Nature CNN for image stacks such as Atari frames; a Categorical head for
+Discrete actions and a Gaussian head (state-independent log-std) for Box actions.
 
 An actor-critic can carry observation-normalization statistics as non-trainable parameters at
 the end of its parameter list: they travel with the weights to actors, are saved with the
@@ -13,60 +12,11 @@ import math
 import numpy as np
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from mpirl.acting.envs import EnvSpec
+from mpirl.nets.mlp import activate_, linear_stack, mlp, sequential
 
 _LOG_2PI = math.log(2 * math.pi)
-
-
-def mlp(sizes: list[int], activation: type[nn.Module], out_gain: float) -> nn.Sequential:
-    """Linear layers with orthogonal init (gain sqrt(2) hidden, ``out_gain`` last), zero bias."""
-    layers: list[nn.Module] = []
-    for i in range(len(sizes) - 1):
-        lin = nn.Linear(sizes[i], sizes[i + 1])
-        last = i == len(sizes) - 2
-        nn.init.orthogonal_(lin.weight, gain=out_gain if last else math.sqrt(2))
-        nn.init.zeros_(lin.bias)
-        layers.append(lin)
-        if not last:
-            layers.append(activation())
-    return nn.Sequential(*layers)
-
-
-def linear_stack(layers: nn.Sequential) -> list[tuple[nn.Linear, str | None]]:
-    """(linear layer, the name of the activation after it or None)."""
-    mods = list(layers)
-    out = []
-    for i, m in enumerate(mods):
-        if isinstance(m, nn.Linear):
-            nxt = mods[i + 1] if i + 1 < len(mods) else None
-            out.append((m, "tanh" if isinstance(nxt, nn.Tanh) else
-                        "relu" if isinstance(nxt, nn.ReLU) else None))
-    return out
-
-
-def activate_(x: np.ndarray, act: str | None) -> None:
-    """Apply ``linear_stack``'s activation to an array in place."""
-    if act == "tanh":
-        np.tanh(x, out=x)
-    elif act == "relu":
-        np.maximum(x, 0.0, out=x)
-
-
-def _sequential(layers: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
-    """``layers(x)`` without nn.Module call overhead: learners run this on every batch (actors
-    run MLP policies in numpy, ``ActorCritic._policy_np``)."""
-    for layer in layers:
-        if isinstance(layer, nn.Linear):
-            x = F.linear(x, layer.weight, layer.bias)
-        elif isinstance(layer, nn.Tanh):
-            x = torch.tanh(x)
-        elif isinstance(layer, nn.ReLU):
-            x = F.relu(x)
-        else:
-            x = layer(x)
-    return x
 
 
 class ObsStatistics(nn.Module):
@@ -130,10 +80,10 @@ class ActorCritic(nn.Module):
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Policy output (logits, or Gaussian means) and state values, for a batch."""
         x = self._flat(obs)
-        return self._policy_out(x), _sequential(self.vf, x).squeeze(-1)
+        return self._policy_out(x), sequential(self.vf, x).squeeze(-1)
 
     def value(self, obs: torch.Tensor) -> torch.Tensor:
-        return _sequential(self.vf, self._flat(obs)).squeeze(-1)
+        return sequential(self.vf, self._flat(obs)).squeeze(-1)
 
     def log_prob_entropy(self, out: torch.Tensor, actions: torch.Tensor
                          ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -150,7 +100,7 @@ class ActorCritic(nn.Module):
         return logp, entropy
 
     def _policy_out(self, x: torch.Tensor) -> torch.Tensor:
-        return _sequential(self.pi, x)
+        return sequential(self.pi, x)
 
     def _policy_np(self, obs: np.ndarray) -> np.ndarray:
         """The policy output for a few observations, in numpy: at an actor's handful of rows,
@@ -184,7 +134,24 @@ class ActorCritic(nn.Module):
             ) -> np.ndarray:
         """Actions for a batch of observations: sampled with ``rng``, or the mode. Gaussian
         actions are unbounded samples: ``to_env`` maps them into the action bounds."""
+        return self._sample(self._policy_np(obs), rng, deterministic)
+
+    def act_logp(self, obs: np.ndarray, rng: np.random.Generator
+                 ) -> tuple[np.ndarray, np.ndarray]:
+        """Sampled actions (the same draws as ``act``) and their log-probabilities under the
+        policy: what a learner that trains on older rollouts needs of the behaviour policy."""
         out = self._policy_np(obs)
+        actions = self._sample(out, rng, False)
+        if self.spec.discrete:
+            shifted = out - out.max(-1, keepdims=True)
+            logp_all = shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
+            return actions, logp_all[np.arange(len(out)), actions]
+        log_std = self.log_std.detach().numpy()
+        z = (actions - out) / np.exp(log_std)
+        return actions, (-0.5 * z * z - log_std - 0.5 * _LOG_2PI).sum(-1)
+
+    def _sample(self, out: np.ndarray, rng: np.random.Generator, deterministic: bool
+                ) -> np.ndarray:
         if self.spec.discrete:
             if deterministic:
                 return out.argmax(-1)
@@ -258,67 +225,6 @@ class CNNActorCritic(ActorCritic):
     @torch.inference_mode()
     def _policy_np(self, obs: np.ndarray) -> np.ndarray:
         return self._policy_out(self._flat(torch.from_numpy(obs))).numpy()
-
-
-class QNetwork(nn.Module):
-    """Action values Q(s, .) from an MLP over the flattened observation. With ``dueling``
-    (Wang et al. 2016, arXiv:1511.06581) the last hidden layer feeds a state-value head and an
-    advantage head, combined as V + A - mean(A)."""
-
-    def __init__(self, spec: EnvSpec, hidden_sizes: list[int], activation: str = "relu",
-                 dueling: bool = False):
-        super().__init__()
-        if not spec.discrete:
-            raise ValueError("a Q-network needs a Discrete action space")
-        self.spec = spec
-        self.dueling = dueling
-        act = {"tanh": nn.Tanh, "relu": nn.ReLU}[activation]
-        obs_dim = int(np.prod(spec.obs_shape))
-        sizes = [obs_dim, *hidden_sizes]
-        self.body = mlp(sizes, act, out_gain=math.sqrt(2))
-        self.body.append(act())
-        self.head = mlp([sizes[-1], spec.n_actions], act, out_gain=1.0)
-        if dueling:
-            self.value_head = mlp([sizes[-1], 1], act, out_gain=1.0)
-        self._layers = [m for m in self.body if isinstance(m, nn.Linear)]
-        self._act = F.relu if activation == "relu" else torch.tanh
-
-    def _flat(self, obs: torch.Tensor) -> torch.Tensor:
-        return obs.reshape(obs.shape[0], -1).float()
-
-    def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        """Q-values, shape (batch, actions). Written with functional calls: the learner runs
-        this tens of times per update cycle, and module-call overhead adds up."""
-        x = self._flat(obs)
-        for layer in self._layers:
-            x = self._act(F.linear(x, layer.weight, layer.bias))
-        q = F.linear(x, self.head[0].weight, self.head[0].bias)
-        if self.dueling:
-            v = F.linear(x, self.value_head[0].weight, self.value_head[0].bias)
-            q = v + q - q.mean(-1, keepdim=True)
-        return q
-
-    @torch.inference_mode()
-    def act(self, obs: np.ndarray, rng: np.random.Generator | None = None,
-            deterministic: bool = True) -> np.ndarray:
-        """Greedy actions for a batch of observations (exploration is the collector's job)."""
-        return self.forward(torch.from_numpy(obs)).argmax(-1).numpy()
-
-    def to_env(self, actions: np.ndarray) -> np.ndarray:
-        return actions
-
-
-def build_policy(cfg, spec: EnvSpec) -> nn.Module:
-    """The model a run with config ``cfg`` trains, for an env described by ``spec``: image
-    stacks (channels, height, width) get the CNN actor-critic."""
-    if cfg.algo == "dqn":
-        return QNetwork(spec, list(cfg.hidden_sizes), cfg.activation, cfg.dueling)
-    kwargs = dict(obs_norm=cfg.normalize_obs, clip_obs=cfg.clip_obs,
-                  log_std_init=cfg.log_std_init, squash=cfg.action_bounds == "squash")
-    if is_image(spec):
-        return CNNActorCritic(spec, list(cfg.hidden_sizes), cfg.activation,
-                              bf16=cfg.precision == "bf16", **kwargs)
-    return ActorCritic(spec, list(cfg.hidden_sizes), cfg.activation, **kwargs)
 
 
 def is_image(spec: EnvSpec) -> bool:

@@ -1,0 +1,25 @@
+"""A2C: synchronous advantage actor-critic (Mnih et al. 2016, arXiv:1602.01783, in the
+synchronous form of OpenAI Baselines).
+
+Learners average the gradient of the A2C loss (policy gradient with n-step or GAE advantages,
+value error, entropy bonus) over all actors' rollouts with one allreduce, so every learner
+applies the same update; actors then act with the new weights.
+"""
+from __future__ import annotations
+
+from mpirl.algos import actor_critic
+from mpirl.algos.a2c.trainer import A2CTrainer
+from mpirl.algos.api import SYNCHRONOUS, Algorithm
+from mpirl.algos.registry import register
+
+ALGORITHM = register(Algorithm(
+    name="a2c",
+    description="synchronous advantage actor-critic",
+    execution=SYNCHRONOUS,
+    options=(actor_critic.ActorCriticOptions, actor_critic.RolloutLearnerOptions),
+    policy=actor_critic.policy,
+    collector=actor_critic.collector,
+    message=actor_critic.rollout_message,
+    trainer=A2CTrainer,
+    check=actor_critic.check_precision,
+))

@@ -1,0 +1,92 @@
+"""What the actor-critic algorithms (A2C, PPO, A3C) share: their option groups, their policy
+network, what their acting ranks collect and send (on-policy rollouts), and the start-up check
+of ``--precision``. Their learners' common part is ``mpirl.algos.onpolicy``."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mpirl.acting.collect import RolloutCollector
+from mpirl.acting.envs import EnvSpec, is_atari
+from mpirl.acting.messages import Fields, rollout_fields
+from mpirl.config.fields import ConfigError, in_unit_interval, non_negative, option, positive
+from mpirl.nets.actor_critic import ActorCritic, CNNActorCritic, is_image
+
+
+@dataclass
+class ActorCriticOptions:
+    """actor-critic losses, Gaussian actions, Atari training"""
+
+    gae_lambda: float = option(1.0, "GAE lambda; 1.0 gives plain n-step returns.")
+    ent_coef: float = option(0.0, "Entropy bonus weight.")
+    vf_coef: float = option(0.5, "Value loss weight.")
+    log_std_init: float = option(0.0, "Box actions: initial log standard deviation of the "
+                                 "Gaussian policy (state-independent, learned).")
+    action_bounds: str = option(
+        "clip", "Box actions: clip the Gaussian sample to the action bounds, or squash it with "
+        "tanh into them.", choices=("clip", "squash"))
+    episodic_life: bool | None = option(
+        None, "Treat a lost life as an episode end in the returns (the game goes on); unset = "
+        "on for Atari games.")
+    clip_rewards: bool | None = option(
+        None, "Train on the sign of each reward (logs keep game scores); unset = on for Atari "
+        "games.")
+
+    @staticmethod
+    def validate(cfg) -> None:
+        in_unit_interval(cfg, "gae_lambda")
+        non_negative(cfg, "ent_coef", "vf_coef")
+
+
+@dataclass
+class RolloutLearnerOptions:
+    """normalization and CNN precision on synchronous learners"""
+
+    precision: str = option(
+        "fp32", "Arithmetic of the CNN trunk (image observations): fp32, or bf16 = bfloat16 "
+        "autocast of its convolutions and hidden layer, with float32 weights, optimizer and "
+        "heads (CNN updates ~2.4x faster on CPUs with AVX512-BF16 or AMX, and on GPUs).",
+        choices=("fp32", "bf16"))
+    normalize_obs: bool = option(False, "Normalize observations by running mean and variance "
+                                 "over everything collected; saved with the policy.")
+    clip_obs: float = option(10.0, "Clip normalized observations to +-this.")
+    normalize_reward: bool = option(False, "Scale rewards by the running std of the "
+                                    "discounted return (clipped to +-10).")
+
+    @staticmethod
+    def validate(cfg) -> None:
+        positive(cfg, "clip_obs")
+
+
+def policy(cfg, env: EnvSpec) -> ActorCritic:
+    """The actor-critic for ``env``: image stacks (channels, height, width) get the CNN."""
+    kwargs = dict(obs_norm=cfg.normalize_obs, clip_obs=cfg.clip_obs,
+                  log_std_init=cfg.log_std_init, squash=cfg.action_bounds == "squash")
+    if is_image(env):
+        return CNNActorCritic(env, list(cfg.hidden_sizes), cfg.activation,
+                              bf16=cfg.precision == "bf16", **kwargs)
+    return ActorCritic(env, list(cfg.hidden_sizes), cfg.activation, **kwargs)
+
+
+def atari_training(cfg) -> tuple[bool, bool]:
+    """(clip rewards, a lost life ends the returns): as configured, else on for Atari."""
+    atari = is_atari(cfg.env)
+    return (atari if cfg.clip_rewards is None else cfg.clip_rewards,
+            atari if cfg.episodic_life is None else cfg.episodic_life)
+
+
+def collector(ctx) -> RolloutCollector:
+    """On-policy rollouts of --n-steps steps from each env (``mpirl.algos.api.ActingContext``)."""
+    return RolloutCollector(ctx.policy, ctx.envs, ctx.cfg.n_steps, ctx.cfg.gamma, ctx.rng,
+                            *atari_training(ctx.cfg))
+
+
+def rollout_message(cfg, env: EnvSpec) -> Fields:
+    return rollout_fields(env, cfg.n_steps, cfg.envs_per_actor)
+
+
+def check_precision(setup) -> None:
+    cfg = setup.cfg
+    if cfg.precision != "fp32" and not is_image(setup.spec):
+        raise ConfigError(f"--precision {cfg.precision} applies to the CNN policy of a2c and "
+                          f"ppo on image observations; env '{cfg.env}' with --algo {cfg.algo} "
+                          f"trains an MLP, which computes in fp32")

@@ -1,0 +1,42 @@
+"""What the synchronous actor-critic learners (A2C, PPO) share: the rollouts of all their
+acting ranks side by side, and observation and reward normalization kept identical on every
+learner (``mpirl.algos.normalization``)."""
+from __future__ import annotations
+
+import numpy as np
+
+from mpirl.acting.messages import ON_POLICY_KEYS, PackedArrays
+from mpirl.algos.api import LearnerContext, Trainer
+from mpirl.algos.normalization import RolloutNormalization
+
+
+class OnPolicyTrainer(Trainer):
+    """Ingests rollouts into ``batch`` (obs (T+1, N, ...), actions, rewards, dones and bootstrap
+    (T, N), the acting ranks' envs side by side along N) and holds their normalization."""
+
+    def __init__(self, ctx: LearnerContext):
+        super().__init__(ctx)
+        self.cfg = ctx.cfg
+        self.batch: dict[str, np.ndarray] = {}
+        self.norm = RolloutNormalization(ctx.cfg, ctx.policy, ctx.comm, ctx.streams)
+
+    def ingest(self, messages: list[PackedArrays]) -> None:
+        for key in ON_POLICY_KEYS:
+            parts = [m[key] for m in messages]
+            self.batch[key] = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return ("reward_scale",) if self.norm.ret is not None else ()
+
+    def row(self, seconds: float) -> dict:
+        return {"reward_scale": self.norm.reward_scale()} if self.norm.ret is not None else {}
+
+    def state_dict(self) -> dict:
+        return {"normalization": self.norm.shared_state()}
+
+    def own_state_dict(self) -> dict:
+        return {"normalization": self.norm.own_state()}
+
+    def load_state_dict(self, shared: dict | None, own: dict | None) -> None:
+        self.norm.load((shared or {}).get("normalization"), (own or {}).get("normalization"))

@@ -1,0 +1,79 @@
+"""Optimizers for learners: torch's RMSProp and Adam, and an Adam over one flat parameter for
+learners that make many small updates; the minibatch option of the algorithms that sample
+minibatches."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from mpirl.config.fields import option, positive
+
+
+@dataclass
+class MinibatchOptions:
+    """minibatches"""
+
+    batch_size: int = option(256, "Minibatch per gradient update, summed over the learners.")
+
+    @staticmethod
+    def validate(cfg) -> None:
+        positive(cfg, "batch_size")
+
+
+def make_optimizer(cfg, params, fused: bool = False) -> torch.optim.Optimizer:
+    """--optimizer over ``params``. ``fused`` takes one flat parameter: the step is then one
+    kernel, which matters when a learner makes hundreds of small updates a second."""
+    kind = {"fused": True} if fused else {"foreach": True}
+    if cfg.optimizer == "rmsprop":
+        return torch.optim.RMSprop(params, lr=cfg.lr, alpha=0.99, eps=1e-5, **kind)
+    return torch.optim.Adam(params, lr=cfg.lr, eps=1e-5, **kind)
+
+
+def flat_parameter(params, averager) -> torch.nn.Parameter:
+    """The trainable parameters of a flattened network (``mpirl.comm.FlatParameters``) as one
+    parameter whose gradient is the averager's flat buffer: a flat optimizer then steps the
+    whole network in a few operations. The trainable parameters must come first in the
+    network (statistics such as an observation normalizer last)."""
+    flat = torch.nn.Parameter(params.vector[:averager.numel], requires_grad=False)
+    flat.grad = averager.flat
+    return flat
+
+
+class FlatAdam:
+    """Adam (Kingma and Ba 2015, with torch.optim.Adam's eps placement) over one flat
+    parameter whose ``.grad`` is set, in a few in-place operations per step.
+
+    Offers what the learner uses of a torch optimizer: ``param_groups[0]['lr']``, ``step``,
+    ``state_dict`` and ``load_state_dict``."""
+
+    def __init__(self, param: torch.Tensor, lr: float, betas=(0.9, 0.999), eps: float = 1e-5):
+        self.param = param
+        self.param_groups = [{"lr": lr, "betas": betas, "eps": eps}]
+        self.exp_avg = torch.zeros_like(param)
+        self.exp_avg_sq = torch.zeros_like(param)
+        self.steps = 0
+
+    @torch.no_grad()
+    def step(self) -> None:
+        group = self.param_groups[0]
+        beta1, beta2 = group["betas"]
+        self.steps += 1
+        grad = self.param.grad
+        self.exp_avg.lerp_(grad, 1.0 - beta1)
+        self.exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1.0 - beta2)
+        bias1 = 1.0 - beta1 ** self.steps
+        bias2 = 1.0 - beta2 ** self.steps
+        denom = self.exp_avg_sq.sqrt().div_(math.sqrt(bias2)).add_(group["eps"])
+        self.param.data.addcdiv_(self.exp_avg, denom, value=-group["lr"] / bias1)
+
+    def state_dict(self) -> dict:
+        return {"steps": self.steps, "exp_avg": self.exp_avg.clone(),
+                "exp_avg_sq": self.exp_avg_sq.clone(), "lr": self.param_groups[0]["lr"]}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.steps = int(state["steps"])
+        self.exp_avg.copy_(state["exp_avg"])
+        self.exp_avg_sq.copy_(state["exp_avg_sq"])
+        self.param_groups[0]["lr"] = state["lr"]

@@ -1,0 +1,102 @@
+"""The options every algorithm reads: what to train, how long, the network and optimizer, and
+how the run is recorded, checkpointed and resumed. Each algorithm adds its own groups
+(``mpirl.algos``)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mpirl.config.fields import ConfigError, cli_flag, non_negative, option, positive, require
+
+DEVICES = ("cpu", "cuda", "auto")
+OPTIMIZERS = ("rmsprop", "adam")
+
+
+@dataclass
+class GeneralOptions:
+    """general options (every algorithm)"""
+
+    # --- what to train
+    algo: str = option("a2c", "Algorithm.")
+    env: str = option("CartPole-v1", "Gymnasium env id, or 'package.module:Class' for your own "
+                      "env.")
+    seed: int = option(0, "Seed for weights, envs and action sampling; env seeds also depend "
+                       "on rank.")
+    total_steps: int = option(300_000, "Training budget in environment steps, summed over all "
+                              "actors.")
+    target_return: float | None = option(
+        None, "Stop once the mean evaluation return reaches this value.")
+
+    # --- where it runs
+    envs_per_actor: int = option(16, "Environments each actor steps in-process, as one "
+                                 "vector.")
+    device: str = option("cpu", "Where learners compute: cpu, cuda (node-local GPU), or auto.",
+                         choices=DEVICES)
+    torch_threads: int = option(
+        0, "Torch threads per rank; 0 = SLURM_CPUS_PER_TASK, else this node's cores / ranks.")
+
+    # --- training
+    n_steps: int = option(5, "Steps each env collects per update (A2C, PPO: the rollout "
+                          "length; DQN: the chunk an actor sends its learner at a time).")
+    gamma: float = option(0.99, "Discount factor.")
+    max_grad_norm: float = option(0.5, "Clip the averaged gradient to this global norm; 0 "
+                                  "disables.")
+    optimizer: str = option("rmsprop", "Optimizer.", choices=OPTIMIZERS)
+    lr: float = option(2e-3, "Learning rate.")
+    lr_schedule: str = option("linear", "Learning-rate schedule over the budget.",
+                              choices=("constant", "linear"))
+    hidden_sizes: list[int] = option((64, 64), "Hidden layer sizes of the policy and value "
+                                     "MLPs (image observations get the Nature CNN instead).")
+    activation: str = option("tanh", "Hidden activation.", choices=("tanh", "relu"))
+
+    # --- evaluation and logging
+    eval_episodes: int = option(10, "Deterministic episodes per evaluation.")
+    eval_every: int = option(10_000, "Evaluate every this many env steps; 0 = only at the "
+                             "end.")
+    log_every: int = option(10_000, "Write a progress row every this many env steps.")
+    run_dir: str | None = option(
+        None, "Run directory; default runs/<algo>-<env>-<SLURM job id or time>.")
+    tensorboard: bool = option(True, "Write TensorBoard event files into the run directory.")
+    quiet: bool = option(False, "Do not print progress rows on the terminal.")
+    timing: bool = option(True, "Measure where each rank's time goes (cheap); --no-timing "
+                          "turns it off, e.g. to measure its cost.")
+
+    # --- checkpoints, resume and failure handling
+    checkpoint_every: int = option(0, "Write a checkpoint every this many updates; 0 = by "
+                                   "time only.")
+    checkpoint_minutes: float = option(
+        10.0, "Write a checkpoint every this many minutes of training; 0 = by updates only.")
+    keep_checkpoints: int = option(3, "How many of the newest checkpoints to keep.")
+    resume: str | None = option(
+        None, "Continue the run in this run directory from its newest readable checkpoint.")
+    auto_resume: bool = option(
+        False, "If the run directory (--run-dir, or the default name) holds a checkpoint, "
+        "continue from it as --resume would; else start the run. For requeued batch jobs.")
+    override: list[str] = option(
+        (), "With --resume: the config fields you mean to change from the saved run.")
+    comm_timeout: float = option(
+        0.0, "Abort, naming who waits for what, when a rank waits on communication longer "
+        "than this many seconds; 0 = wait forever.")
+    nonfinite: str = option("stop", "On a NaN or Inf loss or gradient: stop (keeping the last "
+                            "good checkpoint), or skip that update and count it.",
+                            choices=("stop", "skip"))
+
+    # --- config file
+    config: str | None = option(None, "YAML or TOML file with any of these fields; flags "
+                                "override it.")
+
+    @staticmethod
+    def validate(cfg) -> None:
+        positive(cfg, "total_steps", "envs_per_actor", "n_steps", "eval_episodes", "log_every")
+        non_negative(cfg, "torch_threads", "eval_every", "max_grad_norm", "checkpoint_every",
+                     "checkpoint_minutes", "comm_timeout")
+        require(cfg.keep_checkpoints >= 1,
+                f"--keep-checkpoints must be at least 1, got {cfg.keep_checkpoints}")
+        if cfg.override and not (cfg.resume or cfg.auto_resume):
+            raise ConfigError("--override only applies with --resume RUN_DIR or --auto-resume")
+        require(0.0 < cfg.gamma <= 1.0, f"--gamma must be in (0, 1], got {cfg.gamma}")
+        require(cfg.lr > 0, f"--lr must be positive, got {cfg.lr}")
+        require(bool(cfg.hidden_sizes) and all(h > 0 for h in cfg.hidden_sizes),
+                f"--hidden-sizes must be positive integers, got {cfg.hidden_sizes}")
+
+
+__all__ = ["DEVICES", "GeneralOptions", "OPTIMIZERS", "cli_flag"]
