@@ -25,7 +25,7 @@ import yaml
 # seed) are repetitions of one experiment
 _NOT_EXPERIMENT = {"seed", "run_dir", "resume", "auto_resume", "override", "config", "quiet",
                    "tensorboard", "torch_threads", "timing", "comm_timeout", "checkpoint_every",
-                   "checkpoint_minutes", "keep_checkpoints", "nonfinite", "device"}
+                   "checkpoint_minutes", "keep_checkpoints", "nonfinite", "device", "autograd"}
 
 
 def _pyplot():
@@ -86,6 +86,16 @@ def _band(runs: list[dict], x_key: str, points: int = 200):
 
 
 def plot_curves(run_dirs: list[Path], out: Path, metric: str = "eval") -> Path:
+    """Learning curves of the runs (``curves_figure``) as a PNG file."""
+    fig = curves_figure(run_dirs, metric)
+    fig.savefig(out, dpi=110)
+    _pyplot().close(fig)
+    return out
+
+
+def curves_figure(run_dirs: list[Path], metric: str = "eval"):
+    """Return against env steps (left) and wall time (right): per group of runs that differ
+    only in the seed, the mean curve and, for several seeds, the min-to-max band."""
     plt = _pyplot()
     runs = [read_run(Path(d), metric) for d in run_dirs]
     groups = group_runs(runs)
@@ -108,12 +118,20 @@ def plot_curves(run_dirs: list[Path], out: Path, metric: str = "eval") -> Path:
         ax.grid(alpha=0.3)
     axes[0].legend(loc="lower right", fontsize=8)
     fig.suptitle(f"learning curves ({len(runs)} run{'s' if len(runs) > 1 else ''})")
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return fig
 
 
 def plot_scaling(csv_path: Path, out: Path) -> Path:
+    """Throughput against rank count (``scaling_figure``) as a PNG file."""
+    fig = scaling_figure(csv_path)
+    fig.savefig(out, dpi=110)
+    _pyplot().close(fig)
+    return out
+
+
+def scaling_figure(csv_path: Path):
+    """Env steps per second against ranks, measured (points) and ideal (linear from the
+    smallest rank count, dashed), one pair per scaling kind in the CSV."""
     plt = _pyplot()
     with open(csv_path, newline="") as f:
         rows = list(csv.DictReader(f))
@@ -139,9 +157,7 @@ def plot_scaling(csv_path: Path, out: Path) -> Path:
     ax.set_ylabel("env steps per second (learning included)")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return fig
 
 
 def main(argv: list[str] | None = None) -> int:
