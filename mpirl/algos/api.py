@@ -88,7 +88,7 @@ class ActingContext:
 
     cfg: Any
     env: EnvSpec
-    policy: Any               # the rank's copy of the policy (CPU), kept current by the model
+    policy: Any               # the rank's copy of the policy (CPU), kept current by the run
     envs: EnvVector           # --envs-per-actor envs, seeded for this rank
     rng: np.random.Generator  # this rank's "actions" stream
     index: int                # which acting rank this is, 0 .. count - 1
