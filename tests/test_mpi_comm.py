@@ -111,6 +111,41 @@ def test_control_slots_and_the_nonfinite_verdict_are_shared_by_all_learners():
     assert averager.extras.tolist() == [1.0, float(size)]
 
 
+def test_staged_averaging_the_gpu_path_gives_what_the_in_place_one_gives():
+    """Learners on a GPU stage the gradient through a host array that also holds the control
+    values and extras; staged on the CPU here, it must give the same sums and verdicts."""
+    from mpirl.algos.api import Control
+    world = comm.world()
+    rank, size = world.Get_rank(), world.Get_size()
+    results = []
+    for staged in (False, True):
+        torch.manual_seed(0)
+        model = ActorCritic(SPEC, [16, 16])
+        control = Control()
+        averager = comm.GradientAverager(model.parameters(), world, share=1.0 / size,
+                                         extras=("kl",), control=control, staged=staged)
+        assert (averager._host is not None) == staged
+        control.local[:] = (float(rank == 0), 2.0)
+        averager.extras[averager.slots["kl"]] = 0.5 * rank
+        obs = torch.from_numpy(_batch(rank, 4, 3)["obs"].reshape(-1, 4))
+        averager.zero_grad()
+        out, values = model(obs)
+        averager.backward(out.pow(2).mean() + values.pow(2).mean())
+        averager.average()
+        results.append((averager.flat.clone(), control.summed.copy(), control.reduced,
+                        float(averager.extras[0]), averager.finite))
+        averager.zero_grad()
+        bad = model(obs)[1].mean() * (float("nan") if rank == size - 1 else 1.0)
+        averager.backward(bad)
+        averager.average()
+        assert not averager.finite  # one learner's loss went bad: every learner sees it
+    (flat, summed, reduced, kl, finite), staged_result = results
+    assert torch.equal(flat, staged_result[0]) and flat.abs().sum() > 0
+    assert summed.tolist() == staged_result[1].tolist() == [1.0, 2.0 * size]
+    assert reduced and staged_result[2] and finite and staged_result[4]
+    assert kl == staged_result[3] == 0.5 * size * (size - 1) / 2
+
+
 def test_a_wait_that_outlasts_the_comm_timeout_names_the_missing_rank():
     world = comm.world()
     rank, size = world.Get_rank(), world.Get_size()

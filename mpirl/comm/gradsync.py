@@ -42,10 +42,14 @@ class GradientAverager:
     learners by ``average``: set them before every ``average``. ``control`` (an object with
     ``local`` and ``summed`` arrays and a ``reduced`` flag, ``mpirl.algos.api.Control``) has
     its ``local`` values summed into ``summed`` by every ``average``.
+
+    ``staged`` (default: for parameters off the CPU) keeps the gradient apart from the host
+    array the allreduce sums, and copies it there and back around each allreduce.
     """
 
     def __init__(self, params: Iterable[torch.nn.Parameter], comm: Comm | None,
-                 share: float | None = None, extras: Sequence[str] = (), control=None):
+                 share: float | None = None, extras: Sequence[str] = (), control=None,
+                 staged: bool | None = None):
         self.params = [p for p in params if p.requires_grad]
         self.comm = comm
         self.size = 1 if comm is None else comm.Get_size()
@@ -57,13 +61,15 @@ class GradientAverager:
         controls = 0 if control is None else len(control.local)
         tail = 1 + controls + len(extras)  # the non-finite flag, control values, extras
         self._host = None
-        if device.type == "cpu":  # one buffer: the gradient, then the slots
+        if staged is None:
+            staged = device.type != "cpu"
+        if not staged:  # one buffer: the gradient, then the slots
             self.buffer = torch.zeros(n + tail, dtype=dtype)
             self.flat = self.buffer[:n]
             host = self.buffer.numpy()
-        else:  # the gradient on the device; a pinned host copy of it, then the slots
+        else:  # the gradient on the device; a (pinned) host copy of it, then the slots
             self.flat = torch.zeros(n, device=device, dtype=dtype)
-            self._host = torch.zeros(n + tail, dtype=dtype, pin_memory=True)
+            self._host = torch.zeros(n + tail, dtype=dtype, pin_memory=device.type == "cuda")
             host = self._host.numpy()
         self._reduced = host  # what the allreduce sums
         self._nonfinite = host[n:n + 1]
