@@ -79,3 +79,24 @@ def test_an_installed_package_registers_its_algorithm_through_an_entry_point(tmp
     res = run_job(["mpirl.train", "--help"])
     assert res.returncode == 0, res.stderr
     assert "{a2c,ppo,dqn,a3c,reinforce}" in res.stdout
+
+
+def test_a_plugin_whose_option_clashes_with_another_is_bad_input(tmp_path, monkeypatch):
+    (tmp_path / "clashing.py").write_text(
+        "from dataclasses import dataclass\n"
+        "from mpirl.algos.api import SYNCHRONOUS, Algorithm, option\n"
+        "from mpirl.algos.registry import register\n"
+        "from plugins.reinforce import ALGORITHM as R\n"
+        "@dataclass\n"
+        "class Clash:\n"
+        "    '''clash'''\n"
+        "    gamma: float = option(0.9, 'Already a general option.')\n"
+        "register(Algorithm(name='clash', description='x', execution=SYNCHRONOUS,\n"
+        "                   options=(Clash,), policy=R.policy, collector=R.collector,\n"
+        "                   message=R.message, trainer=R.trainer))\n")
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    monkeypatch.setenv("MPIRL_PLUGINS", "clashing")
+    res = run_job(["mpirl.train", "--algo", "clash"])
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert "--algo clash declares the option 'gamma' (Clash), which GeneralOptions declares " \
+        "already" in res.stderr

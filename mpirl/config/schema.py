@@ -31,8 +31,10 @@ def _build() -> tuple[dict[str, OptionInfo], list[tuple[type, list[str]]]]:
                 for f in options_of(group):
                     other = fields.get(f.name)
                     if other is not None and other.group is not group:
-                        raise ValueError(f"option '{f.name}' of {group.__name__} is already "
-                                         f"declared by {other.group.__name__}")
+                        raise ConfigError(f"--algo {name} declares the option '{f.name}' "
+                                          f"({group.__name__}), which "
+                                          f"{other.group.__name__} declares already: give "
+                                          f"it another name")
                     fields[f.name] = f
         _cache = (version, fields, list(groups.items()))
     return _cache[1], _cache[2]
