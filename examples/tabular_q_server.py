@@ -4,10 +4,11 @@
 
 The Q-table (states x actions, one flat float32 vector) is split over the first ``--servers``
 ranks. Every other rank is a worker: it plays epsilon-greedy episodes with its copy of the
-table, sums the gradient of 0.5 * td**2 for each table entry over ``--push-every`` steps, and
-pushes it. A server subtracts ``--alpha`` x that gradient from its slice (a Q-learning step) and
-sends the slice back. Nothing here is specific to neural networks: the server only knows a flat
-vector and an update rule.
+table for ``--push-every`` steps, averages the gradient of 0.5 * td**2 of each table entry over
+that entry's visits (a taxi stuck at a wall repeats one entry many times; a sum would multiply
+its step) and pushes it. A server subtracts ``--alpha`` x that gradient from its slice (a
+Q-learning step) and sends the slice back. Nothing here is specific to neural networks: the
+server only knows a flat vector and an update rule.
 
 At the end the lead server assembles the table, plays greedy episodes and prints their mean
 return, with each server's update rate.
@@ -44,10 +45,12 @@ def work(args, world, servers, bounds, n_states, n_actions, rank) -> None:
     q = np.zeros(n_states * n_actions, dtype=np.float32)  # this worker's copy of the table
     table = q.reshape(n_states, n_actions)
     grad = np.zeros_like(q)
+    visits = np.zeros_like(q)
     client = ParameterClient(world, servers, bounds)
     s, _ = env.reset(seed=args.seed * 1000 + rank)
     while True:
         grad[:] = 0.0
+        visits[:] = 0.0
         for _ in range(args.push_every):
             if rng.random() < args.epsilon:
                 a = int(rng.integers(n_actions))
@@ -57,9 +60,11 @@ def work(args, world, servers, bounds, n_states, n_actions, rank) -> None:
             s2, r, terminated, truncated, _ = env.step(a)
             target = r + (0.0 if terminated else args.gamma * table[s2].max())
             grad[s * n_actions + a] -= target - table[s, a]  # d(0.5 td^2)/dQ(s, a)
+            visits[s * n_actions + a] += 1.0
             s = s2
             if terminated or truncated:
                 s, _ = env.reset()
+        np.divide(grad, visits, out=grad, where=visits > 0)
         client.report[0] = args.push_every
         replies = client.exchange(grad, q)
         if replies[0][STOP]:
@@ -107,15 +112,19 @@ def main(argv=None) -> int:
     servers = list(range(args.servers))
     bounds = shard_bounds(n_states * n_actions, args.servers)
     values = stats = None
-    if rank < args.servers:
-        lo, hi = bounds[rank]
-        values = np.zeros(hi - lo, dtype=np.float32)
-        hooks = Budget(args.total_steps) if rank == 0 else None
-        server = ParameterServer(world, rank, servers, list(range(args.servers, size)), values,
-                                 SGDRule(values, args.alpha), hooks=hooks)
-        stats = server.serve()
-    else:
-        work(args, world, servers, bounds, n_states, n_actions, rank)
+    try:
+        if rank < args.servers:
+            lo, hi = bounds[rank]
+            values = np.zeros(hi - lo, dtype=np.float32)
+            hooks = Budget(args.total_steps) if rank == 0 else None
+            server = ParameterServer(world, rank, servers, list(range(args.servers, size)),
+                                     values, SGDRule(values, args.alpha), hooks=hooks)
+            stats = server.serve()
+        else:
+            work(args, world, servers, bounds, n_states, n_actions, rank)
+    except Exception as e:  # end every rank now: the others would wait for this one forever
+        print(f"rank {rank} failed: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
+        comm.abort(world, 1)
     parts = comm.gather_to_root(world, (values, stats))
     if parts is not None:
         table = np.concatenate([v for v, _ in parts[:args.servers]])
