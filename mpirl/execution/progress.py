@@ -100,19 +100,14 @@ class RunProgress:
         return learning_rate(self.cfg, self.c.env_steps, self.planned_steps)
 
     # ------------------------------------------------------------------ schedules
-    def evaluation_due(self) -> bool:
-        """Whether an evaluation is due at this env step (then the schedule moves on)."""
+    def evaluation_due(self, last: bool = False) -> bool:
+        """Whether an evaluation is due at this env step (``last``: the run's last update,
+        which always ends with one); if so, the schedule moves past this step."""
         c = self.c
-        if c.next_eval is None or c.env_steps < c.next_eval:
-            return False
-        self.skip_evaluations()
-        return True
-
-    def skip_evaluations(self) -> None:
-        """Move the evaluation schedule past this env step."""
-        c = self.c
-        while c.next_eval is not None and c.next_eval <= c.env_steps:
+        due = last or (c.next_eval is not None and c.env_steps >= c.next_eval)
+        while due and c.next_eval is not None and c.next_eval <= c.env_steps:
             c.next_eval += self.cfg.eval_every
+        return due
 
     def next_eval_index(self) -> int:
         """The index of the next evaluation (each gets its own start states)."""

@@ -82,7 +82,8 @@ def _check(setup) -> None:
     if not setup.spec.discrete:
         raise ConfigError(f"--algo dqn needs a Discrete action space, and env '{cfg.env}' "
                           f"has continuous (Box) actions; use --algo ppo or a2c for it")
-    streams, rows = setup.total_streams, replay_rows(setup)
+    streams = setup.total_streams
+    rows = replay_rows(cfg.replay_size, streams)
     need = cfg.n_steps + cfg.n_step + 2
     if rows < need:
         raise ConfigError(
@@ -96,8 +97,9 @@ def _startup(setup) -> list[str]:
     cfg, lay = setup.cfg, setup.layout
     per, mib = replay_bytes(setup), 1 << 20
     per_iteration = setup.steps_per_iteration
+    rows = replay_rows(cfg.replay_size, setup.total_streams)
     return [f"mpirl: replay: {cfg.replay_size:,} transitions over {lay.learners} shard(s) of "
-            f"{replay_rows(setup):,} steps x {setup.streams_of(0)} env streams, "
+            f"{rows:,} steps x {setup.streams_of(0)} env streams, "
             f"{per[0] / mib:.1f} MiB per learner, {sum(per) / mib:.1f} MiB in all (allocated "
             f"now); batch {cfg.batch_size}, replay ratio {cfg.replay_ratio:g} = "
             f"{cfg.replay_ratio * per_iteration / cfg.batch_size:g} updates per "

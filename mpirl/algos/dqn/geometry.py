@@ -5,17 +5,18 @@ from __future__ import annotations
 from mpirl.replay import ReplayShard
 
 
-def replay_rows(setup) -> int:
+def replay_rows(replay_size: int, total_streams: int) -> int:
     """Rows of every env stream's ring: each stream gets the same number, so every learner's
     shard fills at the same pace and the learners' decisions (whether to train, how often)
     agree without a message."""
-    return setup.cfg.replay_size // setup.total_streams
+    return replay_size // total_streams
 
 
 def replay_bytes(setup) -> list[int]:
     """Each learner's replay shard in bytes."""
     cfg, spec = setup.cfg, setup.spec
-    return [ReplayShard.estimate_nbytes(replay_rows(setup), setup.streams_of(rank),
+    rows = replay_rows(cfg.replay_size, setup.total_streams)
+    return [ReplayShard.estimate_nbytes(rows, setup.streams_of(rank),
                                         spec.obs_shape, spec.obs_dtype, spec.action_shape,
                                         spec.action_dtype, cfg.prioritized)
             for rank in range(setup.layout.learners)]

@@ -12,7 +12,7 @@ import torch
 
 from mpirl.acting.messages import PackedArrays
 from mpirl.algos.api import LearnerContext, Trainer
-from mpirl.algos.dqn.geometry import batch_split
+from mpirl.algos.dqn.geometry import batch_split, replay_rows
 from mpirl.algos.dqn.loss import DQN
 from mpirl.algos.optim import flat_parameter, make_optimizer
 from mpirl.replay import Prioritization, ReplayShard
@@ -32,7 +32,7 @@ class DQNTrainer(Trainer):
         self.optimizer = make_optimizer(cfg, [flat_parameter(ctx.policy_params, self.averager)],
                                         fused=True)
         prio = Prioritization(alpha=cfg.priority_alpha) if cfg.prioritized else None
-        self.replay = ReplayShard(cfg.replay_size // ctx.total_streams, ctx.streams,
+        self.replay = ReplayShard(replay_rows(cfg.replay_size, ctx.total_streams), ctx.streams,
                                   env.obs_shape, env.obs_dtype, env.action_shape,
                                   env.action_dtype, cfg.n_step, cfg.gamma, prio)
         self.target = ctx.network()

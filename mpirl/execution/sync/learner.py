@@ -207,9 +207,8 @@ class Learner:
             # every learner computes `evaluate` and `log` from the same counters, so all of
             # them enter the collectives below together
             # the last update always ends with an evaluation, in the last row
-            evaluate = progress.evaluation_due() or last
+            evaluate = progress.evaluation_due(last)
             if evaluate:
-                progress.skip_evaluations()
                 if self.lead:
                     mean, std = self._evaluate()
                     row.update(eval_return_mean=mean, eval_return_std=std)
