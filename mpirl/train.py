@@ -55,7 +55,7 @@ def _settle(world, error: str | None) -> None:
 
 
 def _parse(world, argv: list[str]) -> Config:
-    quiet_help = world.Get_rank() != 0 and ("-h" in argv or "--help" in argv)
+    quiet_help = world.Get_rank() != 0 and bool({"-h", "--help", "--version"} & set(argv))
     with contextlib.redirect_stdout(io.StringIO()) if quiet_help else contextlib.nullcontext():
         return parse_config(argv)
 

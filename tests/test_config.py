@@ -132,3 +132,82 @@ def test_options_are_grouped_by_the_algorithms_that_read_them_in_help():
     assert sections["synchronous learners and actors"].endswith("(a2c, ppo, dqn):")
     ppo = text[text.index("PPO (ppo):"):text.index("minibatches (ppo, dqn):")]
     assert "--clip-range" in ppo and "--replay-size" not in ppo
+
+
+def _numeric_fields():
+    from mpirl.algos import registry
+    from mpirl.config.schema import fields_of, schema
+    for algo in registry.BUILTIN:
+        for name in sorted(fields_of(algo)):
+            info = schema()[name]
+            if info.numeric:
+                yield algo, info
+
+
+def test_every_numeric_option_declares_its_interval():
+    missing = sorted({info.name for _, info in _numeric_fields() if info.bounds is None})
+    assert not missing, f"numeric options without bounds: {missing}"
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
+def test_every_numeric_flag_refuses_non_finite_values(value):
+    """NaN fails every comparison, so range checks alone let it through; every float option is
+    checked for finiteness in one place (an int option refuses the text outright)."""
+    from mpirl.config.fields import cli_flag
+    for algo, info in _numeric_fields():
+        flag = f"--{cli_flag(info.name)}"
+        with pytest.raises(ConfigError) as e:
+            parse_config(["--algo", algo, f"{flag}={value}"])
+        expected = "must be a finite number" if info.type.startswith("float") else "invalid int"
+        assert flag in str(e.value) and expected in str(e.value), (algo, str(e.value))
+
+
+def test_every_numeric_flag_refuses_a_value_just_outside_its_interval():
+    from mpirl.config.fields import cli_flag
+    for algo, info in _numeric_fields():
+        interval, flag = info.bounds, f"--{cli_flag(info.name)}"
+        if interval is None:
+            continue
+        integer = info.type.startswith("int")
+        step = 1 if integer else 1e-3
+        kind = int if integer else float
+        if interval.low != -float("inf"):
+            below = kind(interval.low - (step if interval.low_closed else 0))
+            with pytest.raises(ConfigError, match=f"{flag} must be"):
+                parse_config(["--algo", algo, f"{flag}={below}"])
+        if interval.high != float("inf"):
+            above = kind(interval.high + (step if interval.high_closed else 0))
+            with pytest.raises(ConfigError, match=f"{flag} must be"):
+                parse_config(["--algo", algo, f"{flag}={above}"])
+
+
+@pytest.mark.parametrize("text,needle", [
+    ("lr: .nan\n", "--lr must be a finite number, got nan"),
+    ("gamma: .inf\n", "--gamma must be a finite number, got inf"),
+    ("total_steps: 100000000000000000000000\n", "--total-steps is too large"),
+])
+def test_non_finite_or_huge_numbers_in_a_config_file_are_refused(tmp_path, text, needle):
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=needle):
+        parse_config(["--config", str(path)])
+
+
+def test_torch_threads_beyond_the_node_is_refused():
+    import os
+    with pytest.raises(ConfigError, match=f"more than this node's {os.cpu_count()} cores"):
+        parse_config(["--torch-threads", "100000"])
+
+
+def test_a_binary_config_file_is_bad_input(tmp_path):
+    path = tmp_path / "weights.yaml"
+    path.write_bytes(bytes(range(256)) * 4)
+    with pytest.raises(ConfigError, match="cannot read config file .*weights.yaml: not a text"):
+        parse_config(["--config", str(path)])
+
+
+def test_version_flag(capsys):
+    import mpirl
+    with pytest.raises(SystemExit) as e:
+        parse_config(["--version"])
+    assert e.value.code == 0 and capsys.readouterr().out.strip() == f"mpirl {mpirl.__version__}"

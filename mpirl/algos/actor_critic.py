@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from mpirl.acting.collect import RolloutCollector
 from mpirl.acting.envs import EnvSpec, is_atari
 from mpirl.acting.messages import Fields, rollout_fields
-from mpirl.config.fields import ConfigError, in_unit_interval, non_negative, option, positive
+from mpirl.config.fields import ConfigError, option
 from mpirl.nets.actor_critic import ActorCritic, CNNActorCritic, is_image
 
 
@@ -16,11 +16,12 @@ from mpirl.nets.actor_critic import ActorCritic, CNNActorCritic, is_image
 class ActorCriticOptions:
     """actor-critic losses, Gaussian actions, Atari training"""
 
-    gae_lambda: float = option(1.0, "GAE lambda; 1.0 gives plain n-step returns.")
-    ent_coef: float = option(0.0, "Entropy bonus weight.")
-    vf_coef: float = option(0.5, "Value loss weight.")
+    gae_lambda: float = option(1.0, "GAE lambda; 1.0 gives plain n-step returns.", bounds="[0, 1]")
+    ent_coef: float = option(0.0, "Entropy bonus weight.", bounds="[0, inf)")
+    vf_coef: float = option(0.5, "Value loss weight.", bounds="[0, inf)")
     log_std_init: float = option(0.0, "Box actions: initial log standard deviation of the "
-                                 "Gaussian policy (state-independent, learned).")
+                                 "Gaussian policy (state-independent, learned).",
+                                 bounds="[-20, 20]")
     action_bounds: str = option(
         "clip", "Box actions: clip the Gaussian sample to the action bounds, or squash it with "
         "tanh into them.", choices=("clip", "squash"))
@@ -30,11 +31,6 @@ class ActorCriticOptions:
     clip_rewards: bool | None = option(
         None, "Train on the sign of each reward (logs keep game scores); unset = on for Atari "
         "games.")
-
-    @staticmethod
-    def validate(cfg) -> None:
-        in_unit_interval(cfg, "gae_lambda")
-        non_negative(cfg, "ent_coef", "vf_coef")
 
 
 @dataclass
@@ -48,13 +44,9 @@ class RolloutLearnerOptions:
         choices=("fp32", "bf16"))
     normalize_obs: bool = option(False, "Normalize observations by running mean and variance "
                                  "over everything collected; saved with the policy.")
-    clip_obs: float = option(10.0, "Clip normalized observations to +-this.")
+    clip_obs: float = option(10.0, "Clip normalized observations to +-this.", bounds="(0, inf)")
     normalize_reward: bool = option(False, "Scale rewards by the running std of the "
                                     "discounted return (clipped to +-10).")
-
-    @staticmethod
-    def validate(cfg) -> None:
-        positive(cfg, "clip_obs")
 
 
 def policy(cfg, env: EnvSpec) -> ActorCritic:

@@ -8,18 +8,15 @@ from dataclasses import dataclass
 
 import torch
 
-from mpirl.config.fields import option, positive
+from mpirl.config.fields import option
 
 
 @dataclass
 class MinibatchOptions:
     """minibatches"""
 
-    batch_size: int = option(256, "Minibatch per gradient update, summed over the learners.")
-
-    @staticmethod
-    def validate(cfg) -> None:
-        positive(cfg, "batch_size")
+    batch_size: int = option(256, "Minibatch per gradient update, summed over the learners.",
+                             bounds="[1, inf)")
 
 
 def make_optimizer(cfg, params, fused: bool = False) -> torch.optim.Optimizer:

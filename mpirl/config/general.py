@@ -3,9 +3,10 @@ how the run is recorded, checkpointed and resumed. Each algorithm adds its own g
 (``mpirl.algos``)."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
-from mpirl.config.fields import ConfigError, cli_flag, non_negative, option, positive, require
+from mpirl.config.fields import ConfigError, cli_flag, option, require
 
 DEVICES = ("cpu", "cuda", "auto")
 OPTIMIZERS = ("rmsprop", "adam")
@@ -20,28 +21,31 @@ class GeneralOptions:
     env: str = option("CartPole-v1", "Gymnasium env id, or 'package.module:Class' for your own "
                       "env.")
     seed: int = option(0, "Seed for weights, envs and action sampling; env seeds also depend "
-                       "on rank.")
+                       "on rank.", bounds="[0, inf)")
     total_steps: int = option(300_000, "Training budget in environment steps, summed over all "
-                              "actors.")
+                              "actors.", bounds="[1, inf)")
     target_return: float | None = option(
-        None, "Stop once the mean evaluation return reaches this value.")
+        None, "Stop once the mean evaluation return reaches this value.",
+        bounds="(-inf, inf)")
 
     # --- where it runs
     envs_per_actor: int = option(16, "Environments each actor steps in-process, as one "
-                                 "vector.")
+                                 "vector.", bounds="[1, inf)")
     device: str = option("cpu", "Where learners compute: cpu, cuda (node-local GPU), or auto.",
                          choices=DEVICES)
     torch_threads: int = option(
-        0, "Torch threads per rank; 0 = SLURM_CPUS_PER_TASK, else this node's cores / ranks.")
+        0, "Torch threads per rank; 0 = SLURM_CPUS_PER_TASK, else this node's cores / ranks.",
+        bounds="[0, inf)")
 
     # --- training
     n_steps: int = option(5, "Steps each env collects per update (A2C, PPO: the rollout "
-                          "length; DQN: the chunk an actor sends its learner at a time).")
-    gamma: float = option(0.99, "Discount factor.")
+                          "length; DQN: the chunk an actor sends its learner at a time).",
+                          bounds="[1, inf)")
+    gamma: float = option(0.99, "Discount factor.", bounds="(0, 1]")
     max_grad_norm: float = option(0.5, "Clip the averaged gradient to this global norm; 0 "
-                                  "disables.")
+                                  "disables.", bounds="[0, inf)")
     optimizer: str = option("rmsprop", "Optimizer.", choices=OPTIMIZERS)
-    lr: float = option(2e-3, "Learning rate.")
+    lr: float = option(2e-3, "Learning rate.", bounds="(0, inf)")
     lr_schedule: str = option("linear", "Learning-rate schedule over the budget.",
                               choices=("constant", "linear"))
     hidden_sizes: list[int] = option((64, 64), "Hidden layer sizes of the policy and value "
@@ -49,10 +53,11 @@ class GeneralOptions:
     activation: str = option("tanh", "Hidden activation.", choices=("tanh", "relu"))
 
     # --- evaluation and logging
-    eval_episodes: int = option(10, "Deterministic episodes per evaluation.")
+    eval_episodes: int = option(10, "Deterministic episodes per evaluation.", bounds="[1, inf)")
     eval_every: int = option(10_000, "Evaluate every this many env steps; 0 = only at the "
-                             "end.")
-    log_every: int = option(10_000, "Write a progress row every this many env steps.")
+                             "end.", bounds="[0, inf)")
+    log_every: int = option(10_000, "Write a progress row every this many env steps.",
+                            bounds="[1, inf)")
     run_dir: str | None = option(
         None, "Run directory; default runs/<algo>-<env>-<SLURM job id or time>.")
     tensorboard: bool = option(True, "Write TensorBoard event files into the run directory.")
@@ -62,10 +67,12 @@ class GeneralOptions:
 
     # --- checkpoints, resume and failure handling
     checkpoint_every: int = option(0, "Write a checkpoint every this many updates; 0 = by "
-                                   "time only.")
+                                   "time only.", bounds="[0, inf)")
     checkpoint_minutes: float = option(
-        10.0, "Write a checkpoint every this many minutes of training; 0 = by updates only.")
-    keep_checkpoints: int = option(3, "How many of the newest checkpoints to keep.")
+        10.0, "Write a checkpoint every this many minutes of training; 0 = by updates only.",
+        bounds="[0, inf)")
+    keep_checkpoints: int = option(3, "How many of the newest checkpoints to keep.",
+                                   bounds="[1, inf)")
     resume: str | None = option(
         None, "Continue the run in this run directory from its newest readable checkpoint.")
     auto_resume: bool = option(
@@ -75,7 +82,7 @@ class GeneralOptions:
         (), "With --resume: the config fields you mean to change from the saved run.")
     comm_timeout: float = option(
         0.0, "Abort, naming who waits for what, when a rank waits on communication longer "
-        "than this many seconds; 0 = wait forever.")
+        "than this many seconds; 0 = wait forever.", bounds="[0, inf)")
     nonfinite: str = option("stop", "On a NaN or Inf loss or gradient: stop (keeping the last "
                             "good checkpoint), or skip that update and count it.",
                             choices=("stop", "skip"))
@@ -86,15 +93,11 @@ class GeneralOptions:
 
     @staticmethod
     def validate(cfg) -> None:
-        positive(cfg, "total_steps", "envs_per_actor", "n_steps", "eval_episodes", "log_every")
-        non_negative(cfg, "torch_threads", "eval_every", "max_grad_norm", "checkpoint_every",
-                     "checkpoint_minutes", "comm_timeout")
-        require(cfg.keep_checkpoints >= 1,
-                f"--keep-checkpoints must be at least 1, got {cfg.keep_checkpoints}")
+        cores = os.cpu_count() or 1
+        require(cfg.torch_threads <= cores,
+                f"--torch-threads {cfg.torch_threads} is more than this node's {cores} cores")
         if cfg.override and not (cfg.resume or cfg.auto_resume):
             raise ConfigError("--override only applies with --resume RUN_DIR or --auto-resume")
-        require(0.0 < cfg.gamma <= 1.0, f"--gamma must be in (0, 1], got {cfg.gamma}")
-        require(cfg.lr > 0, f"--lr must be positive, got {cfg.lr}")
         require(bool(cfg.hidden_sizes) and all(h > 0 for h in cfg.hidden_sizes),
                 f"--hidden-sizes must be positive integers, got {cfg.hidden_sizes}")
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from mpirl.algos import registry
-from mpirl.config.fields import ConfigError, OptionInfo, cli_flag, options_of
+from mpirl.config.fields import ConfigError, OptionInfo, check_number, cli_flag, options_of
 from mpirl.config.general import GeneralOptions
 
 _cache: tuple[int, dict[str, OptionInfo], list[tuple[type, list[str]]]] | None = None
@@ -128,6 +128,11 @@ class Config:
         unknown = sorted(set(self.override) - set(schema()))
         if unknown:
             raise ConfigError(f"--override names unknown field(s): {', '.join(unknown)}")
+        for name in sorted(fields_of(self.algo), key=list(schema()).index):
+            value = getattr(self, name)
+            info = schema()[name]
+            if info.numeric and value is not None:
+                check_number(info, value)
         GeneralOptions.validate(self)
         for group in algorithm_groups(algorithm):
             check = getattr(group, "validate", None)

@@ -14,6 +14,7 @@ from typing import Any, Sequence
 
 import yaml
 
+from mpirl import __version__
 from mpirl.algos import registry
 from mpirl.config.fields import ConfigError, OptionInfo, cli_flag, field_from_flag, group_title
 from mpirl.config.general import GeneralOptions
@@ -54,6 +55,11 @@ def load_config_file(path: str | os.PathLike) -> dict[str, Any]:
             raw = yaml.safe_load(p.read_text()) or {}
     except (yaml.YAMLError, tomllib.TOMLDecodeError) as e:
         raise ConfigError(f"cannot parse config file {p}: {e}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"cannot read config file {p}: not a text file (YAML or TOML)") \
+            from None
+    except OSError as e:
+        raise ConfigError(f"cannot read config file {p}: {e.strerror or e}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"config file {p} must hold a mapping of field: value")
     known = set(field_types()) - {"config"}
@@ -104,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _ArgumentParser(prog="python -m mpirl.train",
                              description="Train an RL agent on MPI ranks (run under mpirun/srun).",
                              argument_default=argparse.SUPPRESS)
+    parser.add_argument("--version", action="version", version=f"mpirl {__version__}")
     fields = schema()
     every = list(registry.algorithms())
     general = parser.add_argument_group(group_title(GeneralOptions))

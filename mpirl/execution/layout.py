@@ -12,18 +12,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mpirl.config.fields import ConfigError, non_negative, option, require
+from mpirl.config.fields import ConfigError, option
 
 
 @dataclass
 class LearnerOptions:
     """synchronous learners and actors"""
 
-    learners: int = option(1, "Number of learner ranks; the other ranks are actors.")
-
-    @staticmethod
-    def validate(cfg) -> None:
-        require(cfg.learners > 0, f"--learners must be positive, got {cfg.learners}")
+    learners: int = option(1, "Number of learner ranks; the other ranks are actors.",
+                           bounds="[1, inf)")
 
 
 @dataclass
@@ -31,15 +28,11 @@ class ServerOptions:
     """asynchronous workers and parameter servers"""
 
     servers: int = option(1, "Parameter-server ranks (the first ranks); the others are "
-                          "workers. The weight vector is split evenly over the servers.")
+                          "workers. The weight vector is split evenly over the servers.",
+                          bounds="[1, inf)")
     max_staleness: int = option(
         0, "A server drops gradients computed from weights more than this many of its "
-        "updates old (counted in progress.csv); 0 = apply every gradient.")
-
-    @staticmethod
-    def validate(cfg) -> None:
-        require(cfg.servers >= 1, f"--servers must be at least 1, got {cfg.servers}")
-        non_negative(cfg, "max_staleness")
+        "updates old (counted in progress.csv); 0 = apply every gradient.", bounds="[0, inf)")
 
 
 @dataclass(frozen=True)

@@ -27,12 +27,7 @@ class ReinforceOptions:
 
     reinforce_baseline: bool = option(True, "Subtract a learned state-value baseline from the "
                                       "returns.")
-    reinforce_entropy: float = option(0.01, "Entropy bonus weight.")
-
-    @staticmethod
-    def validate(cfg) -> None:
-        if cfg.reinforce_entropy < 0:
-            raise ConfigError(f"--reinforce-entropy must be >= 0, got {cfg.reinforce_entropy}")
+    reinforce_entropy: float = option(0.01, "Entropy bonus weight.", bounds="[0, inf)")
 
 
 class SoftmaxPolicy(nn.Module):

@@ -19,7 +19,7 @@ from mpirl.algos.dqn.qnetwork import QNetwork
 from mpirl.algos.dqn.trainer import DQNTrainer
 from mpirl.algos.optim import MinibatchOptions
 from mpirl.algos.registry import register
-from mpirl.config.fields import ConfigError, in_unit_interval, option, positive, require
+from mpirl.config.fields import ConfigError, option, require
 
 
 @dataclass
@@ -27,48 +27,45 @@ class DQNOptions:
     """DQN"""
 
     replay_size: int = option(200_000, "Replay capacity in transitions, summed over the "
-                              "learners' shards (memory is allocated up front).")
+                              "learners' shards (memory is allocated up front).", bounds="[1, inf)")
     replay_ratio: float = option(
         32.0, "Samples trained on per env step collected (updates x --batch-size per step); "
-        "held whatever the number of actors.")
-    learning_starts: int = option(1_000, "Transitions in the replay before updates begin.")
-    n_step: int = option(3, "Steps summed in the n-step return.")
+        "held whatever the number of actors.", bounds="(0, inf)")
+    learning_starts: int = option(1_000, "Transitions in the replay before updates begin.",
+                                  bounds="[0, inf)")
+    n_step: int = option(3, "Steps summed in the n-step return.", bounds="[1, inf)")
     target_update: int = option(100, "Copy the online network to the target every this many "
-                                "updates.")
-    weights_every: int = option(8, "Send actors fresh weights every this many updates.")
+                                "updates.", bounds="[1, inf)")
+    weights_every: int = option(8, "Send actors fresh weights every this many updates.",
+                                bounds="[1, inf)")
     dueling: bool = option(False, "Dueling value/advantage heads.")
     prioritized: bool = option(False, "Proportional prioritized replay.")
-    priority_alpha: float = option(0.6, "Priority exponent alpha of prioritized replay.")
+    priority_alpha: float = option(0.6, "Priority exponent alpha of prioritized replay.",
+                                   bounds="[0, inf)")
     priority_beta: float = option(
-        0.4, "Initial importance-weight exponent beta, annealed to 1 over the budget.")
+        0.4, "Initial importance-weight exponent beta, annealed to 1 over the budget.",
+        bounds="[0, 1]")
     exploration: str = option(
         "apex", "Epsilon per acting rank i of N: apex = eps-base ** (1 + eps-alpha i/(N-1)) "
         "(Ape-X), linear = eps-final for all; both annealed from 1.0 over "
         "--exploration-fraction of the budget.", choices=("apex", "linear"))
     exploration_fraction: float = option(0.1, "Fraction of the budget over which epsilon "
-                                         "anneals from 1.0 to its final value.")
-    eps_final: float = option(0.05, "Final epsilon with --exploration linear.")
-    eps_base: float = option(0.4, "Ape-X base epsilon.")
-    eps_alpha: float = option(7.0, "Ape-X epsilon exponent spread.")
+                                         "anneals from 1.0 to its final value.", bounds="[0, 1]")
+    eps_final: float = option(0.05, "Final epsilon with --exploration linear.", bounds="[0, 1]")
+    eps_base: float = option(0.4, "Ape-X base epsilon.", bounds="[0, 1]")
+    eps_alpha: float = option(7.0, "Ape-X epsilon exponent spread.", bounds="[0, inf)")
     checkpoint_replay: bool = option(
         False, "Include the replay shards in checkpoints (large), so a resumed run continues "
         "with its experience; else the replay refills after a resume.")
 
     @staticmethod
     def validate(cfg) -> None:
-        positive(cfg, "replay_size", "n_step", "target_update", "weights_every")
-        require(cfg.replay_ratio > 0, f"--replay-ratio must be positive, got {cfg.replay_ratio}")
-        require(cfg.learning_starts >= 0,
-                f"--learning-starts must be >= 0, got {cfg.learning_starts}")
         require(cfg.replay_size >= cfg.batch_size,
                 f"--replay-size {cfg.replay_size} is smaller than --batch-size "
                 f"{cfg.batch_size}: the replay must hold at least one batch")
         require(cfg.batch_size >= cfg.learners,
                 f"--batch-size {cfg.batch_size} is less than one sample per learner "
                 f"(--learners {cfg.learners})")
-        in_unit_interval(cfg, "exploration_fraction", "eps_final", "eps_base", "priority_beta")
-        require(cfg.eps_alpha >= 0 and cfg.priority_alpha >= 0,
-                "--eps-alpha and --priority-alpha must be >= 0")
 
 
 DEFAULTS = {"total_steps": 200_000, "envs_per_actor": 4, "n_steps": 16, "optimizer": "adam",

@@ -15,25 +15,25 @@ from mpirl.algos.api import SYNCHRONOUS, Algorithm
 from mpirl.algos.optim import MinibatchOptions
 from mpirl.algos.ppo.trainer import PPOTrainer
 from mpirl.algos.registry import register
-from mpirl.config.fields import ConfigError, cli_flag, option, positive
+from mpirl.config.fields import ConfigError, option
 
 
 @dataclass
 class PPOOptions:
     """PPO"""
 
-    n_epochs: int = option(20, "Passes over each rollout batch.")
+    n_epochs: int = option(20, "Passes over each rollout batch.", bounds="[1, inf)")
     clip_range: float = option(
         0.1, "Clipping range of the probability ratio (rl-baselines3-zoo's CartPole setting "
-        "is 0.2; see DEFAULTS).")
+        "is 0.2; see DEFAULTS).", bounds="(0, inf)")
     clip_schedule: str = option("linear", "Clip-range schedule over the budget.",
                                 choices=("constant", "linear"))
     clip_range_vf: float | None = option(
         None, "Clip the value prediction to this distance from the rollout's value; unset = "
-        "no value clipping.")
+        "no value clipping.", bounds="(0, inf)")
     target_kl: float | None = option(
         None, "End an iteration's epochs early once the approximate KL to the rollout policy, "
-        "averaged over the learners, exceeds 1.5 x this; unset = never.")
+        "averaged over the learners, exceeds 1.5 x this; unset = never.", bounds="(0, inf)")
     normalize_advantage: bool = option(True, "Normalize advantages by the mean and std of the "
                                        "global batch (over all learners).")
     autograd: bool = option(
@@ -41,15 +41,6 @@ class PPOOptions:
         "policies use the backward pass written out, which gives the same numbers in a "
         "fraction of the per-operation cost; autograd is the reference (and the way for a "
         "changed loss).")
-
-    @staticmethod
-    def validate(cfg) -> None:
-        positive(cfg, "n_epochs", "clip_range")
-        for name in ["clip_range_vf", "target_kl"]:
-            value = getattr(cfg, name)
-            if value is not None and value <= 0:
-                raise ConfigError(f"--{cli_flag(name)} must be positive (or left unset), got "
-                                  f"{value}")
 
 
 # With PPOOptions' own defaults, the tuned CartPole settings of rl-baselines3-zoo, per acting
