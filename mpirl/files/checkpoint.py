@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import pickle
 import re
 import struct
 from dataclasses import dataclass, field
@@ -100,6 +101,20 @@ class Checkpoint:
         return int(self.meta["env_steps"])
 
 
+def load_tensors(source: Path | io.BytesIO, path: Path) -> Any:
+    """``torch.load`` with ``weights_only=True``: tensors, numbers, strings and containers,
+    never code. Raises ValueError naming ``path`` and what is wrong, in place of torch's advice
+    to load again without ``weights_only`` (which would run whatever the file holds)."""
+    try:
+        return torch.load(source, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        found = re.search(r"unsupported GLOBAL (\S+)", str(e))
+        what = f" (it names {found.group(1)}, which loading would have to run)" if found else ""
+        raise ValueError(f"{path} is not a plain tensor file{what}: refused") from None
+    except Exception as e:
+        raise ValueError(f"{path} cannot be read: {str(e).splitlines()[0]}") from None
+
+
 def to_bytes(ckpt: Checkpoint) -> bytes:
     buf = io.BytesIO()
     torch.save(encode({"format": FORMAT, "meta": ckpt.meta, "shared": ckpt.shared,
@@ -119,9 +134,9 @@ def from_bytes(data: bytes, path: Path) -> Checkpoint:
     if hashlib.sha256(payload).digest() != digest:
         raise CheckpointError(f"{path} is corrupted (checksum mismatch)")
     try:
-        raw = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
-    except Exception as e:  # weights_only refuses anything that would run code
-        raise CheckpointError(f"{path} cannot be loaded safely: {str(e).splitlines()[0]}") from None
+        raw = load_tensors(io.BytesIO(payload), path)
+    except ValueError as e:
+        raise CheckpointError(f"{path} cannot be loaded safely: {e}") from None
     if not isinstance(raw, dict) or raw.get("format") != FORMAT or \
             not {"meta", "shared", "ranks"} <= set(raw):
         raise CheckpointError(f"{path} has an unknown layout (mpirl reads format {FORMAT})")

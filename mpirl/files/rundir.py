@@ -12,7 +12,7 @@ import yaml
 from mpirl.config.fields import ConfigError
 from mpirl.config.schema import Config
 from mpirl.config.sources import config_from_dict
-from mpirl.files.checkpoint import CheckpointStore
+from mpirl.files.checkpoint import CheckpointStore, load_tensors
 
 POLICY_FILE = "policy.pt"
 CHECKPOINT_DIR = "checkpoints"
@@ -72,7 +72,16 @@ class RunDir:
         p = self.path / "config.yaml"
         if not p.is_file():
             raise ConfigError(f"{self.path} is not an mpirl run directory (no config.yaml)")
-        return config_from_dict(yaml.safe_load(p.read_text()))
+        try:
+            saved = yaml.safe_load(p.read_text())
+        except (yaml.YAMLError, UnicodeDecodeError) as e:
+            first = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise ConfigError(f"{p} is not a readable run config ({first})") from None
+        if not isinstance(saved, dict):
+            raise ConfigError(f"{p} is not a run config (it holds no mapping of field: value)")
+        cfg = config_from_dict(saved)
+        cfg.validate()
+        return cfg
 
     def save_policy(self, model: torch.nn.Module) -> None:
         state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
@@ -85,10 +94,15 @@ class RunDir:
             raise ConfigError(f"no policy weights in {self.path} ({POLICY_FILE} is missing: "
                               "did the run finish?)")
         try:
-            state = torch.load(p, map_location="cpu", weights_only=True)
+            state = load_tensors(p, p)
+        except ValueError as e:
+            raise ConfigError(f"cannot load policy weights: {e}") from None
+        try:
             model.load_state_dict(state)
         except Exception as e:
-            raise ConfigError(f"cannot load policy weights from {p}: {e}") from None
+            first = str(e).splitlines()[0]
+            raise ConfigError(f"the policy weights in {p} do not fit the run's policy: {first}") \
+                from None
 
     def checkpoints(self, keep: int = 3) -> CheckpointStore:
         return CheckpointStore(self.path / CHECKPOINT_DIR, keep)
