@@ -11,6 +11,12 @@ lays the ranks out and runs each rank's loop.
 """
 from __future__ import annotations
 
+from mpirl.runtime import signals
+
+# First of all: the imports below take seconds (torch), and a stop signal in that time must
+# still end the run at a checkpoint (exit 3, which mpirl.requeue requeues), not kill it.
+signals.install()
+
 import contextlib
 import io
 import os
@@ -26,7 +32,7 @@ from mpirl.execution.checkpointing import Checkpointer
 from mpirl.execution.setup import RunSetup
 from mpirl.files.resume import load_for_resume, rank_parts, relayout_note, same_layout
 from mpirl.files.rundir import RunDir
-from mpirl.runtime import exit_codes, signals, slurm, timing
+from mpirl.runtime import exit_codes, slurm, timing
 from mpirl.runtime.threads import cpu_share, limit_threads
 
 
@@ -160,12 +166,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = execution.run(setup, comms, run_dir, checkpointer, resume)
         comms.free()
         # wait quietly for the lead's final evaluation, not in MPI_Finalize
-        comm.barrier(world, what="the lead learner to finish the run")
+        comm.barrier(world, what="the lead learner to finish the run", patience=comm.ON_LEAD)
     except Exception as e:  # end every rank now rather than leave peers waiting forever
         # one write, summary line first: the abort may cut off whatever comes after
         sys.stderr.write(f"mpirl: rank {rank} ({comms.role}) failed: {type(e).__name__}: {e}; "
                          f"aborting the job\n{traceback.format_exc()}")
         comm.abort(world, exit_codes.FAILED)
+        return exit_codes.FAILED  # not reached: abort ends the process
     return code
 
 

@@ -166,16 +166,72 @@ def test_an_exception_on_any_rank_ends_the_job_with_one_message(tmp_path, monkey
     assert time.monotonic() - start < 60
 
 
-def test_a_hung_rank_is_reported_by_the_comm_timeout(tmp_path, monkeypatch):
-    monkeypatch.setenv("MPIRL_FAULT", "hang@2:30")
+def _first_failure(stderr: str) -> str:
+    return next(line for line in stderr.splitlines() if " failed: " in line)
+
+
+@pytest.mark.parametrize("ranks,learners,hung,reporter", [(3, 1, 2, 0), (4, 2, 3, 1),
+                                                          (4, 2, 2, 0)])
+def test_a_hung_rank_is_named_first_by_the_comm_timeout(tmp_path, monkeypatch, ranks, learners,
+                                                        hung, reporter):
+    """The rank waiting on the hung actor speaks first: the other learner waits on it at the
+    allreduce, and actors wait on their learners, each with more patience."""
+    monkeypatch.setenv("MPIRL_FAULT", f"hang@{hung}:30")
     start = time.monotonic()
     res = run_job(["mpirl.train", "--total-steps", "10000000", "--comm-timeout", "3",
-                   "--quiet", "--no-tensorboard", "--run-dir", str(tmp_path / "run")],
-                  ranks=3, timeout=120)
+                   "--learners", str(learners), "--quiet", "--no-tensorboard",
+                   "--run-dir", str(tmp_path / "run")], ranks=ranks, timeout=120)
     assert res.returncode == exit_codes.FAILED
-    assert "rank 0 (learner) failed: CommTimeout: waited 3 s (--comm-timeout 3) for " \
-        "rollouts from rank 2" in res.stderr
+    assert _first_failure(res.stderr).startswith(
+        f"mpirl: rank {reporter} (learner) failed: CommTimeout: waited 3 s (--comm-timeout 3) "
+        f"for rollouts from rank {hung};"), res.stderr
     assert time.monotonic() - start < 60
+
+
+def test_a_hung_a3c_worker_is_noticed_while_the_others_keep_the_server_busy(tmp_path,
+                                                                            monkeypatch):
+    monkeypatch.setenv("MPIRL_FAULT", "hang@3:30")
+    start = time.monotonic()
+    res = run_job(["mpirl.train", "--algo", "a3c", "--total-steps", "10000000",
+                   "--comm-timeout", "3", "--quiet", "--no-tensorboard",
+                   "--run-dir", str(tmp_path / "run")], ranks=4, timeout=120)
+    assert res.returncode == exit_codes.FAILED
+    assert _first_failure(res.stderr).startswith(
+        "mpirl: rank 0 (server) failed: CommTimeout: heard nothing for 3 s (--comm-timeout 3) "
+        "from rank 3"), res.stderr
+    assert time.monotonic() - start < 60
+
+
+def test_a_stop_signal_ends_a_job_whose_ranks_wait_on_a_hung_peer(tmp_path, monkeypatch):
+    """No --comm-timeout: without the stop, the job would wait forever."""
+    from mpirl.comm import STOP_GRACE_S
+    monkeypatch.setenv("MPIRL_FAULT", "hang@2:30")
+    run = tmp_path / "run"
+    proc = start_job(["mpirl.train", "--total-steps", "10000000", "--checkpoint-every", "20",
+                      "--quiet", "--no-tensorboard", "--run-dir", str(run)], ranks=3)
+    wait_for_checkpoint(proc, run)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGTERM)
+    start = time.monotonic()
+    code, _, err = finish(proc, timeout=120)
+    assert code == exit_codes.FAILED, err
+    assert _first_failure(err).startswith(
+        "mpirl: rank 0 (learner) failed: CommTimeout: a stop signal (SIGTERM) came"), err
+    assert "still waits for rollouts from rank 2" in err
+    assert time.monotonic() - start < STOP_GRACE_S + 15
+
+
+def test_a_stop_signal_during_start_up_still_stops_at_a_checkpoint(tmp_path):
+    """The handlers are installed before the imports (seconds of torch), so the run stops at
+    a checkpoint with the code mpirl.requeue requeues on, rather than dying of the signal."""
+    run = tmp_path / "run"
+    proc = start_job(["mpirl.train", "--total-steps", "10000000", "--quiet",
+                      "--no-tensorboard", "--run-dir", str(run)], ranks=3)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    code, _, err = finish(proc)
+    assert code == exit_codes.PREEMPTED, err
+    assert list((run / "checkpoints").glob("*.ckpt"))
 
 
 def test_nan_stops_training_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):

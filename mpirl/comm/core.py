@@ -7,6 +7,7 @@ MPI implementations busy-poll inside their own blocking calls, which on an overs
 """
 from __future__ import annotations
 
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ except ImportError as e:  # pragma: no cover - depends on the installation
     raise SystemExit(2)
 
 from mpirl.execution.layout import Layout
+from mpirl.runtime import signals
 
 SPIN_S = 50e-6
 MIN_SLEEP_S = 20e-6
@@ -33,13 +35,28 @@ HANDOFF_SLEEP_S = 1e-4
 Comm = MPI.Comm
 Request = MPI.Request
 
+# How long a wait may last, as a multiple of --comm-timeout (and of STOP_GRACE_S), by whom it
+# waits for. A learner waits on its actors' data; learners at an allreduce wait on learners that
+# may be waiting on their actors; actors and workers wait on a learner or server that waits on
+# everyone. The rank that waits directly on a hung peer thus gives up first, and the first line
+# the user reads names the culprit rather than a rank that was only waiting in turn.
+ON_DATA = 1.0
+ON_PEERS = 1.5
+ON_LEAD = 2.0
+
+# After a stop signal, a wait that goes on this long (times its patience) is given up: the
+# peer is not coming to the stop's checkpoint, and the job ends instead of waiting for the
+# batch system's SIGKILL (SLURM's KillWait is 30 s by default).
+STOP_GRACE_S = 20.0
+
 
 def world() -> MPI.Comm:
     return MPI.COMM_WORLD
 
 
 class CommTimeout(RuntimeError):
-    """A wait on communication outlasted the watchdog (``set_comm_timeout``)."""
+    """A wait on communication outlasted the watchdog (``set_comm_timeout``), or went on after
+    a stop signal for longer than ``STOP_GRACE_S``."""
 
 
 _timeout_s = 0.0
@@ -56,20 +73,24 @@ def set_comm_timeout(seconds: float) -> None:
 
 
 def wait(requests: MPI.Request | Sequence[MPI.Request], max_sleep_s: float = MAX_SLEEP_S,
-         what: str = "a message", peers: Sequence[int] | None = None) -> None:
+         what: str = "a message", peers: Sequence[int] | None = None,
+         patience: float = ON_DATA) -> None:
     """Complete one or more requests without spinning hot while a peer is late.
 
     A large message moves in steps that need polls on both sides; a sender completing one
     should pass a small ``max_sleep_s`` (e.g. ``HANDOFF_SLEEP_S``) so each step is prompt.
-    ``what`` and ``peers`` (world ranks, one per request) name the wait in a timeout report.
+    ``what`` and ``peers`` (world ranks, one per request) name the wait in a timeout report;
+    ``patience`` scales its time limits (``ON_DATA``, ``ON_PEERS``, ``ON_LEAD``).
     """
     reqs = [requests] if isinstance(requests, MPI.Request) else list(requests)
     if reqs:
-        _poll(lambda: MPI.Request.Testall(reqs) or None, reqs, max_sleep_s, what, peers)
+        _poll(lambda: MPI.Request.Testall(reqs) or None, reqs, max_sleep_s, what, peers,
+              patience)
 
 
 def wait_any(requests: Sequence[MPI.Request], max_sleep_s: float = MAX_SLEEP_S,
-             what: str = "a message", peers: Sequence[int] | None = None) -> int:
+             what: str = "a message", peers: Sequence[int] | None = None,
+             patience: float = ON_DATA) -> int:
     """Wait quietly (as ``wait``) until one of ``requests`` completes; returns its index.
 
     Completed requests become null; at least one must still be active. A server waiting on
@@ -85,22 +106,48 @@ def wait_any(requests: Sequence[MPI.Request], max_sleep_s: float = MAX_SLEEP_S,
             raise ValueError("wait_any: every request is already complete")
         return index
 
-    return _poll(done, reqs, max_sleep_s, what, peers)
+    return _poll(done, reqs, max_sleep_s, what, peers, patience)
 
 
-def _poll(done, reqs: list, max_sleep_s: float, what: str, peers: Sequence[int] | None):
+def _poll(done, reqs: list, max_sleep_s: float, what: str, peers: Sequence[int] | None,
+          patience: float):
     """Call ``done()`` until it returns something other than None: spin briefly (fast when the
     peer is already there), then sleep a tenth of the time waited so far, so a late wake-up
-    costs at most ~10% of the wait and a rank that waits long wakes rarely."""
+    costs at most ~10% of the wait and a rank that waits long wakes rarely. Gives up with
+    CommTimeout past --comm-timeout, or past the grace after a stop signal."""
     start = time.perf_counter()
     elapsed = 0.0
+    limit = _timeout_s * patience
     while (result := done()) is None:
-        if _timeout_s and elapsed > _timeout_s:
-            raise CommTimeout(_timeout_report(elapsed, reqs, what, peers))
+        if limit and elapsed > limit:
+            raise CommTimeout(_late(f"waited {elapsed:.0f} s (--comm-timeout {_timeout_s:g}) "
+                                    f"for {what}", reqs, peers))
+        stopped = signals.seconds_since_request()
+        if stopped > STOP_GRACE_S * patience and elapsed > STOP_GRACE_S * patience:
+            raise CommTimeout(_late(
+                f"a stop signal ({signals.name(signals.requested())}) came {stopped:.0f} s ago "
+                f"and this rank still waits for {what}", reqs, peers)
+                + "; ending the job without a new checkpoint")
         if elapsed >= SPIN_S:
             time.sleep(min(max(0.1 * elapsed, MIN_SLEEP_S), max_sleep_s))
         elapsed = time.perf_counter() - start
     return result
+
+
+def overdue(since: Sequence[float | None], peers: Sequence[int], what: str) -> None:
+    """Raise CommTimeout if a peer has been silent past --comm-timeout: ``since[i]`` is when
+    ``peers[i]`` was last heard from (``time.perf_counter()``; None = not expected to speak).
+    For a rank that serves many peers with ``wait_any``: the busy ones keep the wait short, so
+    the wait alone would never notice the one that hangs."""
+    if not _timeout_s:
+        return
+    now = time.perf_counter()
+    late = [(now - t, p) for t, p in zip(since, peers) if t is not None and now - t > _timeout_s]
+    if late:
+        silent, peer = max(late)
+        raise CommTimeout(f"heard nothing for {silent:.0f} s (--comm-timeout {_timeout_s:g}) "
+                          f"from rank {peer}, waiting for {what} while the others were heard "
+                          f"from; it may have hung or died")
 
 
 def test(requests: Sequence[MPI.Request]) -> bool:
@@ -109,8 +156,8 @@ def test(requests: Sequence[MPI.Request]) -> bool:
     return not requests or MPI.Request.Testall(list(requests))
 
 
-def _timeout_report(elapsed: float, reqs: list, what: str, peers: Sequence[int] | None) -> str:
-    report = f"waited {elapsed:.0f} s (--comm-timeout {_timeout_s:g}) for {what}"
+def _late(report: str, reqs: list, peers: Sequence[int] | None) -> str:
+    """``report``, with the ranks whose requests are still pending."""
     if peers is not None:
         late = [p for r, p in zip(reqs, peers) if not r.Test()]
         if late:
@@ -134,11 +181,12 @@ def announce_arrival(comm: MPI.Comm) -> MPI.Request | None:
 
 
 def rendezvous(comm: MPI.Comm, arrival: MPI.Request | None = None,
-               what: str = "the other ranks at an allreduce") -> None:
+               what: str = "the other ranks at an allreduce", patience: float = ON_PEERS
+               ) -> None:
     """Wait quietly until every rank of ``comm`` is here (``arrival`` if it was announced
     earlier), so the blocking collective that follows runs with everyone present."""
     if comm.Get_size() > 1:
-        wait(arrival if arrival is not None else comm.Ibarrier(), what=what)
+        wait(arrival if arrival is not None else comm.Ibarrier(), what=what, patience=patience)
 
 
 def allreduce_sum_(comm: MPI.Comm, arr: np.ndarray,
@@ -177,17 +225,17 @@ def allgather_(comm: MPI.Comm, arr: np.ndarray,
 
 
 def broadcast_(comm: MPI.Comm, arr: np.ndarray, root: int = 0,
-               what: str = "a broadcast") -> np.ndarray:
+               what: str = "a broadcast", patience: float = ON_PEERS) -> np.ndarray:
     """Broadcast ``arr`` from ``root`` into every rank's ``arr`` (same shape and dtype)."""
     if comm.Get_size() > 1:
-        wait(comm.Ibcast(_mpi_buffer(arr), root=root), what=what)
+        wait(comm.Ibcast(_mpi_buffer(arr), root=root), what=what, patience=patience)
     return arr
 
 
 def send(comm: MPI.Comm, arr: np.ndarray, dest: int, tag: int = 0, what: str = "a send",
-         peer: int | None = None) -> None:
+         peer: int | None = None, patience: float = ON_DATA) -> None:
     wait(comm.Isend(_mpi_buffer(arr), dest=dest, tag=tag), what=what,
-         peers=None if peer is None else [peer])
+         peers=None if peer is None else [peer], patience=patience)
 
 
 def isend_all(comm: MPI.Comm, arr: np.ndarray, dests: Sequence[int], tag: int = 0
@@ -217,14 +265,15 @@ def irecv(comm: MPI.Comm, arr: np.ndarray, source: int, tag: int = 0) -> MPI.Req
 
 
 def recv(comm: MPI.Comm, arr: np.ndarray, source: int, tag: int = 0, what: str = "a message",
-         peer: int | None = None) -> None:
+         peer: int | None = None, patience: float = ON_DATA) -> None:
     wait(comm.Irecv(_mpi_buffer(arr), source=source, tag=tag), what=what,
-         peers=None if peer is None else [peer])
+         peers=None if peer is None else [peer], patience=patience)
 
 
-def barrier(comm: MPI.Comm, what: str = "the other ranks at a barrier") -> None:
+def barrier(comm: MPI.Comm, what: str = "the other ranks at a barrier",
+            patience: float = ON_PEERS) -> None:
     if comm.Get_size() > 1:
-        wait(comm.Ibarrier(), what=what)
+        wait(comm.Ibarrier(), what=what, patience=patience)
 
 
 def gather_objects(comm: MPI.Comm, obj: object) -> list:
@@ -234,9 +283,10 @@ def gather_objects(comm: MPI.Comm, obj: object) -> list:
 
 
 def gather_to_root(comm: MPI.Comm, obj: object, root: int = 0,
-                   what: str = "the other ranks at a gather") -> list | None:
+                   what: str = "the other ranks at a gather", patience: float = ON_PEERS
+                   ) -> list | None:
     """``root`` gets every rank's picklable object (a list by rank); the others get None."""
-    barrier(comm, what=what)
+    barrier(comm, what=what, patience=patience)
     return comm.gather(obj, root=root)
 
 
@@ -275,6 +325,7 @@ def abort(comm: MPI.Comm | None = None, code: int = 1) -> None:
     sys.stderr.flush()
     time.sleep(ABORT_GRACE_S)
     (comm or MPI.COMM_WORLD).Abort(code)
+    os._exit(code)  # MPI_Abort need not return; if it does (seen under MPICH), end here
 
 
 def node_local(comm: MPI.Comm) -> tuple[int, int]:

@@ -81,8 +81,10 @@ class GeneralOptions:
     override: list[str] = option(
         (), "With --resume: the config fields you mean to change from the saved run.")
     comm_timeout: float = option(
-        0.0, "Abort, naming who waits for what, when a rank waits on communication longer "
-        "than this many seconds; 0 = wait forever.", bounds="[0, inf)")
+        0.0, "Abort, naming who waits for what, when a rank waits on communication (or a "
+        "server hears nothing from a worker) longer than this many seconds; set it above an "
+        "evaluation's length. 0 = wait forever (but a stop signal still ends a wait on a hung "
+        "rank).", bounds="[0, inf)")
     nonfinite: str = option("stop", "On a NaN or Inf loss or gradient: stop (keeping the last "
                             "good checkpoint), or skip that update and count it.",
                             choices=("stop", "skip"))

@@ -39,7 +39,7 @@ class ParameterClient:
                 sends.append(comm.isend(self.world, m.buffer, s, GRAD_TAG))
             else:
                 sends.append(comm.isend(self.world, m.header_bytes, s, GRAD_TAG))
-        comm.wait(sends + recvs, what="the parameter servers' replies",
+        comm.wait(sends + recvs, what="the parameter servers' replies", patience=comm.ON_LEAD,
                   peers=list(self.servers) * 2)
         for k, (m, (lo, hi)) in enumerate(zip(self.inbox, self.bounds)):
             values[lo:hi] = m.payload
@@ -62,4 +62,5 @@ class ParameterClient:
         for m, s in zip(self.out, self.servers):
             m.header[0] = kind
             sends.append(comm.isend(self.world, m.header_bytes, s, GRAD_TAG))
-        comm.wait(sends, what="the parameter servers to take a goodbye", peers=self.servers)
+        comm.wait(sends, what="the parameter servers to take a goodbye", peers=self.servers,
+                  patience=comm.ON_LEAD)

@@ -98,6 +98,7 @@ class ParameterServer:
         sends: list = [None] * n
         recvs = [comm.irecv(self.world, inbox[i].buffer, w, GRAD_TAG)
                  for i, w in enumerate(self.workers)]
+        heard: list[float | None] = [time.perf_counter()] * n  # None: said BYE or PAUSE
         others = self.servers[1:] if self.lead else []
         stats_in = [np.zeros(STATS_SIZE) for _ in others]
         recvs += [comm.irecv(self.world, a, r, STATS_TAG) for a, r in zip(stats_in, others)]
@@ -112,6 +113,9 @@ class ParameterServer:
             t = time.perf_counter()
             i = comm.wait_any(recvs, what="a gradient from any worker", peers=peers)
             waited += time.perf_counter() - t
+            if i < n:
+                heard[i] = time.perf_counter()
+            comm.overdue(heard, self.workers, "its gradient")
             if i >= n:  # another server's counters (lead only)
                 k = i - n
                 stats, final = ServerStats.from_array(stats_in[k])
@@ -125,6 +129,7 @@ class ParameterServer:
             kind = msg.header[0]
             if kind == BYE or kind == PAUSE:
                 waiting -= 1
+                heard[i] = None
                 self.paused = kind == PAUSE
                 continue  # recvs[i] stays complete (null): nothing more comes from it
             if sends[i] is not None:  # the previous reply: the worker has taken it already
@@ -160,11 +165,11 @@ class ParameterServer:
         if not self.lead:
             if stats_send is not None:
                 comm.wait(stats_send, what="the lead server to take counters",
-                          peers=[self.servers[0]])
+                          peers=[self.servers[0]], patience=comm.ON_PEERS)
             self.stats.requests = signals.requested()
             comm.send(self.world, self.stats.to_array(stats_out, final=True), self.servers[0],
                       STATS_TAG, what="the lead server to take final counters",
-                      peer=self.servers[0])
+                      peer=self.servers[0], patience=comm.ON_PEERS)
         return self.stats
 
     def _apply(self, msg: Message) -> None:

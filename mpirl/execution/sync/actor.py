@@ -39,13 +39,14 @@ def run_actor(setup: RunSetup, comms: comm.RoleComms, checkpointer: Checkpointer
             incoming = comm.irecv_all(comms.group, [weights], [0], tag=WEIGHTS_TAG)
         timing.switch("wait_weights")
         comm.recv(comms.group, control, source=0, tag=CONTROL_TAG,
-                  what="the next command from its learner", peer=learner)
+                  what="the next command from its learner", peer=learner, patience=comm.ON_LEAD)
         if control[0] == SAVE:
             timing.switch("checkpoint")
             checkpointer.save({"role": "actor", "collector": collector.state_dict()})
             continue
         if control[2]:
-            comm.wait(incoming, what="weights from its learner", peers=[learner])
+            comm.wait(incoming, what="weights from its learner", peers=[learner],
+                      patience=comm.ON_LEAD)
             incoming = None
         if control[0] == STOP:
             break
@@ -57,7 +58,7 @@ def run_actor(setup: RunSetup, comms: comm.RoleComms, checkpointer: Checkpointer
         timing.switch("send")
         timing.clock().snapshot(message["timing"])
         comm.send(comms.group, message.buffer, dest=0, tag=MESSAGE_TAG,
-                  what="its learner to take a rollout", peer=learner)
+                  what="its learner to take a rollout", peer=learner, patience=comm.ON_LEAD)
         update += 1
     collector.envs.close()
     return int(control[1])
