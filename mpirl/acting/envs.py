@@ -292,5 +292,11 @@ class EnvVector:
         self._ret[i], self._len[i] = 0.0, 0
 
     def close(self) -> None:
+        """Close every env and free it now. An env may sit in a reference cycle (a Box2D
+        world's contact listener refers back to its env), which only the cyclic garbage
+        collector frees; in a process holding torch it runs rarely, so the envs of every
+        evaluation would pile up. Clearing a closed env's attributes breaks such cycles."""
         for env in self.envs:
             env.close()
+            vars(env.unwrapped).clear()
+        self.envs = []

@@ -8,6 +8,7 @@ decides when each record is due through this object and does the communication i
 from __future__ import annotations
 
 import dataclasses
+import resource
 import sys
 import time
 from typing import Sequence
@@ -20,6 +21,11 @@ from mpirl.files.rundir import RunDir
 # a progress window: finished episodes, their return sum, their length sum; one sum per
 # statistic of the updates; the number of updates summed
 EPISODE_SLOTS = 3
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory so far, in MiB."""
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 @dataclasses.dataclass
@@ -240,6 +246,7 @@ class RunProgress:
             "target_reached_time_s": round(target_hit[1], 3) if reached else None,
             "skipped_updates": c.skipped_updates,
             "resumed": c.segment,
+            "lead_peak_rss_mb": peak_rss_mb(),
             **extra,
         }
 

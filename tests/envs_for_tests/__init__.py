@@ -62,3 +62,26 @@ class SlowCartPole(gym.Wrapper):
     def step(self, action):
         time.sleep(0.005)
         return self.env.step(action)
+
+
+class Hoarder(gym.Env):
+    """Episodes of 20 steps whose env holds 4 MB in a reference cycle, as Box2D envs do (the
+    world's contact listener refers back to the env): a dropped one is freed only by the
+    cyclic garbage collector, which a process with many long-lived objects runs rarely."""
+
+    observation_space = gym.spaces.Box(-1.0, 1.0, (4,), np.float32)
+    action_space = gym.spaces.Discrete(2)
+
+    def __init__(self):
+        self.ballast = np.ones(2 ** 19)  # 4 MB, touched
+        self.cycle = [self]
+        self.t = 0
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return np.zeros(4, np.float32), {}
+
+    def step(self, action):
+        self.t += 1
+        return np.full(4, 0.1 * action, np.float32), float(action), False, self.t >= 20, {}
