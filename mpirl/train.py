@@ -30,6 +30,7 @@ from mpirl.config.schema import Config
 from mpirl.config.sources import given_values, parse_config, refuse_other_algorithms
 from mpirl.execution.checkpointing import Checkpointer
 from mpirl.execution.setup import RunSetup
+from mpirl.files.atomic import DiskFull
 from mpirl.files.resume import load_for_resume, rank_parts, relayout_note, same_layout
 from mpirl.files.rundir import RunDir
 from mpirl.runtime import exit_codes, slurm, timing
@@ -167,6 +168,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         comms.free()
         # wait quietly for the lead's final evaluation, not in MPI_Finalize
         comm.barrier(world, what="the lead learner to finish the run", patience=comm.ON_LEAD)
+    except DiskFull as e:  # nothing more can be saved: say what is safe, and end every rank
+        newest = run_dir.checkpoints().paths()
+        sys.stderr.write(f"mpirl: error: {e}; training stopped. Newest good checkpoint: "
+                         f"{newest[0] if newest else 'none yet'}. Free space, then continue "
+                         f"with: python -m mpirl.train --resume {run_dir.path}\n")
+        comm.abort(world, exit_codes.FAILED)
+        return exit_codes.FAILED  # not reached: abort ends the process
     except Exception as e:  # end every rank now rather than leave peers waiting forever
         # one write, summary line first: the abort may cut off whatever comes after
         sys.stderr.write(f"mpirl: rank {rank} ({comms.role}) failed: {type(e).__name__}: {e}; "

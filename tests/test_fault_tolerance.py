@@ -272,3 +272,52 @@ def test_checkpoints_by_time_and_a_stop_signal_without_mpirun(tmp_path):
     assert len(list((run / "checkpoints").glob("*.ckpt"))) >= 4  # 3+ by time, 1 at the signal
     res = run_job(["mpirl.evaluate", str(run), "--episodes", "2", "--json"])
     assert res.returncode == 0, res.stderr
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 16 MB file system of its own (tmpfs; needs the right to mount, as root in CI)."""
+    import subprocess
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(disk)],
+                         capture_output=True, text=True)
+    if res.returncode != 0:
+        pytest.skip(f"cannot mount a small file system here: {res.stderr.strip()}")
+    yield disk
+    subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def _fill(disk):
+    """Write a file until the disk is full; returns it."""
+    filler = disk / "filler"
+    with open(filler, "wb") as f:
+        try:
+            while True:
+                f.write(b"\0" * 65536)
+                f.flush()
+        except OSError:
+            pass
+    return filler
+
+
+def test_a_full_disk_stops_the_run_naming_the_last_good_checkpoint(small_disk):
+    run = small_disk / "run"
+    proc = start_job(["mpirl.train", "--total-steps", "10000000", "--checkpoint-every", "10",
+                      "--log-every", "500", "--quiet", "--run-dir", str(run)], ranks=3)
+    wait_for_checkpoint(proc, run)
+    filler = _fill(small_disk)
+    code, _, err = finish(proc, timeout=60)
+    assert code == exit_codes.FAILED, err
+    first = err.splitlines()[0]
+    assert first.startswith("mpirl: error: no space left to write "), err
+    newest = sorted((run / "checkpoints").glob("ckpt-*.ckpt"))[-1]
+    assert f"Newest good checkpoint: {newest}." in first and f"--resume {run}" in first
+    assert not [p.name for p in run.rglob("*.tmp")], "a failed write left its temporary file"
+    # with space again, the run continues from that checkpoint
+    filler.unlink()
+    steps = int(newest.name[5:-5])
+    res = run_job(["mpirl.train", "--resume", str(run), "--total-steps", str(steps + 4000),
+                   "--override", "total-steps"], ranks=3)
+    assert res.returncode == 0, res.stderr
+    assert f"resuming from {newest}" in res.stderr

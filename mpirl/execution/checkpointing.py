@@ -44,7 +44,7 @@ class Checkpointer:
             return None
         try:
             path, size = self.store.write(Checkpoint(meta or {}, shared or {}, states))
-        except OSError as e:
+        except OSError as e:  # a full disk raises DiskFull instead: the run cannot go on
             return f"checkpoint at env step {(meta or {}).get('env_steps')} not written: {e}"
         self.last = path
         return path, size, time.perf_counter() - start

@@ -27,6 +27,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from mpirl.files.atomic import write_atomically
+
 MAGIC = b"MPIRLCKP"
 FORMAT = 1
 _HEADER = struct.Struct("<8s32sQ")
@@ -142,22 +144,6 @@ def from_bytes(data: bytes, path: Path) -> Checkpoint:
         raise CheckpointError(f"{path} has an unknown layout (mpirl reads format {FORMAT})")
     return Checkpoint(decode(raw["meta"]), decode(raw["shared"]), decode(raw["ranks"]),
                       path=path)
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Write to a temporary file, fsync, rename over ``path``, fsync the directory: a reader
-    sees the old file or the whole new one, also after a crash."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 class CheckpointStore:

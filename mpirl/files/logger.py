@@ -6,11 +6,13 @@ algorithms and roles never test the rank themselves.
 from __future__ import annotations
 
 import csv
+import io
 import math
-import os
 import sys
+import threading
 from typing import Sequence
 
+from mpirl.files.atomic import NO_SPACE, DiskFull, space_needed, write_atomically
 from mpirl.files.rundir import RunDir
 
 COLUMNS = ["env_steps", "iterations", "time_s", "sps", "episodes", "episode_return_mean",
@@ -40,6 +42,21 @@ def _fmt(v) -> str:
     return str(v)
 
 
+def _route_full_disk_of_threads(logger: "ProgressLogger") -> None:
+    """TensorBoard writes from a thread of its own, which would die of a full disk with a
+    traceback of its own: hand the error to the logger instead, which stops the run at its
+    next row with one clear message."""
+    previous = threading.excepthook
+
+    def hook(args) -> None:
+        if isinstance(args.exc_value, OSError) and args.exc_value.errno in NO_SPACE:
+            logger._tb_full = args.exc_value
+        else:
+            previous(args)
+
+    threading.excepthook = hook
+
+
 class ProgressLogger:
     """``resume_after``: continue a resumed run's files, dropping what the interrupted run
     wrote after its checkpoint at that env step (those rows will be written again).
@@ -53,26 +70,30 @@ class ProgressLogger:
         self._file = self._csv = self._tb = None
         if not enabled:
             return
-        path = run_dir.path / "progress.csv"
+        path = self._path = run_dir.path / "progress.csv"
         kept = _rows_up_to(path, resume_after, self.columns) if resume_after is not None else []
-        tmp = path.with_name(".progress.csv.tmp")  # replaced whole: a crash here loses no row
-        with open(tmp, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=self.columns, extrasaction="ignore")
-            writer.writeheader()
-            writer.writerows(kept)
-        os.replace(tmp, path)
+        text = io.StringIO()
+        writer = csv.DictWriter(text, fieldnames=self.columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(kept)
+        write_atomically(path, text.getvalue().encode())  # a crash here loses no row
         self._file = open(path, "a", newline="")
         self._csv = csv.DictWriter(self._file, fieldnames=self.columns, extrasaction="ignore")
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
             purge = None if resume_after is None else resume_after + 1
             self._tb = SummaryWriter(log_dir=str(run_dir.path / "tb"), purge_step=purge)
+            self._tb_full: OSError | None = None
+            _route_full_disk_of_threads(self)
 
     def write(self, row: dict) -> None:
         if not self.enabled:
             return
-        self._csv.writerow({k: _fmt(row.get(k)) for k in self.columns})
-        self._file.flush()
+        if self._tb is not None and self._tb_full is not None:
+            raise DiskFull(self._path.parent / "tb", self._tb_full)
+        with space_needed(self._path):
+            self._csv.writerow({k: _fmt(row.get(k)) for k in self.columns})
+            self._file.flush()
         if self._tb is not None:
             step = row["env_steps"]
             for k, v in row.items():
@@ -105,10 +126,11 @@ class ProgressLogger:
         """A row holding only a (final) evaluation."""
         if not self.enabled:
             return
-        self._csv.writerow({k: _fmt(v) for k, v in
-                            {"env_steps": env_steps, "eval_return_mean": mean,
-                             "eval_return_std": std}.items()})
-        self._file.flush()
+        with space_needed(self._path):
+            self._csv.writerow({k: _fmt(v) for k, v in
+                                {"env_steps": env_steps, "eval_return_mean": mean,
+                                 "eval_return_std": std}.items()})
+            self._file.flush()
         if self._tb is not None:
             self._tb.add_scalar("eval_return_mean", mean, env_steps)
 
@@ -129,6 +151,9 @@ class ProgressLogger:
 
     def close(self) -> None:
         if self._file is not None:
-            self._file.close()
+            try:
+                self._file.close()
+            except OSError:  # a full disk, reported already
+                pass
         if self._tb is not None:
             self._tb.close()

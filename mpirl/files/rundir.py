@@ -12,6 +12,7 @@ import yaml
 from mpirl.config.fields import ConfigError
 from mpirl.config.schema import Config
 from mpirl.config.sources import config_from_dict
+from mpirl.files.atomic import write_atomically
 from mpirl.files.checkpoint import CheckpointStore, load_tensors
 
 POLICY_FILE = "policy.pt"
@@ -57,12 +58,7 @@ class RunDir:
         return run_dir
 
     def _atomic_write(self, name: str, write) -> None:
-        tmp = self.path / f".{name}.tmp"
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path / name)
+        write_atomically(self.path / name, write)
 
     def save_config(self, cfg: Config) -> None:
         text = yaml.safe_dump(cfg.to_dict(), sort_keys=False).encode()
