@@ -134,3 +134,18 @@ def test_replay_state_round_trip():
     assert np.array_equal(sa.cells, sb.cells) and np.array_equal(sa.returns, sb.returns)
     with pytest.raises(ValueError, match="12 x 2"):
         _shard(rows=30).load_state_dict(a.state_dict())
+
+
+def _rss() -> int:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS:"))
+
+
+def test_a_replay_shard_is_resident_from_the_start():
+    """Lazily mapped zeros would let a replay too big for the node fail only once it fills,
+    hours into a run; the shard's memory is in use as soon as it exists."""
+    before = _rss()
+    shard = ReplayShard(50_000, 4, (256,), np.float32, (), np.int64, 3, 0.99,
+                        Prioritization(alpha=0.6))
+    assert shard.nbytes > 200 * 2 ** 20
+    assert _rss() - before > 0.9 * shard.nbytes

@@ -91,6 +91,9 @@ def test_several_learners_with_actors(tmp_path):
      "--algo dqn needs a Discrete action space, and env 'Pendulum-v1' has continuous"),
     (["--algo", "dqn", "--replay-size", "200", "--batch-size", "32"],
      "leaves 16 steps per stream; each needs at least"),
+    (["--algo", "dqn", "--replay-size", "100000000000"],
+     "--replay-size 100,000,000,000 needs 2700.84 GiB per learner's replay shard, and this "
+     "node has"),
     (["--algo", "ppo", "--batch-size", "1000"],
      "--batch-size 1000 is larger than the rollout batch: --n-steps 32 x --envs-per-actor 8 "
      "x 3 acting rank(s) = 768"),

@@ -27,6 +27,15 @@ TERMINATED = 2   # the episode terminated at this step: no bootstrap past it
 ENDED = 4        # the episode ended here (terminated or truncated): the n-step window stops
 
 
+def resident_zeros(shape: tuple[int, ...], dtype) -> np.ndarray:
+    """Zeros whose memory is resident now. ``np.zeros`` maps pages lazily, so a replay too
+    big for the node's memory (or the job's limit) would fail hours later, as it fills;
+    writing every page makes it fail at start-up."""
+    out = np.empty(shape, dtype=dtype)
+    out.fill(0)
+    return out
+
+
 @dataclass(frozen=True)
 class Prioritization:
     """Proportional prioritization: priority = (|TD error| + eps) ** alpha."""
@@ -57,10 +66,10 @@ class ReplayShard:
                              f"got {rows}")
         self.rows, self.streams = rows, streams
         self.n_step, self.gamma = n_step, gamma
-        self.obs = np.zeros((rows, streams, *obs_shape), dtype=obs_dtype)
-        self.actions = np.zeros((rows, streams, *action_shape), dtype=action_dtype)
-        self.rewards = np.zeros((rows, streams), dtype=np.float32)
-        self.flags = np.zeros((rows, streams), dtype=np.uint8)
+        self.obs = resident_zeros((rows, streams, *obs_shape), obs_dtype)
+        self.actions = resident_zeros((rows, streams, *action_shape), action_dtype)
+        self.rewards = resident_zeros((rows, streams), np.float32)
+        self.flags = resident_zeros((rows, streams), np.uint8)
         self.written = 0  # rows written since the start (the newest is written - 1)
         self.prioritization = prioritization
         self.tree = SumTree(rows * streams) if prioritization else None
@@ -73,7 +82,7 @@ class ReplayShard:
 
     @property
     def nbytes(self) -> int:
-        """Memory held, all of it allocated up front."""
+        """Memory held, all of it allocated and resident from the start."""
         arrays = (self.obs, self.actions, self.rewards, self.flags)
         return sum(a.nbytes for a in arrays) + (self.tree.tree.nbytes if self.tree else 0)
 

@@ -22,6 +22,7 @@ class SumTree:
         self.leaves = 1 << max(0, (capacity - 1).bit_length())
         self.depth = self.leaves.bit_length() - 1
         self.tree = np.zeros(2 * self.leaves, dtype=np.float64)
+        self.tree.fill(0.0)  # resident now, as the shard's arrays (ReplayShard)
 
     @property
     def total(self) -> float:

@@ -20,6 +20,7 @@ from mpirl.algos.dqn.trainer import DQNTrainer
 from mpirl.algos.optim import MinibatchOptions
 from mpirl.algos.registry import register
 from mpirl.config.fields import ConfigError, option, require
+from mpirl.runtime.memory import available_bytes
 
 
 @dataclass
@@ -88,6 +89,13 @@ def _check(setup) -> None:
             f"({setup.acting_ranks} acting ranks x {cfg.envs_per_actor} envs) leaves "
             f"{rows} steps per stream; each needs at least --n-steps + "
             f"--n-step + 2 = {need}: raise --replay-size to {need * streams:,} or more")
+    shard, room, gib = max(replay_bytes(setup)), available_bytes(), 1 << 30
+    if room is not None and shard > room:
+        raise ConfigError(
+            f"--replay-size {cfg.replay_size:,} needs {shard / gib:.2f} GiB per learner's "
+            f"replay shard, and this node has {room / gib:.2f} GiB available (free memory, "
+            f"or the job's memory limit): lower --replay-size, spread the replay over more "
+            f"--learners on more nodes, or ask for more memory")
 
 
 def _startup(setup) -> list[str]:
@@ -97,8 +105,8 @@ def _startup(setup) -> list[str]:
     rows = replay_rows(cfg.replay_size, setup.total_streams)
     return [f"mpirl: replay: {cfg.replay_size:,} transitions over {lay.learners} shard(s) of "
             f"{rows:,} steps x {setup.streams_of(0)} env streams, "
-            f"{per[0] / mib:.1f} MiB per learner, {sum(per) / mib:.1f} MiB in all (allocated "
-            f"now); batch {cfg.batch_size}, replay ratio {cfg.replay_ratio:g} = "
+            f"{per[0] / mib:.1f} MiB per learner, {sum(per) / mib:.1f} MiB in all (resident "
+            f"from the start); batch {cfg.batch_size}, replay ratio {cfg.replay_ratio:g} = "
             f"{cfg.replay_ratio * per_iteration / cfg.batch_size:g} updates per "
             f"{per_iteration} env steps"]
 
