@@ -211,3 +211,21 @@ def test_the_lead_memory_does_not_grow_with_the_number_of_evaluations(tmp_path):
         peaks[evaluations] = json.loads((run / "summary.json").read_text())["lead_peak_rss_mb"]
     # 36 more evaluations of 8 envs of 4 MB: 1.1 GB more if closed envs were kept
     assert peaks[40] < peaks[4] + 100, peaks
+
+
+def test_dqn_checkpoint_every_counts_gradient_updates(tmp_path):
+    """As --target-update and --weights-every do: a DQN iteration makes several updates."""
+    from mpirl.files.checkpoint import CheckpointStore
+    run = tmp_path / "run"
+    res = run_job(["mpirl.train", "--algo", "dqn", "--total-steps", "6000", "--learning-starts",
+                   "500", "--replay-ratio", "8", "--checkpoint-every", "20",
+                   "--keep-checkpoints", "1000", "--checkpoint-minutes", "0", "--quiet",
+                   "--no-tensorboard", "--run-dir", str(run)], ranks=2)
+    assert res.returncode == 0, res.stderr
+    store = CheckpointStore(run / "checkpoints")
+    updates = [store.read(p).shared["trainer"]["updates"] for p in reversed(store.paths())]
+    per_iteration = 8 * 16 * 4 // 256  # replay ratio x steps per iteration / batch size
+    assert updates[-1] > 150  # twice as many updates as iterations
+    for before, at in zip([0] + updates, updates[:-1]):  # the last one is the run's end
+        assert at // 20 == before // 20 + 1 and at % 20 < per_iteration, updates
+    assert len(updates) - 1 == updates[-1] // 20

@@ -231,6 +231,10 @@ class Trainer(abc.ABC):
 
     stat_keys: tuple[str, ...] = ()   # per-update statistics, averaged into progress rows
     columns: tuple[str, ...] = ()     # further progress.csv columns that ``row`` fills
+    # what --checkpoint-every counts: "iterations" (one per rollout batch, as on-policy
+    # algorithms count their updates) or "updates" (``self.updates``, as an algorithm whose
+    # iterations make many updates counts them in its other options)
+    checkpoint_unit: str = "iterations"
 
     def __init__(self, ctx: LearnerContext):
         self.ctx = ctx

@@ -66,8 +66,9 @@ class GeneralOptions:
                           "turns it off, e.g. to measure its cost.")
 
     # --- checkpoints, resume and failure handling
-    checkpoint_every: int = option(0, "Write a checkpoint every this many updates; 0 = by "
-                                   "time only.", bounds="[0, inf)")
+    checkpoint_every: int = option(0, "Write a checkpoint every this many updates (A2C, PPO: "
+                                   "rollout batches; DQN: gradient updates; A3C: the lead "
+                                   "server's updates); 0 = by time only.", bounds="[0, inf)")
     checkpoint_minutes: float = option(
         10.0, "Write a checkpoint every this many minutes of training; 0 = by updates only.",
         bounds="[0, inf)")

@@ -132,18 +132,26 @@ class RunProgress:
             return True
         return False
 
-    def checkpoint_due(self, updates: int) -> tuple[bool, bool]:
-        """(due by --checkpoint-every, due by --checkpoint-minutes) at this update count. By
-        updates: a multiple of --checkpoint-every was passed since the last checkpoint."""
+    def checkpoint_due(self, count: int) -> tuple[bool, bool]:
+        """(due by --checkpoint-every, due by --checkpoint-minutes) at this count of what
+        --checkpoint-every counts: a multiple of it was passed since the last checkpoint."""
         cfg = self.cfg
         every = cfg.checkpoint_every
-        by_updates = bool(every) and updates // every > self._checkpoint_base // every
+        by_updates = bool(every) and count // every > self._checkpoint_base // every
         by_time = cfg.checkpoint_minutes > 0 and \
             time.perf_counter() - self._checkpoint_time >= 60 * cfg.checkpoint_minutes
         return by_updates, by_time
 
-    def checkpointed(self, updates: int) -> None:
-        self._checkpoint_base = self.checkpointed_at = updates
+    def count_checkpoints_from(self, count: int) -> None:
+        """Where --checkpoint-every counts from, when it counts something other than the
+        iterations (e.g. a resumed trainer's updates)."""
+        self._checkpoint_base = count
+
+    def checkpointed(self, iteration: int, count: int | None = None) -> None:
+        """A checkpoint was written at ``iteration``; ``count``: what --checkpoint-every
+        counts, if not iterations."""
+        self.checkpointed_at = iteration
+        self._checkpoint_base = iteration if count is None else count
         self._checkpoint_time = time.perf_counter()
 
     # ------------------------------------------------------------------ the window and rows

@@ -21,6 +21,7 @@ from mpirl.runtime import timing
 
 class DQNTrainer(Trainer):
     stat_keys = DQN.STAT_KEYS
+    checkpoint_unit = "updates"  # as --target-update and --weights-every count
 
     def __init__(self, ctx: LearnerContext):
         super().__init__(ctx)

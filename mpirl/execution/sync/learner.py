@@ -78,7 +78,14 @@ class Learner:
         self._timing_totals: dict[int, np.ndarray] = {}
         if resume:
             self._restore(resume)
+        self.progress.count_checkpoints_from(self._checkpoint_count())
         self.faults = Faults(comms.rank)
+
+    def _checkpoint_count(self) -> int:
+        """What --checkpoint-every counts for this algorithm (``Trainer.checkpoint_unit``)."""
+        if self.trainer.checkpoint_unit == "updates":
+            return self.trainer.updates
+        return self.progress.c.iteration
 
     def make_source(self, resume: dict | None) -> ExperienceSource:
         """Where this learner's experience comes from: its actor ranks, or (when the layout
@@ -118,7 +125,7 @@ class Learner:
                       "counters": progress.counters_state(iteration)}
             meta = progress.checkpoint_meta(self.setup.layout, iteration)
         result = self.checkpointer.save(own, shared, meta)
-        progress.checkpointed(iteration)
+        progress.checkpointed(iteration, self._checkpoint_count())
         progress.logger.checkpoint(result)
 
     # ------------------------------------------------------------------ pieces of an iteration
@@ -184,7 +191,7 @@ class Learner:
             poison = self.faults.strike(update) == "nan"
             update += 1
             requested = self._exchange(poison, last=c.iteration + 1 == end)
-            _, time_due = progress.checkpoint_due(c.iteration)
+            _, time_due = progress.checkpoint_due(self._checkpoint_count())
             self.control.local[:] = (float(requested), float(self.lead and time_due))
             self.control.reduced = False
             results = self.trainer.train(self.source.progress)
@@ -234,7 +241,7 @@ class Learner:
             if stop_requested:
                 outcome = exit_codes.PREEMPTED
                 break
-            by_updates, _ = progress.checkpoint_due(c.iteration)
+            by_updates, _ = progress.checkpoint_due(self._checkpoint_count())
             if time_due or by_updates:
                 self._checkpoint()
         if outcome != exit_codes.DIVERGED and progress.checkpointed_at != c.iteration:
