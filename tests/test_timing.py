@@ -61,5 +61,17 @@ def test_slow_envs_make_the_learners_wait_on_actors(tmp_path):
 def test_a_large_model_makes_gradient_work_dominate(tmp_path):
     verdict = _job_verdict(tmp_path, "--hidden-sizes", "1024", "1024", "--envs-per-actor", "32",
                            "--n-steps", "16", "--total-steps", "8000")
-    assert any(v.startswith("gradient work dominates the learners") for v in verdict), verdict
+    gradient = [v for v in verdict if v.startswith("gradient work dominates the learners")]
+    assert gradient and "--device cuda" in gradient[0], verdict
+    assert "more samples per update (--envs-per-actor, --n-steps)" in gradient[0]
     assert verdict[0].startswith("actors wait"), verdict
+
+
+def test_the_quick_start_verdict_gives_advice_that_fits_a_small_model(tmp_path):
+    """PPO on CartPole: 20 epochs of minibatch updates on a 9k-parameter MLP. The cure is
+    fewer updates, not a GPU."""
+    verdict = _job_verdict(tmp_path, "--algo", "ppo", "--total-steps", "8000")
+    gradient = [v for v in verdict if v.startswith("gradient work dominates the learners")]
+    assert gradient, verdict
+    assert "fewer --n-epochs" in gradient[0] and "a GPU would not speed it up" in gradient[0]
+    assert "--device cuda" not in " ".join(verdict)

@@ -242,6 +242,7 @@ class RunProgress:
         return {
             "final_eval_return": mean,
             "final_eval_return_std": std,
+            "eval_episodes": cfg.eval_episodes,
             "env_steps": c.env_steps,
             "iterations": iteration,
             "wall_time_s": round(wall_s, 3),

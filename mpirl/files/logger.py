@@ -102,9 +102,9 @@ class ProgressLogger:
         if not self.quiet:
             ret = row.get("episode_return_mean", float("nan"))
             line = (f"steps {row['env_steps']:>10,d}  sps {row['sps']:>9,.0f}  "
-                    f"return {ret:8.2f}  loss {row.get('loss', float('nan')):8.4f}")
+                    f"train return {ret:8.2f}  loss {row.get('loss', float('nan')):8.4f}")
             if "eval_return_mean" in row:
-                line += f"  eval {row['eval_return_mean']:8.2f}"
+                line += f"  eval return {row['eval_return_mean']:8.2f}"
             print(line, flush=True)
 
     def timing(self, table: str) -> None:
@@ -137,17 +137,21 @@ class ProgressLogger:
     def final(self, summary: dict) -> None:
         if not self.enabled or self.quiet:
             return
+        run, episodes = self._path.parent, summary["eval_episodes"]
         reached = ""
         if summary.get("target_return") is not None:
             reached = (f"; target {summary['target_return']:g} reached at "
                        f"{summary['target_reached_env_steps']:,} steps, "
-                       f"{summary['target_reached_time_s']:.1f} s"
+                       f"{summary['target_reached_time_s']:.1f} s (by one evaluation of "
+                       f"{episodes} episodes, which can be lucky: python -m mpirl.evaluate "
+                       f"{run} --episodes 100 measures the final policy)"
                        if summary["target_reached"] else
                        f"; target {summary['target_return']:g} NOT reached")
         print(f"done: {summary['env_steps']:,} env steps in {summary['wall_time_s']:.1f} s "
               f"({summary['sps']:,.0f} steps/s); final evaluation return "
-              f"{summary['final_eval_return']:.2f} +- {summary['final_eval_return_std']:.2f}"
-              f"{reached}", file=sys.stdout, flush=True)
+              f"{summary['final_eval_return']:.2f} +- {summary['final_eval_return_std']:.2f} "
+              f"over {episodes} episodes{reached}", file=sys.stdout)
+        print(f"run directory: {run}", file=sys.stdout, flush=True)
 
     def close(self) -> None:
         if self._file is not None:

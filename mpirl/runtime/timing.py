@@ -124,8 +124,15 @@ def summary_columns(table: dict) -> dict[str, float]:
                                    else float("nan"))}
 
 
-def verdict(table: dict) -> list[str]:
-    """Plain-language conclusions from a ``breakdown`` table, most important first."""
+# Below this many parameters a learner's gradient work is per-operation overhead, not
+# arithmetic: a GPU would not make it faster.
+SMALL_MODEL = 1_000_000
+
+
+def verdict(table: dict, cheaper_updates: str = "", n_params: int | None = None) -> list[str]:
+    """Plain-language conclusions from a ``breakdown`` table, most important first.
+    ``cheaper_updates``: the algorithm's way to less gradient work per env step;
+    ``n_params``: the model's size, which decides whether a GPU would help."""
     out = []
     # a learner's sends complete when its actors take the weights: waiting on them too
     learners_wait = share(table, "learner", "wait_rollouts", "send")
@@ -144,11 +151,16 @@ def verdict(table: dict) -> list[str]:
                    "for each other: each exchange carries too little work for its hand-off "
                    "cost; raise --envs-per-actor or --n-steps")
     if grad >= 0.5:
-        out.append(f"gradient work dominates the learners ({grad:.0%} of their time): a larger "
-                   "batch per update spreads its fixed cost over more samples (A2C: "
-                   "--envs-per-actor, --n-steps; DQN: --batch-size, which makes fewer updates "
-                   "at the same --replay-ratio); for a large model, use --device cuda or more "
-                   "--learners")
+        text = f"gradient work dominates the learners ({grad:.0%} of their time)"
+        if cheaper_updates:
+            text += f": {cheaper_updates}"
+        if n_params is not None and n_params < SMALL_MODEL:
+            text += (f"; at {n_params:,} parameters its cost is per operation, not arithmetic, "
+                     "so a GPU would not speed it up, and more --learners help only with "
+                     "cores to spare for them")
+        else:
+            text += "; for a model this large, --device cuda or more --learners speed it up"
+        out.append(text)
     if wait_peers >= 0.2:
         out.append(f"learners wait on each other {wait_peers:.0%} of the time at the allreduce:"
                    " their loads are uneven (actors per learner, or a slow node)")
@@ -161,8 +173,9 @@ def verdict(table: dict) -> list[str]:
     return out
 
 
-def format_table(table: dict, wall_s: float) -> str:
-    """The end-of-run "where the time went" table."""
+def format_table(table: dict, wall_s: float, cheaper_updates: str = "",
+                 n_params: int | None = None) -> str:
+    """The end-of-run "where the time went" table, with its verdict (``verdict``)."""
     lines = [f"where the time went ({wall_s:.1f} s of training):"]
     for role, info in table.items():
         lines.append(f"  {role} ({info['ranks']} rank{'s' if info['ranks'] > 1 else ''}):")
@@ -174,5 +187,5 @@ def format_table(table: dict, wall_s: float) -> str:
                      if info["ranks"] > 1 else "")
             lines.append(f"    {cat:<14} {c['seconds']:8.2f} s {c['share']:6.1%}{worst}"
                          f"   {DESCRIPTIONS[cat]}")
-    lines += [f"  verdict: {v}" for v in verdict(table)]
+    lines += [f"  verdict: {v}" for v in verdict(table, cheaper_updates, n_params)]
     return "\n".join(lines)

@@ -21,5 +21,7 @@ ALGORITHM = register(Algorithm(
     collector=actor_critic.collector,
     message=actor_critic.rollout_message,
     trainer=A2CTrainer,
+    cheaper_updates="more samples per update (--envs-per-actor, --n-steps) spread its fixed "
+    "cost",
     check=actor_critic.check_precision,
 ))

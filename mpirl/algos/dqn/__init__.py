@@ -136,6 +136,7 @@ ALGORITHM = register(Algorithm(
     collector=_collector,
     message=_message,
     trainer=DQNTrainer,
+    cheaper_updates="a larger --batch-size makes fewer updates at the same --replay-ratio",
     publication=lambda cfg: EveryUpdates(cfg.weights_every),
     check=_check,
     startup=_startup,

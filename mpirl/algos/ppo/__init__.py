@@ -89,5 +89,7 @@ ALGORITHM = register(Algorithm(
     collector=actor_critic.collector,
     message=actor_critic.rollout_message,
     trainer=PPOTrainer,
+    cheaper_updates="fewer updates per rollout batch (a larger --batch-size, or fewer "
+    "--n-epochs) cut it",
     check=_check,
 ))

@@ -286,9 +286,11 @@ class Learner:
             return
         roles = {r: self.setup.layout.role(r) for r in self._timing_totals}
         table = timing.breakdown(self._timing_totals, roles)
-        self.progress.logger.timing(timing.format_table(table, self.progress.elapsed()))
+        advice = (self.setup.algorithm.cheaper_updates, self.setup.n_params)
+        self.progress.logger.timing(timing.format_table(table, self.progress.elapsed(),
+                                                        *advice))
         self.run_dir.write_json("timing.json", {"breakdown": table,
-                                                "verdict": timing.verdict(table)})
+                                                "verdict": timing.verdict(table, *advice)})
 
     def _finish(self) -> None:
         progress, c = self.progress, self.progress.c
