@@ -229,3 +229,7 @@ def test_dqn_checkpoint_every_counts_gradient_updates(tmp_path):
     for before, at in zip([0] + updates, updates[:-1]):  # the last one is the run's end
         assert at // 20 == before // 20 + 1 and at % 20 < per_iteration, updates
     assert len(updates) - 1 == updates[-1] // 20
+    # the Q statistics that show divergence coming
+    trained = [r for r in progress_rows(run) if r["q_max"]]
+    assert trained and all(float(r["q_max"]) >= float(r["q_mean"]) and float(r["td_abs"]) > 0
+                           for r in trained)

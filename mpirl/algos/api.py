@@ -229,7 +229,9 @@ class LearnerContext:
 class Trainer(abc.ABC):
     """What an algorithm does on a synchronous learner, iteration after iteration."""
 
-    stat_keys: tuple[str, ...] = ()   # per-update statistics, averaged into progress rows
+    # per-update statistics, averaged into progress rows; a new one goes at the end, so that
+    # checkpoints written before it still resume
+    stat_keys: tuple[str, ...] = ()
     columns: tuple[str, ...] = ()     # further progress.csv columns that ``row`` fills
     # what --checkpoint-every counts: "iterations" (one per rollout batch, as on-policy
     # algorithms count their updates) or "updates" (``self.updates``, as an algorithm whose

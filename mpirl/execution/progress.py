@@ -155,6 +155,13 @@ class RunProgress:
         self._checkpoint_time = time.perf_counter()
 
     # ------------------------------------------------------------------ the window and rows
+    def restore_window(self, saved: np.ndarray) -> None:
+        """A checkpoint's window. One written before the trainer gained statistics (new ones
+        go at the end of ``stat_keys``) is shorter: those start at zero."""
+        saved = np.asarray(saved)
+        self.window[:] = 0
+        self.window[:len(saved) - 1] = saved[:-1]
+        self.window[-1] = saved[-1]
     def add_episodes(self, stats: np.ndarray) -> None:
         """A message's episode slots: finished episodes, their return sum, their length sum."""
         self.window[:EPISODE_SLOTS] += stats

@@ -17,8 +17,8 @@ from mpirl.files.rundir import RunDir
 
 COLUMNS = ["env_steps", "iterations", "time_s", "sps", "episodes", "episode_return_mean",
            "episode_length_mean", "loss", "policy_loss", "value_loss", "entropy", "grad_norm",
-           "q_mean", "lr", "skipped_updates", "updates", "replay_ratio", "replay_fill",
-           "updates_per_s", "staleness_mean", "staleness_max", "dropped_grads",
+           "q_mean", "q_max", "td_abs", "lr", "skipped_updates", "updates", "replay_ratio",
+           "replay_fill", "updates_per_s", "staleness_mean", "staleness_max", "dropped_grads",
            "eval_return_mean", "eval_return_std",
            "learner_wait_rollouts", "learner_wait_learners", "learner_gradient",
            "actor_wait_weights"]

@@ -39,7 +39,9 @@ def dqn_loss(q: torch.Tensor, actions: torch.Tensor, targets: torch.Tensor,
 class DQN:
     """Updates ``model`` from replay minibatches; ``target`` is its periodic copy."""
 
-    STAT_KEYS = ("loss", "q_mean", "grad_norm")
+    # q_max and td_abs let a user see divergence coming: overestimated values grow the
+    # largest Q and the TD errors long before the returns collapse
+    STAT_KEYS = ("loss", "q_mean", "grad_norm", "q_max", "td_abs")
 
     def __init__(self, cfg, model, target, averager, optimizer):
         self.cfg = cfg
@@ -77,6 +79,9 @@ class DQN:
         skipped = not self.averager.finite
         if not skipped:
             self.optimizer.step()
-        return {"skipped": skipped, "loss": float(loss.detach()),
-                "q_mean": float(q.detach().mean()), "grad_norm": grad_norm,
-                "td": td.abs().cpu().numpy()}
+        td = td.abs()
+        q = q.detach()
+        loss_, q_mean, q_max, td_abs = torch.stack([loss.detach(), q.mean(), q.max(),
+                                                   td.mean()]).tolist()  # one transfer
+        return {"skipped": skipped, "loss": loss_, "q_mean": q_mean, "q_max": q_max,
+                "td_abs": td_abs, "grad_norm": grad_norm, "td": td.cpu().numpy()}

@@ -105,7 +105,7 @@ class Learner:
         self.publication.load_state_dict(shared.get("publication") or {})
         self.source.load(shared, own)
         if own:
-            self.progress.window[:] = own["window"]
+            self.progress.restore_window(own["window"])
             restore_process_rng_state(own["rng"])
 
     def _checkpoint(self) -> None:
