@@ -34,6 +34,7 @@ from mpirl.files.atomic import DiskFull
 from mpirl.files.resume import load_for_resume, rank_parts, relayout_note, same_layout
 from mpirl.files.rundir import RunDir
 from mpirl.runtime import exit_codes, slurm, timing
+from mpirl.nets.actor_critic import is_image
 from mpirl.runtime.threads import cpu_share, limit_threads
 
 
@@ -152,7 +153,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(e.code or 0)
 
     _, local_size = comm.node_local(world)
-    limit_threads(cpu_share(local_size, cfg.torch_threads))
+    limit_threads(cpu_share(local_size, cfg.torch_threads, images=is_image(setup.spec)))
     comm.set_comm_timeout(cfg.comm_timeout)
     timing.configure(cfg.timing)
 

@@ -13,11 +13,12 @@ def test_slurm_cpus_per_task(monkeypatch):
     assert cpu_share(local_ranks=4) == 6
 
 
-def test_share_of_this_node(monkeypatch):
+def test_without_slurm_one_thread_unless_convolutions_share_the_node(monkeypatch):
     monkeypatch.delenv("SLURM_CPUS_PER_TASK", raising=False)
     cores = len(os.sched_getaffinity(0))
-    assert cpu_share(local_ranks=1) == cores
-    assert cpu_share(local_ranks=16) == max(1, cores // 16)
+    assert cpu_share(local_ranks=1) == 1
+    assert cpu_share(local_ranks=1, images=True) == cores
+    assert cpu_share(local_ranks=16, images=True) == max(1, cores // 16)
 
 
 def test_limit_threads_gives_torch_the_share_and_numpys_blas_one_thread():

@@ -34,7 +34,8 @@ class GeneralOptions:
     device: str = option("cpu", "Where learners compute: cpu, cuda (node-local GPU), or auto.",
                          choices=DEVICES)
     torch_threads: int = option(
-        0, "Torch threads per rank; 0 = SLURM_CPUS_PER_TASK, else this node's cores / ranks.",
+        0, "Torch threads per rank; 0 = SLURM_CPUS_PER_TASK, else 1 (image observations: "
+        "this node's cores / ranks).",
         bounds="[0, inf)")
 
     # --- training
