@@ -19,7 +19,7 @@ SHORT = ["mpirl.train", "--algo", "a3c", "--envs-per-actor", "4", "--eval-episod
 @pytest.mark.parametrize("ranks,flags,message", [
     (3, ["--servers", "3"], "--servers 3 with 3 MPI rank(s) leaves no worker"),
     (2, ["--servers", "5"], "--servers 5 with 2 MPI rank(s) leaves no worker"),
-    (2, ["--servers", "0"], "--servers must be at least 1"),
+    (2, ["--servers", "0"], "--servers must be positive, got 0"),
     (2, ["--max-staleness", "-1"], "--max-staleness must be >= 0"),
 ])
 def test_bad_layout_is_reported_once_and_every_rank_exits_2(tmp_path, ranks, flags, message):
