@@ -33,8 +33,8 @@ from mpirl.execution.setup import RunSetup
 from mpirl.files.atomic import DiskFull
 from mpirl.files.resume import load_for_resume, rank_parts, relayout_note, same_layout
 from mpirl.files.rundir import RunDir
-from mpirl.runtime import exit_codes, slurm, timing
 from mpirl.nets.actor_critic import is_image
+from mpirl.runtime import exit_codes, slurm, timing
 from mpirl.runtime.threads import cpu_share, limit_threads
 
 
@@ -168,7 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = execution.run(setup, comms, run_dir, checkpointer, resume)
         comms.free()
         # wait quietly for the lead's final evaluation, not in MPI_Finalize
-        comm.barrier(world, what="the lead learner to finish the run", patience=comm.ON_LEAD)
+        comm.barrier(world, what="the lead learner to finish the run", patience=comm.ON_FINISH)
     except DiskFull as e:  # nothing more can be saved: say what is safe, and end every rank
         newest = run_dir.checkpoints().paths()
         sys.stderr.write(f"mpirl: error: {e}; training stopped. Newest good checkpoint: "

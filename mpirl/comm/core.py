@@ -43,6 +43,9 @@ Request = MPI.Request
 ON_DATA = 1.0
 ON_PEERS = 1.5
 ON_LEAD = 2.0
+# the last wait of a run, while the lead writes the final checkpoint, policy and summary (a
+# checkpoint with a large replay takes a while; sbatch --signal=USR1@120 leaves two minutes)
+ON_FINISH = 6.0
 
 # After a stop signal, a wait that goes on this long (times its patience) is given up: the
 # peer is not coming to the stop's checkpoint, and the job ends instead of waiting for the
