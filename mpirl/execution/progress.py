@@ -162,6 +162,7 @@ class RunProgress:
         self.window[:] = 0
         self.window[:len(saved) - 1] = saved[:-1]
         self.window[-1] = saved[-1]
+
     def add_episodes(self, stats: np.ndarray) -> None:
         """A message's episode slots: finished episodes, their return sum, their length sum."""
         self.window[:EPISODE_SLOTS] += stats
