@@ -26,6 +26,8 @@ def test_single_process_run_leaves_a_complete_run_dir(tmp_path):
                    "--run-dir", str(run)])
     assert res.returncode == 0, res.stderr
     assert "steps" in res.stdout and "sps" in res.stdout
+    assert "train return" in res.stdout and "eval return" in res.stdout
+    assert res.stdout.strip().splitlines()[-1] == f"run directory: {run}"
     assert {"config.yaml", "progress.csv", "policy.pt", "summary.json", "tb"} <= \
         {p.name for p in run.iterdir()}
     assert list((run / "tb").glob("events.out.tfevents.*"))
@@ -41,6 +43,17 @@ def test_single_process_run_leaves_a_complete_run_dir(tmp_path):
     res = run_job(["mpirl.evaluate", str(run), "--episodes", "2", "--json"])
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout)["episodes"] == 2
+
+
+def test_a_reached_target_says_one_evaluation_can_be_lucky(tmp_path):
+    run = tmp_path / "run"
+    res = run_job(["mpirl.train", "--total-steps", "2000", "--eval-every", "1000",
+                   "--eval-episodes", "2", "--target-return", "-1000", "--no-tensorboard",
+                   "--run-dir", str(run)])
+    assert res.returncode == 0, res.stderr
+    done = next(line for line in res.stdout.splitlines() if line.startswith("done:"))
+    assert "target -1000 reached at" in done and "by one evaluation of 2 episodes" in done
+    assert f"python -m mpirl.evaluate {run} --episodes 100" in done
 
 
 def test_evaluate_rejects_a_directory_without_a_run(tmp_path):
