@@ -53,14 +53,14 @@ class Interval:
         return above and below
 
     def describe(self, integer: bool) -> str:
-        """'positive', '>= 0', 'at least 2', 'in (0, 1]'."""
+        """'positive', '>= 0', 'at least 2', 'a finite number', 'in (0, 1]'."""
         if math.isinf(self.high):
-            if self.low == 0 or (integer and self.low == 1 and self.low_closed):
-                return ">= 0" if self.low_closed and self.low == 0 else "positive"
-            if self.low_closed and integer:
-                return f"at least {self.low:g}"
-        if math.isinf(self.low) and math.isinf(self.high):
-            return "a finite number"
+            if math.isinf(self.low):
+                return "a finite number"
+            if self.low == 0:
+                return ">= 0" if self.low_closed else "positive"
+            if integer and self.low_closed:
+                return "positive" if self.low == 1 else f"at least {self.low:g}"
         left = "[" if self.low_closed else "("
         right = "]" if self.high_closed else ")"
         return f"in {left}{self.low:g}, {self.high:g}{right}"

@@ -128,11 +128,10 @@ class Config:
         unknown = sorted(set(self.override) - set(schema()))
         if unknown:
             raise ConfigError(f"--override names unknown field(s): {', '.join(unknown)}")
-        for name in sorted(fields_of(self.algo), key=list(schema()).index):
-            value = getattr(self, name)
-            info = schema()[name]
-            if info.numeric and value is not None:
-                check_number(info, value)
+        used = fields_of(self.algo)
+        for name, info in schema().items():
+            if name in used and info.numeric and getattr(self, name) is not None:
+                check_number(info, getattr(self, name))
         GeneralOptions.validate(self)
         for group in algorithm_groups(algorithm):
             check = getattr(group, "validate", None)

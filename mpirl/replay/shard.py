@@ -20,20 +20,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from mpirl.replay.sumtree import SumTree
+from mpirl.runtime.memory import resident_zeros
 
 # per-cell flag bits
 VALID = 1        # the cell holds a transition (not a reset row)
 TERMINATED = 2   # the episode terminated at this step: no bootstrap past it
 ENDED = 4        # the episode ended here (terminated or truncated): the n-step window stops
-
-
-def resident_zeros(shape: tuple[int, ...], dtype) -> np.ndarray:
-    """Zeros whose memory is resident now. ``np.zeros`` maps pages lazily, so a replay too
-    big for the node's memory (or the job's limit) would fail hours later, as it fills;
-    writing every page makes it fail at start-up."""
-    out = np.empty(shape, dtype=dtype)
-    out.fill(0)
-    return out
 
 
 @dataclass(frozen=True)

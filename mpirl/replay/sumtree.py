@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from mpirl.runtime.memory import resident_zeros
+
 
 class SumTree:
     """Priorities of ``capacity`` items; ``total`` is their sum."""
@@ -21,8 +23,7 @@ class SumTree:
         self.capacity = capacity
         self.leaves = 1 << max(0, (capacity - 1).bit_length())
         self.depth = self.leaves.bit_length() - 1
-        self.tree = np.zeros(2 * self.leaves, dtype=np.float64)
-        self.tree.fill(0.0)  # resident now, as the shard's arrays (ReplayShard)
+        self.tree = resident_zeros(2 * self.leaves, np.float64)
 
     @property
     def total(self) -> float:

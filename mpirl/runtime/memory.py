@@ -1,8 +1,11 @@
-"""How much memory this process may still take: what the node has available, capped by the
-memory limit of its control group (SLURM's ``--mem``, a container's limit)."""
+"""Memory that must be there from the start: how much this process may still take (what the
+node has available, capped by the memory limit of its control group: SLURM's ``--mem``, a
+container's limit), and arrays that hold theirs at once."""
 from __future__ import annotations
 
 from pathlib import Path
+
+import numpy as np
 
 _CGROUP = Path("/sys/fs/cgroup")
 
@@ -58,3 +61,12 @@ def available_bytes() -> int | None:
     if available is None:
         return None
     return min([available, *_cgroup_room()])
+
+
+def resident_zeros(shape, dtype) -> np.ndarray:
+    """Zeros whose memory is resident now. ``np.zeros`` maps pages lazily, so a replay too
+    big for the node's memory (or the job's limit) would fail hours later, as it fills;
+    writing every page makes it fail at start-up."""
+    out = np.empty(shape, dtype=dtype)
+    out.fill(0)
+    return out
