@@ -22,9 +22,9 @@ class MinibatchOptions:
 def make_optimizer(cfg, params, fused: bool = False) -> torch.optim.Optimizer:
     """--optimizer over ``params``. ``fused`` takes one flat parameter: the step is then one
     kernel, which matters when a learner makes hundreds of small updates a second."""
+    if cfg.optimizer == "rmsprop":  # torch's RMSprop has no fused kernel
+        return torch.optim.RMSprop(params, lr=cfg.lr, alpha=0.99, eps=1e-5, foreach=True)
     kind = {"fused": True} if fused else {"foreach": True}
-    if cfg.optimizer == "rmsprop":
-        return torch.optim.RMSprop(params, lr=cfg.lr, alpha=0.99, eps=1e-5, **kind)
     return torch.optim.Adam(params, lr=cfg.lr, eps=1e-5, **kind)
 
 
@@ -36,6 +36,14 @@ def flat_parameter(params, averager) -> torch.nn.Parameter:
     flat = torch.nn.Parameter(params.vector[:averager.numel], requires_grad=False)
     flat.grad = averager.flat
     return flat
+
+
+def flat_optimizer(cfg, params, averager):
+    """--optimizer over the flattened network ``params`` (``mpirl.comm.FlatParameters``) whose
+    gradient is ``averager``'s buffer: a step is a few in-place operations on one tensor."""
+    flat = flat_parameter(params, averager)
+    return (FlatAdam(flat, cfg.lr) if cfg.optimizer == "adam"
+            else make_optimizer(cfg, [flat], fused=True))
 
 
 class FlatAdam:

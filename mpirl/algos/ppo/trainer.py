@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from mpirl.algos.normalization import merge_over
 from mpirl.algos.onpolicy import OnPolicyTrainer
-from mpirl.algos.optim import FlatAdam, flat_parameter, make_optimizer
+from mpirl.algos.optim import flat_optimizer
 from mpirl.algos.ppo.update import PPO
 from mpirl.runtime import timing
 
@@ -18,9 +18,7 @@ class PPOTrainer(OnPolicyTrainer):
         cfg = ctx.cfg
         # the approximate KL rides in the gradient allreduce: every learner sees its mean
         self.averager = ctx.averager(ctx.policy.parameters(), extras=("approx_kl",))
-        flat = flat_parameter(ctx.policy_params, self.averager)
-        self.optimizer = (FlatAdam(flat, cfg.lr) if cfg.optimizer == "adam"
-                          else make_optimizer(cfg, [flat], fused=True))
+        self.optimizer = flat_optimizer(cfg, ctx.policy_params, self.averager)
         self.algo = PPO(cfg, ctx.policy, self.averager, self.optimizer,
                         ctx.steps_per_iteration // cfg.batch_size,
                         merge=lambda m: merge_over(ctx.comm, [m])[0], autograd=cfg.autograd)
