@@ -139,8 +139,8 @@ def test_bad_ppo_settings_are_rejected(args, needle):
 
 
 def test_normalization_is_refused_where_it_does_not_apply():
-    with pytest.raises(ConfigError, match="--normalize-obs is an option of a2c and ppo, not "
-                                          "of --algo dqn"):
+    with pytest.raises(ConfigError, match="--normalize-obs is an option of a2c, ppo and impala, "
+                                          "not of --algo dqn"):
         parse_config(["--algo", "dqn", "--normalize-obs"])
 
 
@@ -190,7 +190,7 @@ def test_ppo_updates_at_the_default_sizes_are_autograds_with_or_without_the_hand
     branch, ends with the weights that --autograd gives."""
     from mpirl.acting.envs import describe_env, make_env
     from mpirl.algos.optim import FlatAdam, flat_parameter
-    from mpirl.algos.ppo.mlp_backprop import _WIDE
+    from mpirl.nets.backprop import _WIDE
 
     def update(*flags):
         cfg = parse_config(["--algo", "ppo", "--env", env, "--ent-coef", "0.01",
@@ -216,7 +216,7 @@ def test_ppo_updates_at_the_default_sizes_are_autograds_with_or_without_the_hand
 
     by_hand, weights, stats = update()
     assert by_hand.by_hand is not None
-    assert [layer.wide for layer in by_hand.by_hand.pi] == [False, True, False]
+    assert [layer.wide for layer in by_hand.by_hand.net.pi] == [False, True, False]
     assert _WIDE <= 64
     autograd, reference, ref_stats = update("--autograd")
     assert autograd.by_hand is None

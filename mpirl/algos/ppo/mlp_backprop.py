@@ -14,93 +14,11 @@ import math
 
 import numpy as np
 import torch
-from torch import nn
 
 from mpirl.algos.ppo.loss import PPOLoss
-from mpirl.nets.actor_critic import ActorCritic, CNNActorCritic
-from mpirl.nets.mlp import activate_, linear_stack
+from mpirl.nets.backprop import ActorCriticPass, supports
 
-
-def supports(model) -> bool:
-    """Whether ``model`` is an MLP actor-critic this module can differentiate by hand."""
-    if not isinstance(model, ActorCritic) or isinstance(model, CNNActorCritic):
-        return False
-    layers = list(model.pi) + list(model.vf)
-    return all(isinstance(m, (nn.Linear, nn.Tanh, nn.ReLU)) for m in layers)
-
-
-# torch's matmul is the faster one here only for products of two wide operands (a 64x64 hidden
-# layer over a minibatch); numpy's BLAS wins on thin ones (few inputs or outputs) and on the
-# transposed products of the weight gradients. The choice depends on shapes alone, so every run
-# computes the same numbers.
-_WIDE = 32
-
-
-class _Layer:
-    """One linear layer as the hot loop uses it: weight, bias and their gradients as arrays
-    and tensors over the same memory (the gradients are views into the learner's buffer)."""
-
-    def __init__(self, lin: nn.Linear, act: str | None):
-        self.weight = lin.weight.detach().numpy()
-        self.weight_t = lin.weight.detach()
-        self.bias = lin.bias.detach().numpy()
-        self.bias_t = lin.bias.detach()
-        self.weight_grad = lin.weight.grad.numpy()
-        self.bias_grad = lin.bias.grad.numpy()
-        self.act = act
-        self.width = lin.out_features
-        self.wide = lin.in_features >= _WIDE and lin.out_features >= _WIDE
-
-
-class _Buffers:
-    """Activations and gradients of one network for minibatches of ``m`` rows, as arrays and
-    as tensors over the same memory."""
-
-    def __init__(self, layers: list[_Layer], m: int):
-        self.out = [np.empty((m, layer.width), np.float32) for layer in layers]
-        self.grad = [np.empty((m, layer.width), np.float32) for layer in layers]
-        self.out_t = [torch.from_numpy(a) for a in self.out]
-        self.grad_t = [torch.from_numpy(a) for a in self.grad]
-        self.scratch = [np.empty((m, layer.width), np.float32) for layer in layers]
-        self.rows = np.arange(m)
-
-
-def _forward(layers: list[_Layer], buf: _Buffers, x: np.ndarray, x_t: torch.Tensor) -> None:
-    """Every layer's output (after its activation) into ``buf.out``."""
-    inp, inp_t = x, x_t
-    for layer, out, out_t in zip(layers, buf.out, buf.out_t):
-        if layer.wide:
-            torch.addmm(layer.bias_t, inp_t, layer.weight_t.t(), out=out_t)
-        else:
-            np.matmul(inp, layer.weight.T, out=out)
-            out += layer.bias
-        activate_(out, layer.act)
-        inp, inp_t = out, out_t
-
-
-def _backward(layers: list[_Layer], buf: _Buffers, x: np.ndarray) -> None:
-    """Backpropagate the gradient at the last output (in ``buf.grad[-1]``) and write the
-    gradient of each layer's weight and bias into their ``.grad``."""
-    for k in range(len(layers) - 1, -1, -1):
-        layer, g = layers[k], buf.grad[k]
-        np.matmul(g.T, buf.out[k - 1] if k > 0 else x, out=layer.weight_grad)
-        np.add.reduce(g, 0, out=layer.bias_grad)
-        if k > 0:
-            g_prev, y = buf.grad[k - 1], buf.out[k - 1]
-            if layer.width == 1:  # an outer product
-                np.multiply(g, layer.weight, out=g_prev)
-            elif layer.wide:
-                torch.mm(buf.grad_t[k], layer.weight_t, out=buf.grad_t[k - 1])
-            else:
-                np.matmul(g, layer.weight, out=g_prev)
-            act = layers[k - 1].act
-            if act == "tanh":  # g (1 - y^2)
-                d = buf.scratch[k - 1]
-                np.multiply(y, y, out=d)
-                np.subtract(1.0, d, out=d)
-                np.multiply(g_prev, d, out=g_prev)
-            elif act == "relu":
-                np.multiply(g_prev, y > 0.0, out=g_prev)
+__all__ = ["MLPLossGrad", "supports"]
 
 
 class MLPLossGrad:
@@ -109,11 +27,9 @@ class MLPLossGrad:
     Returns a PPOLoss of Python floats."""
 
     def __init__(self, model):
-        self._stacks = (linear_stack(model.pi), linear_stack(model.vf))
-        self.pi = self.vf = None  # taken at the first call (the grads exist by then)
+        self.net = ActorCriticPass(model)
         self.discrete = model.spec.discrete
         self.log_std = None if self.discrete else model.log_std
-        self._buffers: dict[int, tuple[_Buffers, _Buffers]] = {}
 
     def __call__(self, x: torch.Tensor, actions: torch.Tensor, old_logp: torch.Tensor,
                  advantages: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor,
@@ -121,23 +37,13 @@ class MLPLossGrad:
                  share: float) -> PPOLoss:
         """``x``: the minibatch's observations as the model's first layers take them
         (``model._flat(obs)``)."""
-        if self.pi is None:
-            self.pi, self.vf = ([_Layer(lin, act) for lin, act in stack]
-                                for stack in self._stacks)
         m = x.shape[0]
-        if m not in self._buffers:
-            self._buffers[m] = (_Buffers(self.pi, m), _Buffers(self.vf, m))
-        b_pi, b_vf = self._buffers[m]
-        x_t = x.detach().contiguous()
-        x = x_t.numpy()
         old_logp, adv = old_logp.numpy(), advantages.numpy()
         returns = returns.numpy()
-        _forward(self.pi, b_pi, x, x_t)
-        _forward(self.vf, b_vf, x, x_t)
-        out, values = b_pi.out[-1], b_vf.out[-1][:, 0]
-        g_out = b_pi.grad[-1]
+        out, values = self.net.forward(x)
+        g_out = self.net.pi_grad
         if self.discrete:
-            rows, index = b_pi.rows, actions.numpy()
+            rows, index = np.arange(m), actions.numpy()
             shifted = out - out.max(-1, keepdims=True)
             probs = np.exp(shifted)
             total_p = probs.sum(-1, keepdims=True)
@@ -191,9 +97,8 @@ class MLPLossGrad:
             grad = self.log_std.grad.numpy()
             np.add.reduce(g_z * z - g_logp[:, None], 0, out=grad)
             grad -= ent_coef * share
-        _backward(self.pi, b_pi, x)
-        np.multiply(g_v, 2.0 * vf_coef * share / m, out=b_vf.grad[-1][:, 0])
-        _backward(self.vf, b_vf, x)
+        np.multiply(g_v, 2.0 * vf_coef * share / m, out=self.net.vf_grad)
+        self.net.backward()
         r1 = ratio - 1.0
         approx_kl = float((r1 - log_ratio).sum()) / m
         clip_fraction = np.count_nonzero(np.abs(r1) > clip) / m
