@@ -98,7 +98,7 @@ def test_presets_ship_with_the_package_and_resolve_from_any_directory(tmp_path, 
     (["--algo", "dqn", "--clip-range", "0.1"],
      "--clip-range is an option of ppo, not of --algo dqn"),
     (["--algo", "a3c", "--learners", "2"],
-     "--learners is an option of a2c, ppo and dqn, not of --algo a3c"),
+     "--learners is an option of a2c, ppo, dqn and impala, not of --algo a3c"),
     (["--servers", "2"], "--servers is an option of a3c, not of --algo a2c"),
     (["--algo", "a2c", "--batch-size", "64"],
      "--batch-size is an option of ppo and dqn, not of --algo a2c"),
@@ -132,7 +132,8 @@ def test_options_are_grouped_by_the_algorithms_that_read_them_in_help():
                 if title.endswith("):") and not title.startswith(" ")}
     assert sections["PPO"] == "PPO (ppo):" and sections["DQN"] == "DQN (dqn):"
     assert sections["minibatches"] == "minibatches (ppo, dqn):"
-    assert sections["synchronous learners and actors"].endswith("(a2c, ppo, dqn):")
+    assert sections["learners and actors"].endswith("(a2c, ppo, dqn, impala):")
+    assert sections["asynchronous actors"] == "asynchronous actors (impala):"
     ppo = text[text.index("PPO (ppo):"):text.index("minibatches (ppo, dqn):")]
     assert "--clip-range" in ppo and "--replay-size" not in ppo
 

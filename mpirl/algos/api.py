@@ -38,7 +38,7 @@ import numpy as np
 from mpirl.acting.envs import EnvSpec, EnvVector
 from mpirl.acting.messages import Fields, PackedArrays
 from mpirl.config.fields import ConfigError, option
-from mpirl.execution import PARAMETER_SERVER, SYNCHRONOUS, ExecutionModel
+from mpirl.execution import PARAMETER_SERVER, STREAMING, SYNCHRONOUS, ExecutionModel
 from mpirl.runtime import rng as streams
 
 if TYPE_CHECKING:  # imported for annotations only: building an Algorithm needs no MPI
@@ -49,7 +49,8 @@ if TYPE_CHECKING:  # imported for annotations only: building an Algorithm needs 
 
 __all__ = ["ActingContext", "Algorithm", "Collector", "ConfigError", "Control",
            "EveryIteration", "EveryUpdates", "LearnerContext", "PARAMETER_SERVER", "Policy",
-           "Publication", "SYNCHRONOUS", "Trainer", "Worker", "WorkerContext", "option"]
+           "Publication", "STREAMING", "SYNCHRONOUS", "Trainer", "Worker", "WorkerContext",
+           "option"]
 
 
 # ---------------------------------------------------------------------- acting
@@ -365,7 +366,7 @@ class Algorithm:
         if not self.name.isidentifier() or self.name != self.name.lower():
             raise ValueError(f"algorithm name {self.name!r}: use lower-case letters, digits "
                              "and underscores")
-        if self.execution is SYNCHRONOUS and self.trainer is None:
+        if self.execution in (SYNCHRONOUS, STREAMING) and self.trainer is None:
             raise ValueError(f"algorithm {self.name!r} runs on synchronous learners: give it "
                              "a trainer")
         if self.execution is PARAMETER_SERVER and self.worker is None:

@@ -1,4 +1,5 @@
-"""Advantage and return estimates over a rollout of shape (T, N) (time, envs)."""
+"""Advantage and return estimates over a rollout of shape (T, N) (time, envs): GAE for
+on-policy rollouts, V-trace for rollouts of older weights."""
 from __future__ import annotations
 
 import numpy as np
@@ -24,3 +25,52 @@ def gae(rewards: np.ndarray, values: np.ndarray, last_values: np.ndarray, dones:
         adv[t] = next_adv
         next_value = values[t]
     return adv, adv + values
+
+
+def vtrace(log_rhos, discounts, rewards, values, bootstrap_value, rho_bar: float = 1.0,
+           c_bar: float = 1.0, pg_rho_bar: float = 1.0, lam: float = 1.0):
+    """V-trace targets and policy-gradient advantages (Espeholt et al. 2018, arXiv:1802.01561,
+    section 4.1), of shape (T, N), without gradient: numpy arrays in, numpy arrays out
+    (a CPU learner's few dozen small operations cost least there), or torch tensors.
+
+    ``log_rhos``: log pi(a_t|x_t) - log mu(a_t|x_t), the target over the behaviour policy.
+    ``discounts``: gamma where the episode goes on after step t, 0 where it ended (a truncated
+    episode's bootstrap value is folded into its last reward, as in ``gae``). ``values``: the
+    learner's V(x_t); ``bootstrap_value`` (N,): V(x_T) after the last step. With
+    rho_t = min(rho_bar, e^log_rho) and c_t = lam min(c_bar, e^log_rho) (``lam`` as in the
+    paper's remark on TD(lambda)):
+
+        v_s = V(x_s) + delta_s + discount_s c_s (v_{s+1} - V(x_{s+1})),
+        delta_s = rho_s (r_s + discount_s V(x_{s+1}) - V(x_s)),
+
+    with v_T = V(x_T); the advantages are min(pg_rho_bar, e^log_rho_s) (r_s + discount_s
+    v_{s+1} - V(x_s)). With behaviour == target (log_rhos 0) and bars >= 1, v_s is the
+    return of ``gae`` with the same lambda (with lambda 1, the n-step return). Returns
+    (vs, pg_advantages).
+    """
+    if isinstance(log_rhos, np.ndarray):
+        return _vtrace(np, log_rhos, discounts, rewards, values, bootstrap_value, rho_bar,
+                       c_bar, pg_rho_bar, lam)
+    import torch
+
+    with torch.no_grad():
+        return _vtrace(torch, log_rhos, discounts, rewards, values.detach(),
+                       bootstrap_value.detach(), rho_bar, c_bar, pg_rho_bar, lam)
+
+
+def _vtrace(xp, log_rhos, discounts, rewards, values, bootstrap_value, rho_bar, c_bar,
+            pg_rho_bar, lam):
+    """``vtrace`` in the array module ``xp`` (numpy or torch)."""
+    rhos = xp.exp(log_rhos)
+    clipped_rhos = rhos.clip(max=rho_bar)
+    cs = lam * rhos.clip(max=c_bar)
+    next_values = xp.concatenate([values[1:], bootstrap_value[None]], 0)
+    deltas = clipped_rhos * (rewards + discounts * next_values - values)
+    corrections = xp.empty_like(values)
+    acc = xp.zeros_like(bootstrap_value)
+    for t in range(values.shape[0] - 1, -1, -1):
+        acc = deltas[t] + discounts[t] * cs[t] * acc
+        corrections[t] = acc
+    vs = values + corrections
+    next_vs = xp.concatenate([vs[1:], bootstrap_value[None]], 0)
+    return vs, rhos.clip(max=pg_rho_bar) * (rewards + discounts * next_vs - values)

@@ -6,10 +6,10 @@ This package is the only place that imports mpi4py.
 from mpirl.comm.core import (HANDOFF_SLEEP_S, ON_DATA, ON_FINISH, ON_LEAD, ON_PEERS, STOP_GRACE_S,
                              CommTimeout, RoleComms, abort, allgather_, allreduce_sum_,
                              announce_arrival, barrier, broadcast_, broadcast_object, first_error,
-                             gather_objects, gather_to_root, irecv, irecv_all, isend, isend_all,
-                             node_local, overdue, raw_allreduce_sum_, recv, rendezvous,
-                             scatter_objects, send, set_comm_timeout, split_roles, test, wait,
-                             wait_any, world)
+                             gather_objects, gather_to_root, irecv, irecv_all, irecv_arrived,
+                             isend, isend_all, issend, node_local, overdue, poll_until,
+                             raw_allreduce_sum_, recv, rendezvous, scatter_objects, send,
+                             set_comm_timeout, split_roles, test, wait, wait_any, world)
 from mpirl.comm.gradsync import FlatParameters, GradientAverager, broadcast_parameters
 from mpirl.execution.layout import Layout, plan_layout
 
@@ -19,8 +19,8 @@ __all__ = [
     "FlatParameters", "GradientAverager", "Layout",
     "RoleComms", "abort", "allgather_", "allreduce_sum_", "announce_arrival", "barrier",
     "broadcast_", "broadcast_object", "broadcast_parameters", "first_error", "gather_objects",
-    "gather_to_root", "irecv", "irecv_all", "isend", "isend_all", "node_local", "overdue",
-    "plan_layout",
+    "gather_to_root", "irecv", "irecv_all", "irecv_arrived", "isend", "isend_all", "issend",
+    "node_local", "overdue", "plan_layout", "poll_until",
     "raw_allreduce_sum_", "recv", "rendezvous", "scatter_objects", "send", "set_comm_timeout",
     "split_roles", "test", "wait", "wait_any", "world",
 ]

@@ -137,6 +137,14 @@ def _poll(done, reqs: list, max_sleep_s: float, what: str, peers: Sequence[int] 
     return result
 
 
+def poll_until(done, what: str = "a message", max_sleep_s: float = MAX_SLEEP_S,
+               patience: float = ON_DATA):
+    """Call ``done()`` (which tests requests and does any bookkeeping) until it returns
+    something other than None, sleeping between calls and giving up as ``wait`` does; returns
+    that value. For a rank that waits on several kinds of traffic at once."""
+    return _poll(done, [], max_sleep_s, what, None, patience)
+
+
 def overdue(since: Sequence[float | None], peers: Sequence[int], what: str) -> None:
     """Raise CommTimeout if a peer has been silent past --comm-timeout: ``since[i]`` is when
     ``peers[i]`` was last heard from (``time.perf_counter()``; None = not expected to speak).
@@ -260,6 +268,21 @@ def irecv_all(comm: MPI.Comm, arrs: Sequence[np.ndarray], sources: Sequence[int]
 def isend(comm: MPI.Comm, arr: np.ndarray, dest: int, tag: int = 0) -> MPI.Request:
     """Start sending ``arr`` (which must stay untouched until the request completes)."""
     return comm.Isend(_mpi_buffer(arr), dest=dest, tag=tag)
+
+
+def issend(comm: MPI.Comm, arr: np.ndarray, dest: int, tag: int = 0) -> MPI.Request:
+    """Start a synchronous-mode send: it completes only once the receiver has matched it, so
+    a sender that keeps a few of them going is held back when its receiver falls behind."""
+    return comm.Issend(_mpi_buffer(arr), dest=dest, tag=tag)
+
+
+def irecv_arrived(comm: MPI.Comm, arr: np.ndarray, source: int, tag: int = 0
+                  ) -> MPI.Request | None:
+    """If a message from ``source`` with ``tag`` has arrived, start receiving it into ``arr``
+    and return the request; else None. Nothing stays posted: a rank that receives only what
+    it is ready for has nothing to cancel when it ends."""
+    message = comm.Improbe(source=source, tag=tag)
+    return None if message is None else message.Irecv(_mpi_buffer(arr))
 
 
 def irecv(comm: MPI.Comm, arr: np.ndarray, source: int, tag: int = 0) -> MPI.Request:

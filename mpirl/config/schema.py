@@ -43,7 +43,7 @@ def _build() -> tuple[dict[str, OptionInfo], list[tuple[type, list[str]]]]:
 def algorithm_groups(algorithm) -> list[type]:
     """The option groups an algorithm reads besides the general ones: its own, then its
     execution model's."""
-    return [*algorithm.options, algorithm.execution.options]
+    return [*algorithm.options, *algorithm.execution.options]
 
 
 def schema() -> dict[str, OptionInfo]:

@@ -4,6 +4,9 @@ Synchronous algorithms: ranks ``0 .. L-1`` are learners and the rest are actors;
 (counting actors from 0) serves learner ``j % L``. When the world has no rank left over for
 actors, every learner steps its own environments (with one rank, that rank acts and learns).
 
+Streaming (IMPALA): the same split as synchronous algorithms; actors do not wait for their
+learner between unrolls.
+
 Parameter servers (A3C): ranks ``0 .. S-1`` are parameter servers and the rest are
 workers that act and compute gradients; the same arithmetic holds with servers in the
 learners' place (``servers=True`` only renames the roles).
@@ -17,10 +20,25 @@ from mpirl.config.fields import ConfigError, option
 
 @dataclass
 class LearnerOptions:
-    """synchronous learners and actors"""
+    """learners and actors"""
 
     learners: int = option(1, "Number of learner ranks; the other ranks are actors.",
                            bounds="[1, inf)")
+
+
+@dataclass
+class StreamingOptions:
+    """asynchronous actors"""
+
+    batch_unrolls: int = option(
+        4, "Unrolls (--n-steps x --envs-per-actor steps from one actor) per learner update, "
+        "from whichever of the learner's actors delivered first.", bounds="[1, inf)")
+    max_in_flight: int = option(
+        2, "Unrolls an actor may have sent and its learner not yet taken; past that it waits "
+        "(back-pressure, counted in progress.csv).", bounds="[1, inf)")
+    max_policy_lag: int = option(
+        0, "Drop unrolls acted with weights more than this many learner updates old (counted "
+        "in progress.csv); 0 = train on every unroll.", bounds="[0, inf)")
 
 
 @dataclass

@@ -7,7 +7,7 @@ import math
 import torch
 
 from mpirl.acting.envs import EnvSpec, EnvVector, describe_env, make_env
-from mpirl.acting.messages import PackedArrays, report_fields
+from mpirl.acting.messages import Fields, PackedArrays, report_fields
 from mpirl.algos.api import ActingContext, Collector
 from mpirl.execution.layout import Layout
 from mpirl.runtime import rng
@@ -27,15 +27,24 @@ class RunSetup:
             env.close()
         self.spec = spec
         self.acting_ranks = layout.learners if layout.self_acting else layout.actors
-        self.steps_per_iteration = cfg.n_steps * cfg.envs_per_actor * self.acting_ranks
+        self.steps_per_iteration = cfg.n_steps * cfg.envs_per_actor * sum(
+            self.messages_of(r) for r in range(layout.learners))
         self.iterations = math.ceil(cfg.total_steps / self.steps_per_iteration)
         self.algorithm.check(self)
         self.n_params = sum(p.numel() for p in self.make_policy("cpu").parameters())
 
     # ------------------------------------------------------------------ counts
+    def messages_of(self, learner: int) -> int:
+        """Messages a learner trains on per iteration: one from each of its acting ranks, or
+        as many as the execution model says."""
+        count = self.algorithm.execution.messages_per_iteration
+        if count is not None:
+            return count(self.cfg, self.layout, learner)
+        return self.layout.acting_ranks_of(learner)
+
     def streams_of(self, learner: int) -> int:
-        """Env streams in a learner's messages: its acting ranks x --envs-per-actor."""
-        return self.layout.acting_ranks_of(learner) * self.cfg.envs_per_actor
+        """Env streams in a learner's batch: its messages x --envs-per-actor."""
+        return self.messages_of(learner) * self.cfg.envs_per_actor
 
     @property
     def learner_streams(self) -> list[int]:
@@ -76,7 +85,8 @@ class RunSetup:
                 collector.envs.restart(epoch)
         return collector
 
-    def make_message(self) -> PackedArrays:
+    def make_message(self, extra: Fields | None = None) -> PackedArrays:
         """The buffer of what an acting rank sends per exchange: the algorithm's experience
-        fields, then the report fields."""
-        return PackedArrays({**self.algorithm.message(self.cfg, self.spec), **report_fields()})
+        fields, then the report fields, then the execution model's ``extra`` ones."""
+        return PackedArrays({**self.algorithm.message(self.cfg, self.spec), **report_fields(),
+                             **(extra or {})})

@@ -72,7 +72,7 @@ class Learner:
         self.source = self.make_source(resume)
         shared = resume["shared"] if resume else None
         self.progress = RunProgress(cfg, run_dir, self.lead, self.trainer.stat_keys,
-                                    self.trainer.columns,
+                                    (*self.trainer.columns, *self.source.columns),
                                     counters=shared["counters"] if shared else None,
                                     segment=epoch)
         self._timing_totals: dict[int, np.ndarray] = {}
@@ -232,7 +232,9 @@ class Learner:
                 timing.switch("other")
                 if cfg.timing:
                     row.update(self._timing_row())
-                row.update(self.trainer.row(progress.since_row()))
+                seconds = progress.since_row()
+                row.update(self.trainer.row(seconds))
+                row.update(self.source.row(seconds))
                 window = comm.allreduce_sum_(self.comms.learners, progress.window.copy(),
                                              what="the other learners at a log row")
                 progress.row(window, c.iteration, lr, row)
@@ -264,9 +266,7 @@ class Learner:
         """Collective over the learners: every rank's seconds per activity (actors' arrive
         with their messages) to the lead, which returns the shares since the previous row
         (``time/<role>/<activity>``) and keeps the totals for the end-of-run table."""
-        mine = {self.comms.rank: timing.clock().snapshot()}
-        for m, rank in zip(self.source.messages, self.source.actor_ranks):
-            mine[rank] = m["timing"].copy()
+        mine = {self.comms.rank: timing.clock().snapshot(), **self.source.timings()}
         parts = comm.gather_to_root(self.comms.learners, mine,
                                     what="the other learners at a log row")
         if parts is None:

@@ -33,6 +33,7 @@ class ExperienceSource(abc.ABC):
     messages: list[PackedArrays]
     actor_ranks: list[int] = []  # world ranks whose messages carry their time breakdown
     progress = 0.0               # fraction of the budget done, for the acting ranks
+    columns: tuple[str, ...] = ()  # progress.csv columns that ``row`` fills
 
     @abc.abstractmethod
     def take(self, updates: int) -> list[PackedArrays]:
@@ -52,6 +53,16 @@ class ExperienceSource(abc.ABC):
 
     def finish(self, code: int) -> None:
         """The run is over, with this exit code."""
+
+    def timings(self) -> dict[int, np.ndarray]:
+        """The latest time breakdown (``mpirl.runtime.timing``) of each acting rank, by world
+        rank."""
+        return {rank: m["timing"].copy() for m, rank in zip(self.messages, self.actor_ranks)}
+
+    def row(self, seconds: float) -> dict:
+        """Values for ``columns`` at a progress row (``seconds`` since the previous one);
+        called on every learner at once."""
+        return {}
 
     def own_state(self) -> dict:
         """This learner's part of a checkpoint."""

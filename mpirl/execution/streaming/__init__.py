@@ -1,0 +1,36 @@
+"""Asynchronous actors, synchronous learners (IMPALA's arrangement, Espeholt et al. 2018):
+actors act without waiting and stream fixed-length unrolls to their learner; each learner
+trains on --batch-unrolls of whatever has arrived, and learners average gradients with one
+allreduce per update, so they stay identical while their actors run freely.
+
+The learner loop is the synchronous one (``mpirl.execution.sync.learner``) with another
+experience source (``source``); ``actor`` owns the actor loop, ``protocol`` the messages.
+Unlike synchronous runs, a resumed run does not repeat the uninterrupted one exactly: the
+order in which unrolls arrive varies from run to run.
+"""
+from __future__ import annotations
+
+from mpirl.runtime import slurm
+
+
+def describe(setup, run_dir, nodes: list[str]) -> list[str]:
+    """The start-up lines: the layout, where ranks run, and the algorithm's own lines."""
+    cfg, lay = setup.cfg, setup.layout
+    roles = (f"{lay.learners} learner(s) acting on their own envs" if lay.self_acting else
+             f"{lay.learners} learner(s), {lay.actors} asynchronous actor(s)")
+    return [f"mpirl: {cfg.algo} on {cfg.env}: {lay.size} rank(s): {roles}; "
+            f"{cfg.envs_per_actor} envs x {cfg.n_steps} steps per unroll, "
+            f"{cfg.batch_unrolls} unrolls per learner per update "
+            f"({setup.steps_per_iteration} env steps), {setup.iterations} updates; "
+            f"model {setup.n_params:,} parameters; run dir {run_dir.path}",
+            f"mpirl: placement: {slurm.describe_placement(nodes, lay.is_learner)}",
+            *setup.algorithm.startup(setup)]
+
+
+def run(setup, comms, run_dir, checkpointer, resume) -> int:
+    """This rank's part of the run; returns its exit code (the same on every rank)."""
+    if setup.layout.is_learner(comms.rank):
+        from mpirl.execution.streaming.learner import StreamingLearner
+        return StreamingLearner(setup, comms, run_dir, checkpointer, resume).run()
+    from mpirl.execution.streaming.actor import run_actor
+    return run_actor(setup, comms, checkpointer, resume)
