@@ -139,7 +139,8 @@ class StreamingActor:
                    "the last weights from its learner", commands=False)
         if command == SAVE:
             timing.switch("checkpoint")
-            self.checkpointer.save({"role": "actor", "collector": self.collector.state_dict()})
+            self.checkpointer.save({"role": "actor", "collector": self.collector.state_dict(),
+                                    "sent": self.sent})
             self.control_req = comm.irecv(self.group, self.control, 0, tag=CONTROL_TAG)
             return None
         return int(self.control[1])

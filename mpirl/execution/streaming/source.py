@@ -68,6 +68,8 @@ class StreamingActors(ExperienceSource):
         self._blocked = [0] * n
         self._lags: list[int] = []
         self._dropped = 0
+        self._taken = 0  # unrolls trained on or dropped
+        self._restored = 0  # pending unrolls taken over from a checkpoint
         self._dropped_episodes = np.zeros(EPISODE_STATS)
 
     # ------------------------------------------------------------------ an iteration
@@ -87,6 +89,7 @@ class StreamingActors(ExperienceSource):
         self._receive()
         while self._queue and len(self._batch) < self.batch_size:
             actor, message = self._queue.popleft()
+            self._taken += 1
             lag = self._updates - int(message["version"][0])
             if self.max_lag and lag > self.max_lag:
                 self._dropped += 1
@@ -206,8 +209,12 @@ class StreamingActors(ExperienceSource):
         self._drain(STOP, code)
 
     def own_state(self) -> dict:
-        # received and not trained on: the resumed run trains on them first
-        return {"pending": [m.buffer.copy() for _, m in self._queue]}
+        # received and not trained on: the resumed run trains on them first. With the counts,
+        # a checkpoint shows its cut is consistent: every unroll the actors sent was received,
+        # and each is either taken (trained on, or dropped for its lag) or pending
+        return {"pending": [m.buffer.copy() for _, m in self._queue],
+                "received": sum(self._received), "restored": self._restored,
+                "taken": self._taken}
 
     def load(self, shared: dict | None, own: dict | None) -> None:
         for buffer in (own or {}).get("pending") or []:
@@ -218,6 +225,7 @@ class StreamingActors(ExperienceSource):
             message["requests"][:] = 0  # a stop asked for then was the previous segment's
             # counted against no actor: every actor starts with room for new unrolls
             self._queue.append((None, message))
+            self._restored += 1
 
     # ------------------------------------------------------------------ reports
     def timings(self) -> dict[int, np.ndarray]:
