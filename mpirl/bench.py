@@ -7,6 +7,11 @@
       learners and actors waited). Weak scaling keeps the envs per actor, strong scaling
       the global batch. Extra training flags go after ``--``.
 
+  python -m mpirl.bench impala [--ranks 4] [--rounds 3]
+      IMPALA (asynchronous actors) against A2C on the same ranks, interleaved (A2C, IMPALA,
+      A2C, IMPALA, ...): training env steps/s, how much each role waited, IMPALA's mean
+      policy lag, and each IMPALA run's throughput over the A2C run just before it.
+
   mpirun -n 2 python -m mpirl.bench allreduce [--params 1e4 1e5 1e6]
       mpirl's gradient averaging against a raw mpi4py ``Allreduce`` of the same bytes. Each
       sample syncs the ranks, runs the same backward pass, then times only the call that
@@ -87,8 +92,8 @@ def _wait_shares(run_dir: Path) -> dict:
     table = json.loads(path.read_text())["breakdown"]
     out = {"learner_wait": round(share(table, "learner", "wait_rollouts", "send",
                                        "wait_learners"), 3)}
-    if "actor" in table:
-        out["actor_wait"] = round(share(table, "actor", "wait_weights"), 3)
+    if "actor" in table:  # for weights, or (sending) for their learner to take their data
+        out["actor_wait"] = round(share(table, "actor", "wait_weights", "send"), 3)
     return out
 
 
@@ -125,6 +130,39 @@ def bench_sps(args: argparse.Namespace, train_args: list[str]) -> list[dict]:
     for r in rows:
         r["vs_first"] = round(r["sps"] / base, 2)
         r["efficiency"] = round(r["vs_first"] / (r["ranks"] / base_ranks), 2)
+    return rows
+
+
+# ---------------------------------------------------------------------------- impala
+def bench_impala(args: argparse.Namespace, train_args: list[str]) -> list[dict]:
+    """A2C and IMPALA in turn on the same ranks, ``args.rounds`` times: on a shared host the
+    ratio of neighbouring runs is the figure to quote, not either throughput alone."""
+    launcher = shlex.split(args.launcher) if args.launcher else [find_mpirun() or "mpirun"]
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="mpirl-bench-") as tmp:
+        for round_ in range(1, args.rounds + 1):
+            for algo in ("a2c", "impala"):
+                run_dir = Path(tmp) / f"{algo}{round_}"
+                cmd = [*launcher, "-n", str(args.ranks), sys.executable, "-m", "mpirl.train",
+                       "--algo", algo, "--env", args.env, "--total-steps",
+                       str(args.total_steps), "--learners", str(args.learners),
+                       "--eval-every", "0", "--eval-episodes", "1", "--quiet",
+                       "--no-tensorboard", "--run-dir", str(run_dir), *train_args]
+                res = subprocess.run(cmd, capture_output=True, text=True)
+                if res.returncode != 0:
+                    sys.stderr.write(res.stderr)
+                    raise SystemExit(f"benchmark run failed: {shlex.join(cmd)}")
+                s = json.loads((run_dir / "summary.json").read_text())
+                row = {"round": round_, "algo": algo, "sps": round(s["train_sps"]),
+                       **_wait_shares(run_dir)}
+                if algo == "impala":
+                    with open(run_dir / "progress.csv") as f:
+                        lags = [float(r["policy_lag_mean"]) for r in csv.DictReader(f)]
+                    row["policy_lag"] = round(float(np.mean(lags)), 2)
+                    row["vs_a2c"] = round(row["sps"] / rows[-1]["sps"], 2)
+                rows.append(row)
+                print(f"  round {round_} {algo:>6}: {row['sps']:>8,} steps/s", file=sys.stderr,
+                      flush=True)
     return rows
 
 
@@ -255,6 +293,15 @@ def main(argv: list[str] | None = None) -> int:
                    help="launcher command before '-n K', e.g. 'srun --mpi=pmi2' "
                         "(default: the mpirun next to this Python, else on PATH)")
     p.add_argument("--csv", default=None, help="also write the table to this CSV file")
+    p = sub.add_parser("impala", help="IMPALA against A2C on the same ranks, interleaved")
+    p.add_argument("--ranks", type=int, default=4)
+    p.add_argument("--learners", type=int, default=1)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--env", default="CartPole-v1")
+    p.add_argument("--total-steps", type=int, default=500_000)
+    p.add_argument("--launcher", default=None,
+                   help="launcher command before '-n K' (default: mpirun next to this Python)")
+    p.add_argument("--csv", default=None, help="also write the table to this CSV file")
     p = sub.add_parser("a3c", help="A3C: server update rates and worker throughput")
     p.add_argument("--servers", type=int, nargs="+", default=[1, 2, 4])
     p.add_argument("--workers", type=int, nargs="+", default=[1, 3, 7, 15])
@@ -279,6 +326,13 @@ def main(argv: list[str] | None = None) -> int:
         rows = bench_sps(args, train_args)
         print(f"training throughput, {args.env}, {args.total_steps:,} env steps per run "
               f"({os.cpu_count()} CPUs here)")
+        _print_table(rows, _columns(rows))
+    elif args.what == "impala":
+        rows = bench_impala(args, train_args)
+        ratios = [r["vs_a2c"] for r in rows if "vs_a2c" in r]
+        print(f"IMPALA against A2C, {args.env}, {args.ranks} ranks, {args.total_steps:,} env "
+              f"steps per run ({os.cpu_count()} CPUs here); IMPALA / A2C throughput: median "
+              f"{float(np.median(ratios)):.2f}x (range {min(ratios):.2f}-{max(ratios):.2f}x)")
         _print_table(rows, _columns(rows))
     elif args.what == "a3c":
         rows = bench_a3c(args, train_args)

@@ -83,6 +83,21 @@ def test_a_stopped_run_checkpoints_a_consistent_cut_and_resumes(tmp_path):
     assert steps == sorted(set(steps))
 
 
+def test_ten_short_runs_in_a_row_all_end_cleanly(tmp_path):
+    """8 ranks, 1 or 2 learners, checkpoints (each a drain of every actor) every few updates:
+    every job ends with code 0, nothing left in flight at MPI_Finalize. (Ten keep the suite
+    short; twenty in a row passed too.)"""
+    for i in range(10):
+        run = tmp_path / f"run{i}"
+        learners = 1 + i % 2
+        res = run_job(["mpirl.train", "--algo", "impala", "--learners", str(learners),
+                       "--envs-per-actor", "8", "--total-steps", "20000", "--eval-every",
+                       "10000", "--eval-episodes", "2", "--checkpoint-every", "7", "--seed",
+                       str(i), "--run-dir", str(run), *QUIET], ranks=8, timeout=60)
+        assert res.returncode == 0, f"run {i} ({learners} learners): {res.stderr}"
+        assert json.loads((run / "summary.json").read_text())["env_steps"] >= 20000
+
+
 def test_a_hung_actor_is_noticed_while_the_others_keep_its_learner_busy(tmp_path,
                                                                        monkeypatch):
     monkeypatch.setenv("MPIRL_FAULT", "hang@2:30")

@@ -21,7 +21,8 @@ _INDEX = {c: i for i, c in enumerate(CATEGORIES)}
 DESCRIPTIONS = {
     "env": "stepping environments",
     "inference": "policy forward passes while acting",
-    "send": "sending weights or rollouts",
+    "send": "sending weights or rollouts (for actors that do not wait otherwise: until their "
+            "learner takes them)",
     "wait_weights": "waiting for weights or a command from the learner",
     "wait_rollouts": "waiting for rollouts from actors",
     "wait_learners": "waiting for the other learners at the allreduce",
@@ -136,7 +137,8 @@ def verdict(table: dict, cheaper_updates: str = "", n_params: int | None = None)
     out = []
     # a learner's sends complete when its actors take the weights: waiting on them too
     learners_wait = share(table, "learner", "wait_rollouts", "send")
-    actors_wait = share(table, "actor", "wait_weights")
+    # streaming actors wait only when their learner does not take their unrolls (in "send")
+    actors_wait = share(table, "actor", "wait_weights", "send")
     grad = share(table, "learner", "gradient", "optimizer", "allreduce")
     wait_peers = share(table, "learner", "wait_learners")
     if learners_wait >= 0.3 and actors_wait < 0.5:
@@ -144,8 +146,8 @@ def verdict(table: dict, cheaper_updates: str = "", n_params: int | None = None)
                    "the bottleneck; add actor ranks (on more cores or nodes), or make env "
                    "steps cheaper")
     elif actors_wait >= 0.3 and learners_wait < 0.5:
-        out.append(f"actors wait {actors_wait:.0%} of the time for the learners' weights: the "
-                   "learners are the bottleneck")
+        out.append(f"actors wait {actors_wait:.0%} of the time for their learners (for weights, "
+                   "or to take their data): the learners are the bottleneck")
     elif learners_wait >= 0.3 and actors_wait >= 0.3:
         out.append(f"learners ({learners_wait:.0%}) and actors ({actors_wait:.0%}) mostly wait "
                    "for each other: each exchange carries too little work for its hand-off "
