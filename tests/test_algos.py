@@ -130,3 +130,22 @@ def test_dueling_q_network_centres_advantages():
     v = net.value_head(x)
     assert torch.allclose(q.mean(-1, keepdim=True), v, atol=1e-6)
     assert list(net.act(obs.numpy())) == q.argmax(-1).tolist()
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "rmsprop"])
+def test_the_flat_optimizer_steps_with_either_choice(optimizer):
+    """PPO and IMPALA step one flat parameter; torch's RMSprop has no fused kernel, and
+    --optimizer rmsprop once failed there."""
+    from types import SimpleNamespace
+
+    from mpirl.algos.optim import flat_optimizer
+    from mpirl.comm import FlatParameters, GradientAverager
+    model = torch.nn.Linear(3, 2)
+    params = FlatParameters(model)
+    averager = GradientAverager(model.parameters(), None)
+    opt = flat_optimizer(SimpleNamespace(optimizer=optimizer, lr=0.1), params, averager)
+    before = params.vector.detach().clone()
+    averager.zero_grad()
+    averager.backward(model(torch.ones(4, 3)).sum())
+    opt.step()
+    assert not torch.equal(params.vector.detach(), before)

@@ -195,7 +195,7 @@ def test_continuous_actions_train_and_evaluate(tmp_path):
     assert evaluate_policy(initial, cfg.env, 2, seed=12345) != evaluated
 
 
-@pytest.mark.parametrize("algo", ["a2c", "ppo", "dqn", "a3c"])
+@pytest.mark.parametrize("algo", ["a2c", "ppo", "dqn", "a3c", "impala"])
 def test_target_return_stops_the_run_at_the_first_evaluation_that_reaches_it(tmp_path, algo):
     # a random CartPole policy lasts ~20 steps, so the first evaluation reaches 15
     run = tmp_path / "run"

@@ -93,3 +93,69 @@ def test_impala_loss_numbers():
     assert float(loss.total.detach()) == pytest.approx(policy + 0.5 * value - 0.1 * 0.5)
     loss.total.backward()
     np.testing.assert_allclose(logp.grad.numpy(), [-1.0, 0.5])   # -adv / N
+
+
+def test_vtrace_gives_the_same_numbers_on_numpy_arrays_and_torch_tensors():
+    rng = np.random.default_rng(5)
+    T, N = 6, 3
+    args = [rng.normal(0, 1, (T, N)), 0.97 * (rng.random((T, N)) > 0.2), rng.normal(0, 1, (T, N)),
+            rng.normal(0, 1, (T, N)), rng.normal(0, 1, N)]
+    args = [a.astype(np.float32) for a in args]
+    vs_np, adv_np = vtrace(*args, 0.9, 0.8, 1.1, 0.95)
+    vs_t, adv_t = vtrace(*map(torch.from_numpy, args), 0.9, 0.8, 1.1, 0.95)
+    assert isinstance(vs_np, np.ndarray)
+    np.testing.assert_allclose(vs_np, vs_t.numpy(), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(adv_np, adv_t.numpy(), rtol=1e-6, atol=1e-6)
+
+
+def _impala_update(spec, by_hand: bool, obs_norm: bool, seed: int = 0):
+    """One IMPALA update on a random batch; returns its gradient, the weights after it and
+    its stats."""
+    from types import SimpleNamespace
+
+    from mpirl.algos.impala.loss import Impala
+    from mpirl.algos.optim import flat_optimizer
+    from mpirl.comm import FlatParameters, GradientAverager
+    from mpirl.nets.actor_critic import ActorCritic
+
+    torch.manual_seed(seed)
+    model = ActorCritic(spec, [16, 8], "tanh", obs_norm=obs_norm)
+    if obs_norm:
+        model.set_obs_stats(np.array([0.5, -1.0, 2.0]), np.array([2.0, 0.5, 3.0]))
+    params = FlatParameters(model)
+    averager = GradientAverager(model.parameters(), None, share=0.7)
+    cfg = SimpleNamespace(gamma=0.95, rho_bar=1.0, c_bar=0.9, pg_rho_bar=1.2, gae_lambda=0.97,
+                          vf_coef=0.5, ent_coef=0.02, max_grad_norm=0.0, optimizer="adam",
+                          lr=1e-2)
+    algo = Impala(cfg, model, averager, flat_optimizer(cfg, params, averager),
+                  autograd=not by_hand)
+    assert (algo.by_hand is not None) == by_hand
+    rng = np.random.default_rng(seed)
+    T, N = 5, 4
+    if spec.discrete:
+        actions = rng.integers(0, 2, (T, N))
+    else:
+        actions = rng.normal(0, 1, (T, N, 2)).astype(np.float32)
+    batch = {"obs": (2 * rng.normal(size=(T + 1, N, 3))).astype(np.float32),
+             "actions": actions,
+             "rewards": rng.normal(size=(T, N)).astype(np.float32),
+             "dones": (rng.random((T, N)) < 0.2).astype(np.float32),
+             "bootstrap": np.zeros((T, N), np.float32),
+             "logp": rng.normal(-1.0, 0.5, (T, N)).astype(np.float32)}
+    stats = algo.update(batch)
+    return averager.flat.clone(), params.vector.detach().clone(), stats
+
+
+@pytest.mark.parametrize("discrete,obs_norm", [(True, False), (False, True), (False, False)])
+def test_the_hand_written_impala_gradient_equals_autograds(discrete, obs_norm):
+    from mpirl.acting.envs import EnvSpec
+    spec = (EnvSpec((3,), np.dtype(np.float32), True, 2, None, None) if discrete else
+            EnvSpec((3,), np.dtype(np.float32), False, 2, np.array([-2.0, 0.0], np.float32),
+                    np.array([2.0, 1.0], np.float32)))
+    grad, weights, stats = _impala_update(spec, True, obs_norm)
+    ref_grad, ref_weights, ref_stats = _impala_update(spec, False, obs_norm)
+    for key in ("loss", "policy_loss", "value_loss", "entropy", "rho_mean", "grad_norm"):
+        assert stats[key] == pytest.approx(ref_stats[key], rel=1e-4, abs=1e-5), key
+    assert float(grad.abs().max()) > 1e-3
+    torch.testing.assert_close(grad, ref_grad, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(weights, ref_weights, rtol=1e-4, atol=1e-5)

@@ -31,7 +31,7 @@ class StreamingOptions:
     """asynchronous actors"""
 
     batch_unrolls: int = option(
-        4, "Unrolls (--n-steps x --envs-per-actor steps from one actor) per learner update, "
+        2, "Unrolls (--n-steps x --envs-per-actor steps from one actor) per learner update, "
         "from whichever of the learner's actors delivered first.", bounds="[1, inf)")
     max_in_flight: int = option(
         2, "Unrolls an actor may have sent and its learner not yet taken; past that it waits "

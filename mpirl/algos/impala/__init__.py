@@ -35,7 +35,7 @@ class ImpalaOptions:
 # on 2 unrolls (512 steps) per update with RMSProp (the general optimizer) at 3e-3. Adam's
 # larger steps on stale unrolls were the fragile part: at 2e-3 with 2,048 steps per update, 2
 # to 5 of 6 seeds reached 475 in 300k steps, against 6 of 6 with these settings.
-DEFAULTS = {"envs_per_actor": 32, "n_steps": 8, "batch_unrolls": 2, "lr": 3e-3}
+DEFAULTS = {"envs_per_actor": 32, "n_steps": 8, "lr": 3e-3}
 
 
 def message(cfg, env):
