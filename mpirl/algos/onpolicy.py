@@ -8,6 +8,7 @@ import numpy as np
 from mpirl.acting.messages import ON_POLICY_KEYS, PackedArrays
 from mpirl.algos.api import LearnerContext, Trainer
 from mpirl.algos.normalization import RolloutNormalization
+from mpirl.runtime import timing
 
 
 class OnPolicyTrainer(Trainer):
@@ -40,3 +41,33 @@ class OnPolicyTrainer(Trainer):
 
     def load_state_dict(self, shared: dict | None, own: dict | None) -> None:
         self.norm.load((shared or {}).get("normalization"), (own or {}).get("normalization"))
+
+
+class OneUpdateTrainer(OnPolicyTrainer):
+    """One averaged update per iteration by ``algo`` (an object with ``update(batch)``) with
+    ``optimizer``, which the subclass builds (A2C, IMPALA)."""
+
+    algo = None
+    optimizer = None
+
+    def optimizers(self) -> list:
+        return [self.optimizer]
+
+    def train(self, progress: float) -> list[dict]:
+        timing.switch("other")
+        self.norm.prepare(self.batch)
+        timing.switch("gradient")
+        stats = self.algo.update(self.batch)
+        self.updates += not stats["skipped"]
+        self.norm.publish()
+        return [stats]
+
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "optimizer": self.optimizer.state_dict(),
+                "updates": self.updates}
+
+    def load_state_dict(self, shared: dict | None, own: dict | None) -> None:
+        super().load_state_dict(shared, own)
+        if shared:
+            self.optimizer.load_state_dict(shared["optimizer"])
+            self.updates = shared.get("updates", 0)

@@ -99,6 +99,19 @@ def backward(layers: list[Layer], buf: Buffers, x: np.ndarray) -> None:
                 np.multiply(g_prev, y > 0.0, out=g_prev)
 
 
+def categorical(logits: np.ndarray, actions: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(probabilities, all log-probabilities, the actions' log-probabilities, entropies) of a
+    softmax policy's ``logits`` (rows, actions), for a loss's gradient at the logits."""
+    shifted = logits - logits.max(-1, keepdims=True)
+    probs = np.exp(shifted)
+    total_p = probs.sum(-1, keepdims=True)
+    probs /= total_p
+    logp_all = shifted - np.log(total_p)
+    logp = logp_all[np.arange(len(logits)), actions]
+    return probs, logp_all, logp, -(probs * logp_all).sum(-1)
+
+
 class ActorCriticPass:
     """Both networks of an MLP actor-critic (``supports``) as layers over the model's own
     memory, with buffers for each batch size seen. ``forward`` keeps every activation;

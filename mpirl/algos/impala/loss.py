@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from mpirl.algos.returns import vtrace
-from mpirl.nets.backprop import ActorCriticPass, supports
+from mpirl.nets.backprop import ActorCriticPass, categorical, supports
 
 
 @dataclass
@@ -114,13 +114,7 @@ class Impala:
         g_out[m:] = 0.0
         if model.spec.discrete:
             index = actions.numpy()
-            shifted = out[:m] - out[:m].max(-1, keepdims=True)
-            probs = np.exp(shifted)
-            total_p = probs.sum(-1, keepdims=True)
-            probs /= total_p
-            logp_all = shifted - np.log(total_p)
-            logp = logp_all[rows, index]
-            entropy = -(probs * logp_all).sum(-1)
+            probs, logp_all, logp, entropy = categorical(out[:m], index)
             ent = float(entropy.mean())
         else:
             log_std = model.log_std.detach().numpy()

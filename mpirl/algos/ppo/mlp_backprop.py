@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from mpirl.algos.ppo.loss import PPOLoss
-from mpirl.nets.backprop import ActorCriticPass, supports
+from mpirl.nets.backprop import ActorCriticPass, categorical, supports
 
 __all__ = ["MLPLossGrad", "supports"]
 
@@ -44,13 +44,7 @@ class MLPLossGrad:
         g_out = self.net.pi_grad
         if self.discrete:
             rows, index = np.arange(m), actions.numpy()
-            shifted = out - out.max(-1, keepdims=True)
-            probs = np.exp(shifted)
-            total_p = probs.sum(-1, keepdims=True)
-            probs /= total_p
-            logp_all = shifted - np.log(total_p)
-            logp = logp_all[rows, index]
-            entropy = -(probs * logp_all).sum(-1)
+            probs, logp_all, logp, entropy = categorical(out, index)
         else:
             log_std = self.log_std.detach().numpy()
             std = np.exp(log_std)

@@ -10,21 +10,14 @@ order in which unrolls arrive varies from run to run.
 """
 from __future__ import annotations
 
-from mpirl.runtime import slurm
-
+from mpirl.execution import sync
 
 def describe(setup, run_dir, nodes: list[str]) -> list[str]:
-    """The start-up lines: the layout, where ranks run, and the algorithm's own lines."""
-    cfg, lay = setup.cfg, setup.layout
-    roles = (f"{lay.learners} learner(s) acting on their own envs" if lay.self_acting else
-             f"{lay.learners} learner(s), {lay.actors} asynchronous actor(s)")
-    return [f"mpirl: {cfg.algo} on {cfg.env}: {lay.size} rank(s): {roles}; "
-            f"{cfg.envs_per_actor} envs x {cfg.n_steps} steps per unroll, "
-            f"{cfg.batch_unrolls} unrolls per learner per update "
-            f"({setup.steps_per_iteration} env steps), {setup.iterations} updates; "
-            f"model {setup.n_params:,} parameters; run dir {run_dir.path}",
-            f"mpirl: placement: {slurm.describe_placement(nodes, lay.is_learner)}",
-            *setup.algorithm.startup(setup)]
+    """The start-up lines, as synchronous runs have them."""
+    cfg = setup.cfg
+    return sync.describe(setup, run_dir, nodes, actors="asynchronous actor(s)", work=(
+        f"{cfg.envs_per_actor} envs x {cfg.n_steps} steps per unroll, {cfg.batch_unrolls} "
+        f"unrolls per learner per update ({setup.steps_per_iteration} env steps)"))
 
 
 def run(setup, comms, run_dir, checkpointer, resume) -> int:

@@ -9,15 +9,18 @@ from __future__ import annotations
 from mpirl.runtime import slurm
 
 
-def describe(setup, run_dir, nodes: list[str]) -> list[str]:
-    """The start-up lines: the layout, where ranks run, and the algorithm's own lines."""
+def describe(setup, run_dir, nodes: list[str], actors: str = "actor(s)",
+             work: str = "") -> list[str]:
+    """The start-up lines: the layout, where ranks run, and the algorithm's own lines.
+    ``actors`` names the actors; ``work`` says what one update trains on."""
     cfg, lay = setup.cfg, setup.layout
     roles = (f"{lay.learners} learner(s) acting on their own envs" if lay.self_acting else
-             f"{lay.learners} learner(s), {lay.actors} actor(s)")
-    return [f"mpirl: {cfg.algo} on {cfg.env}: {lay.size} rank(s): {roles}; "
-            f"{cfg.envs_per_actor} envs x {cfg.n_steps} steps per actor, "
-            f"{setup.steps_per_iteration} env steps per update, {setup.iterations} updates; "
-            f"model {setup.n_params:,} parameters; run dir {run_dir.path}",
+             f"{lay.learners} learner(s), {lay.actors} {actors}")
+    work = work or (f"{cfg.envs_per_actor} envs x {cfg.n_steps} steps per actor, "
+                    f"{setup.steps_per_iteration} env steps per update")
+    return [f"mpirl: {cfg.algo} on {cfg.env}: {lay.size} rank(s): {roles}; {work}, "
+            f"{setup.iterations} updates; model {setup.n_params:,} parameters; run dir "
+            f"{run_dir.path}",
             f"mpirl: placement: {slurm.describe_placement(nodes, lay.is_learner)}",
             *setup.algorithm.startup(setup)]
 
