@@ -149,3 +149,18 @@ def test_the_flat_optimizer_steps_with_either_choice(optimizer):
     averager.backward(model(torch.ones(4, 3)).sum())
     opt.step()
     assert not torch.equal(params.vector.detach(), before)
+
+
+def test_the_flat_rmsprop_steps_as_torchs_rmsprop():
+    from mpirl.algos.optim import FlatRMSprop
+    torch.manual_seed(0)
+    ours = torch.nn.Parameter(torch.randn(20))
+    ref = torch.nn.Parameter(ours.detach().clone())
+    flat = FlatRMSprop(ours, lr=0.01)
+    torch_opt = torch.optim.RMSprop([ref], lr=0.01, alpha=0.99, eps=1e-5)
+    for _ in range(5):
+        g = torch.randn(20)
+        ours.grad, ref.grad = g.clone(), g.clone()
+        flat.step()
+        torch_opt.step()
+    torch.testing.assert_close(ours.detach(), ref.detach(), rtol=1e-6, atol=1e-7)

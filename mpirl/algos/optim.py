@@ -1,4 +1,4 @@
-"""Optimizers for learners: torch's RMSProp and Adam, and an Adam over one flat parameter for
+"""Optimizers for learners: torch's RMSProp and Adam, and both over one flat parameter for
 learners that make many small updates; the minibatch option of the algorithms that sample
 minibatches."""
 from __future__ import annotations
@@ -42,8 +42,33 @@ def flat_optimizer(cfg, params, averager):
     """--optimizer over the flattened network ``params`` (``mpirl.comm.FlatParameters``) whose
     gradient is ``averager``'s buffer: a step is a few in-place operations on one tensor."""
     flat = flat_parameter(params, averager)
-    return (FlatAdam(flat, cfg.lr) if cfg.optimizer == "adam"
-            else make_optimizer(cfg, [flat], fused=True))
+    return FlatAdam(flat, cfg.lr) if cfg.optimizer == "adam" else FlatRMSprop(flat, cfg.lr)
+
+
+class FlatRMSprop:
+    """RMSProp (torch.optim.RMSprop's arithmetic, alpha 0.99, eps 1e-5 as ``make_optimizer``'s,
+    no momentum) over one flat parameter whose ``.grad`` is set, in a few in-place
+    operations per step; the same interface as ``FlatAdam``."""
+
+    def __init__(self, param: torch.Tensor, lr: float, alpha: float = 0.99, eps: float = 1e-5):
+        self.param = param
+        self.param_groups = [{"lr": lr, "alpha": alpha, "eps": eps}]
+        self.square_avg = torch.zeros_like(param)
+
+    @torch.no_grad()
+    def step(self) -> None:
+        group = self.param_groups[0]
+        grad = self.param.grad
+        self.square_avg.mul_(group["alpha"]).addcmul_(grad, grad, value=1.0 - group["alpha"])
+        avg = self.square_avg.sqrt().add_(group["eps"])
+        self.param.data.addcdiv_(grad, avg, value=-group["lr"])
+
+    def state_dict(self) -> dict:
+        return {"square_avg": self.square_avg.clone(), "lr": self.param_groups[0]["lr"]}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.square_avg.copy_(state["square_avg"])
+        self.param_groups[0]["lr"] = state["lr"]
 
 
 class FlatAdam:
