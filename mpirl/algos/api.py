@@ -22,6 +22,12 @@ On the synchronous execution model (``SYNCHRONOUS``), each iteration a learner
 A trainer's state goes into checkpoints through ``state_dict`` (identical on every learner)
 and ``own_state_dict`` (this learner's); the policy's weights are saved by the execution model.
 
+On the streaming model (``STREAMING``), a learner runs the same iteration with a ``Trainer``,
+but its messages are the unrolls that arrived first (``--batch-unrolls`` of them, several may
+come from one actor), acted with weights some updates older than the learner's: the
+algorithm's message should carry what it needs to correct for that (IMPALA's behaviour
+log-probabilities). Actors never wait for the learner's reply.
+
 On the parameter-server model (``PARAMETER_SERVER``), a ``Worker`` turns each message into a
 gradient of the policy's parameters, which the servers apply with the configured optimizer.
 
@@ -245,8 +251,9 @@ class Trainer(abc.ABC):
 
     @abc.abstractmethod
     def ingest(self, messages: list[PackedArrays]) -> None:
-        """Take this iteration's messages in, one per acting rank. The buffers are reused:
-        copy what must outlive the call."""
+        """Take this iteration's messages in: one per acting rank (synchronous), or the
+        unrolls that arrived first (streaming). The buffers are reused: copy what must
+        outlive the call."""
 
     @abc.abstractmethod
     def train(self, progress: float) -> list[dict]:
