@@ -79,10 +79,10 @@ def test_presets_ship_with_the_package_and_resolve_from_any_directory(tmp_path, 
     monkeypatch.chdir(tmp_path)
     names = sorted(p.name for p in PRESETS.glob("*.yaml"))
     assert {"ppo-cartpole.yaml", "ppo-pendulum.yaml", "ppo-atari.yaml",
-            "ppo-halfcheetah.yaml"} <= set(names)
-    for name in names:  # every preset is a valid config
+            "ppo-halfcheetah.yaml", "impala-atari.yaml"} <= set(names)
+    for name in names:  # every preset is a valid config, for the algorithm it is named after
         cfg = parse_config(["--config", f"presets/{name}"])
-        assert cfg.algo == "ppo"
+        assert cfg.algo == name.split("-")[0]
     cfg = parse_config(["--config", "ppo-pendulum", "--seed", "3"])
     assert (cfg.env, cfg.gamma, cfg.normalize_reward, cfg.seed) == ("Pendulum-v1", 0.9, True, 3)
     # PPO's defaults are the CartPole preset
