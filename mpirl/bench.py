@@ -7,10 +7,10 @@
       learners and actors waited). Weak scaling keeps the envs per actor, strong scaling
       the global batch. Extra training flags go after ``--``.
 
-  python -m mpirl.bench impala [--ranks 4] [--rounds 3]
-      IMPALA (asynchronous actors) against A2C on the same ranks, interleaved (A2C, IMPALA,
-      A2C, IMPALA, ...): training env steps/s, how much each role waited, IMPALA's mean
-      policy lag, and each IMPALA run's throughput over the A2C run just before it.
+  python -m mpirl.bench compare --algos a2c impala [--ranks 4] [--rounds 3]
+      Registered algorithms against each other on the same ranks, interleaved (A, B, A, B,
+      ...): training env steps/s, how much each role waited, the mean policy lag where a run
+      reports one, and each run's throughput over the first algorithm's run of its round.
 
   mpirun -n 2 python -m mpirl.bench allreduce [--params 1e4 1e5 1e6]
       mpirl's gradient averaging against a raw mpi4py ``Allreduce`` of the same bytes. Each
@@ -133,21 +133,20 @@ def bench_sps(args: argparse.Namespace, train_args: list[str]) -> list[dict]:
     return rows
 
 
-# ---------------------------------------------------------------------------- impala
-def bench_impala(args: argparse.Namespace, train_args: list[str]) -> list[dict]:
-    """A2C and IMPALA in turn on the same ranks, ``args.rounds`` times: on a shared host the
+# ---------------------------------------------------------------------------- compare
+def bench_compare(args: argparse.Namespace, train_args: list[str]) -> list[dict]:
+    """The algorithms in turn on the same ranks, ``args.rounds`` times: on a shared host the
     ratio of neighbouring runs is the figure to quote, not either throughput alone."""
     launcher = shlex.split(args.launcher) if args.launcher else [find_mpirun() or "mpirun"]
     rows = []
     with tempfile.TemporaryDirectory(prefix="mpirl-bench-") as tmp:
         for round_ in range(1, args.rounds + 1):
-            for algo in ("a2c", "impala"):
+            for algo in args.algos:
                 run_dir = Path(tmp) / f"{algo}{round_}"
                 cmd = [*launcher, "-n", str(args.ranks), sys.executable, "-m", "mpirl.train",
                        "--algo", algo, "--env", args.env, "--total-steps",
-                       str(args.total_steps), "--learners", str(args.learners),
-                       "--eval-every", "0", "--eval-episodes", "1", "--quiet",
-                       "--no-tensorboard", "--run-dir", str(run_dir), *train_args]
+                       str(args.total_steps), "--eval-every", "0", "--eval-episodes", "1",
+                       "--quiet", "--no-tensorboard", "--run-dir", str(run_dir), *train_args]
                 res = subprocess.run(cmd, capture_output=True, text=True)
                 if res.returncode != 0:
                     sys.stderr.write(res.stderr)
@@ -155,13 +154,16 @@ def bench_impala(args: argparse.Namespace, train_args: list[str]) -> list[dict]:
                 s = json.loads((run_dir / "summary.json").read_text())
                 row = {"round": round_, "algo": algo, "sps": round(s["train_sps"]),
                        **_wait_shares(run_dir)}
-                if algo == "impala":
-                    with open(run_dir / "progress.csv") as f:
-                        lags = [float(r["policy_lag_mean"]) for r in csv.DictReader(f)]
+                with open(run_dir / "progress.csv") as f:
+                    lags = [float(r["policy_lag_mean"]) for r in csv.DictReader(f)
+                            if r.get("policy_lag_mean")]
+                if lags:  # algorithms whose actors run ahead of their learners report it
                     row["policy_lag"] = round(float(np.mean(lags)), 2)
-                    row["vs_a2c"] = round(row["sps"] / rows[-1]["sps"], 2)
+                first = next(r for r in rows[::-1] if r["round"] == round_) if \
+                    algo != args.algos[0] else row
+                row["vs_first"] = round(row["sps"] / first["sps"], 2)
                 rows.append(row)
-                print(f"  round {round_} {algo:>6}: {row['sps']:>8,} steps/s", file=sys.stderr,
+                print(f"  round {round_} {algo:>8}: {row['sps']:>8,} steps/s", file=sys.stderr,
                       flush=True)
     return rows
 
@@ -293,9 +295,11 @@ def main(argv: list[str] | None = None) -> int:
                    help="launcher command before '-n K', e.g. 'srun --mpi=pmi2' "
                         "(default: the mpirun next to this Python, else on PATH)")
     p.add_argument("--csv", default=None, help="also write the table to this CSV file")
-    p = sub.add_parser("impala", help="IMPALA against A2C on the same ranks, interleaved")
+    p = sub.add_parser("compare", help="algorithms against each other on the same ranks, "
+                       "interleaved")
+    p.add_argument("--algos", nargs="+", required=True,
+                   help="registered algorithms (--algo values); the first is the reference")
     p.add_argument("--ranks", type=int, default=4)
-    p.add_argument("--learners", type=int, default=1)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--env", default="CartPole-v1")
     p.add_argument("--total-steps", type=int, default=500_000)
@@ -327,12 +331,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"training throughput, {args.env}, {args.total_steps:,} env steps per run "
               f"({os.cpu_count()} CPUs here)")
         _print_table(rows, _columns(rows))
-    elif args.what == "impala":
-        rows = bench_impala(args, train_args)
-        ratios = [r["vs_a2c"] for r in rows if "vs_a2c" in r]
-        print(f"IMPALA against A2C, {args.env}, {args.ranks} ranks, {args.total_steps:,} env "
-              f"steps per run ({os.cpu_count()} CPUs here); IMPALA / A2C throughput: median "
-              f"{float(np.median(ratios)):.2f}x (range {min(ratios):.2f}-{max(ratios):.2f}x)")
+    elif args.what == "compare":
+        rows = bench_compare(args, train_args)
+        print(f"{', '.join(args.algos)} on {args.env}, {args.ranks} ranks, "
+              f"{args.total_steps:,} env steps per run ({os.cpu_count()} CPUs here)")
+        for algo in args.algos[1:]:
+            ratios = [r["vs_first"] for r in rows if r["algo"] == algo]
+            print(f"{algo} / {args.algos[0]} throughput: median {float(np.median(ratios)):.2f}x "
+                  f"(range {min(ratios):.2f}-{max(ratios):.2f}x)")
         _print_table(rows, _columns(rows))
     elif args.what == "a3c":
         rows = bench_a3c(args, train_args)

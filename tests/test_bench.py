@@ -36,12 +36,13 @@ def test_sumtree_bench_prints_milliseconds(tmp_path):
     assert row["tree_size"] == "10000" and float(row["sample_ms"]) > 0
 
 
-def test_impala_bench_interleaves_a2c_and_impala(tmp_path):
-    out = tmp_path / "impala.csv"
-    res = run_job(["mpirl.bench", "impala", "--ranks", "3", "--rounds", "1", "--total-steps",
-                   "6000", "--csv", str(out)])
+def test_compare_bench_interleaves_the_algorithms(tmp_path):
+    out = tmp_path / "compare.csv"
+    res = run_job(["mpirl.bench", "compare", "--algos", "a2c", "impala", "--ranks", "3",
+                   "--rounds", "1", "--total-steps", "6000", "--csv", str(out)])
     assert res.returncode == 0, res.stderr
     rows = list(csv.DictReader(open(out)))
     assert [r["algo"] for r in rows] == ["a2c", "impala"]
-    assert float(rows[1]["vs_a2c"]) > 0 and float(rows[1]["policy_lag"]) >= 0
-    assert rows[0]["actor_wait"] != "" and "IMPALA / A2C throughput: median" in res.stdout
+    assert float(rows[0]["vs_first"]) == 1.0 and float(rows[1]["vs_first"]) > 0
+    assert rows[0]["policy_lag"] == "" and float(rows[1]["policy_lag"]) >= 0
+    assert rows[0]["actor_wait"] != "" and "impala / a2c throughput: median" in res.stdout
