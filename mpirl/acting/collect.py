@@ -1,6 +1,7 @@
-"""Collecting experience from an env vector: on-policy rollouts (actor-critics) and
-epsilon-greedy chunks of replay rows (Q-learning). An algorithm picks one (or brings its own
-with the same ``collect``, ``state_dict``, ``load_state_dict`` and ``envs``)."""
+"""Collecting experience from an env vector: on-policy rollouts (actor-critics) and chunks of
+replay rows acted by a policy with its exploration (the replay-based algorithms). An algorithm
+picks one (or brings its own with the same ``collect``, ``state_dict``, ``load_state_dict``
+and ``envs``)."""
 from __future__ import annotations
 
 from typing import Callable
@@ -73,27 +74,25 @@ class RolloutCollector:
 
 
 class TransitionCollector:
-    """Steps ``envs`` for ``n_steps`` epsilon-greedily with a Q-network and writes a chunk of
-    replay rows (``mpirl.acting.messages.transition_fields``).
+    """Steps ``envs`` for ``n_steps`` and writes a chunk of replay rows
+    (``mpirl.acting.messages.transition_fields``), with the actions ``choose(obs, progress)``
+    picks (a policy with its exploration, drawing from ``rng``; ``progress``: the fraction
+    of the budget done).
 
     An episode cut off by a time limit is followed by a reset row in its env's stream: the row
     holds the episode's final observation (the bootstrap target of the step before), no
     transition, and that env is not stepped for it. Terminated episodes need no such row.
-    ``epsilon_at(progress)`` is this rank's exploration rate at a fraction of the budget done.
     """
 
-    def __init__(self, model, envs: EnvVector, n_steps: int, rng: np.random.Generator,
-                 epsilon_at: Callable[[float], float]):
-        self.model, self.envs, self.n_steps, self.rng = model, envs, n_steps, rng
-        self.epsilon_at = epsilon_at
+    def __init__(self, envs: EnvVector, n_steps: int, rng: np.random.Generator,
+                 choose: Callable[[np.ndarray, float], np.ndarray]):
+        self.envs, self.n_steps, self.rng, self.choose = envs, n_steps, rng, choose
         # envs whose next row is a reset row, with the final observation it shows
         self.final_obs: dict[int, np.ndarray] = {}
 
     def collect(self, out: PackedArrays, progress: float) -> None:
-        envs, rng, n = self.envs, self.rng, self.envs.n
-        epsilon = self.epsilon_at(progress)
+        envs, n = self.envs, self.envs.n
         obs, actions, rewards, flags = out["obs"], out["actions"], out["rewards"], out["flags"]
-        n_actions = envs.spec.n_actions
         hold = np.zeros(n, dtype=bool)
         for t in range(self.n_steps):
             obs[t] = envs.obs
@@ -103,19 +102,22 @@ class TransitionCollector:
                 hold[i] = True
             self.final_obs = {}
             timing.switch("inference")
-            a = self.model.act(envs.obs)
-            explore = rng.random(n) < epsilon
-            if explore.any():
-                a[explore] = rng.integers(0, n_actions, int(explore.sum()))
+            a = self.choose(envs.obs, progress)
             actions[t] = a
             timing.switch("env")
-            _, r, terminated, truncated, final_obs = envs.step(a, hold)
+            _, r, terminated, truncated, final_obs = envs.step(self.to_env(a), hold)
             rewards[t] = r
             flags[t] = np.where(hold, 0, VALID | np.where(terminated, TERMINATED | ENDED,
                                                           np.where(truncated, ENDED, 0)))
             self.final_obs = final_obs
         returns, lengths = envs.pop_episodes()
         out["episodes"][:] = (len(returns), sum(returns), sum(lengths))
+
+    def to_env(self, actions: np.ndarray) -> np.ndarray:
+        """What the env receives for the chosen actions (the chooser's ``to_env`` if it has
+        one: continuous actions scaled into the env's bounds)."""
+        convert = getattr(self.choose, "to_env", None)
+        return actions if convert is None else convert(actions)
 
     def state_dict(self) -> dict:
         return {"rng": self.rng.bit_generator.state, "envs": self.envs.state_dict(),

@@ -13,11 +13,19 @@ from mpirl.nets.actor_critic import ActorCritic, CNNActorCritic, is_image
 
 
 @dataclass
+class EntropyOptions:
+    """entropy"""
+
+    ent_coef: float = option(0.0, "Entropy weight: the entropy bonus of the actor-critics; "
+                             "SAC's temperature alpha (its start value when tuned).",
+                             bounds="[0, inf)")
+
+
+@dataclass
 class ActorCriticOptions:
     """actor-critic losses, Gaussian actions, Atari training"""
 
     gae_lambda: float = option(1.0, "GAE lambda; 1.0 gives plain n-step returns.", bounds="[0, 1]")
-    ent_coef: float = option(0.0, "Entropy bonus weight.", bounds="[0, inf)")
     vf_coef: float = option(0.5, "Value loss weight.", bounds="[0, inf)")
     log_std_init: float = option(0.0, "Box actions: initial log standard deviation of the "
                                  "Gaussian policy (state-independent, learned).",

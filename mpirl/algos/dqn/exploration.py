@@ -2,6 +2,10 @@
 Ape-X (Horgan et al. 2018, arXiv:1803.00933)."""
 from __future__ import annotations
 
+from typing import Callable
+
+import numpy as np
+
 
 def actor_epsilon(cfg, progress: float, index: int, count: int) -> float:
     """The exploration rate of acting rank ``index`` of ``count`` at ``progress`` (fraction of
@@ -17,3 +21,19 @@ def actor_epsilon(cfg, progress: float, index: int, count: int) -> float:
         return final
     frac = min(max(progress, 0.0) / cfg.exploration_fraction, 1.0)
     return 1.0 + frac * (final - 1.0)
+
+
+class EpsilonGreedy:
+    """A Q-network's greedy actions, each replaced with probability epsilon by a uniformly
+    random one (``TransitionCollector``'s action choice)."""
+
+    def __init__(self, model, rng: np.random.Generator, n_actions: int,
+                 epsilon_at: Callable[[float], float]):
+        self.model, self.rng, self.n_actions, self.epsilon_at = model, rng, n_actions, epsilon_at
+
+    def __call__(self, obs: np.ndarray, progress: float) -> np.ndarray:
+        a = self.model.act(obs)
+        explore = self.rng.random(len(obs)) < self.epsilon_at(progress)
+        if explore.any():
+            a[explore] = self.rng.integers(0, self.n_actions, int(explore.sum()))
+        return a

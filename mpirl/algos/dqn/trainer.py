@@ -1,133 +1,50 @@
-"""DQN on a synchronous learner: chunks go into this learner's replay shard; each iteration
-makes as many averaged updates as keep --replay-ratio (samples trained per env step), whatever
-the actor count.
-
-The number of updates is a function of the counters alone (a fractional carry keeps the
-long-run ratio exact), so every learner makes the same number and the allreduces line up.
-"""
+"""DQN on a replay learner (``mpirl.algos.offpolicy.ReplayTrainer``): one network, its target
+copied every --target-update updates, one fused optimizer step per update."""
 from __future__ import annotations
 
-import numpy as np
 import torch
 
-from mpirl.acting.messages import PackedArrays
-from mpirl.algos.api import LearnerContext, Trainer
-from mpirl.algos.dqn.geometry import batch_split, replay_rows
+from mpirl.algos.api import LearnerContext
 from mpirl.algos.dqn.loss import DQN
+from mpirl.algos.offpolicy import ReplayTrainer
 from mpirl.algos.optim import flat_parameter, make_optimizer
-from mpirl.replay import Prioritization, ReplayShard
-from mpirl.runtime import timing
+from mpirl.replay import Sample
 
 
-class DQNTrainer(Trainer):
+class DQNTrainer(ReplayTrainer):
     stat_keys = DQN.STAT_KEYS
-    checkpoint_unit = "updates"  # as --target-update and --weights-every count
 
     def __init__(self, ctx: LearnerContext):
         super().__init__(ctx)
-        cfg = self.cfg = ctx.cfg
-        env = ctx.env
-        self.batch = batch_split(cfg.batch_size, list(ctx.learner_streams))[ctx.rank]
+        cfg = self.cfg
         self.averager = ctx.averager(ctx.policy.parameters(), share=self.batch / cfg.batch_size)
         # hundreds of small updates a second: one fused optimizer kernel
         self.optimizer = make_optimizer(cfg, [flat_parameter(ctx.policy_params, self.averager)],
                                         fused=True)
-        prio = Prioritization(alpha=cfg.priority_alpha) if cfg.prioritized else None
-        self.replay = ReplayShard(replay_rows(cfg.replay_size, ctx.total_streams), ctx.streams,
-                                  env.obs_shape, env.obs_dtype, env.action_shape,
-                                  env.action_dtype, cfg.n_step, cfg.gamma, prio)
         self.target = ctx.network()
         for p in self.target.parameters():
             p.requires_grad_(False)
         self.algo = DQN(cfg, ctx.policy, self.target, self.averager, self.optimizer)
-        self.rng = ctx.rng("replay")
-        self.credit = 0.0          # fractional updates owed to the replay ratio
-        self._window = [0, 0]      # updates and env steps since the last log row
 
     def optimizers(self) -> list:
         return [self.optimizer]
 
-    # ------------------------------------------------------------------ data in
-    def ingest(self, messages: list[PackedArrays]) -> None:
-        timing.switch("replay")
-        parts = {k: [m[k] for m in messages] for k in ("obs", "actions", "rewards", "flags")}
-        joined = {k: v[0] if len(v) == 1 else np.concatenate(v, axis=1) for k, v in parts.items()}
-        self.replay.add(joined["obs"], joined["actions"], joined["rewards"], joined["flags"])
+    def update(self, sample: Sample, weighted: bool) -> dict:
+        return self.algo.update(sample, weighted=weighted)
 
-    # ------------------------------------------------------------------ updates
-    def _ready(self) -> bool:
-        """Whether updates may run: the same answer on every learner, since every shard has
-        had the same number of rows written."""
-        rows = min(self.replay.written, self.replay.rows)
-        return (rows * self.ctx.total_streams >= self.cfg.learning_starts
-                and self.replay.written > self.replay.n_step + 1)
-
-    def updates_due(self, steps: int) -> int:
-        if not self._ready():
-            return 0
-        self.credit += self.cfg.replay_ratio * steps / self.cfg.batch_size
-        due = int(self.credit)
-        self.credit -= due
-        return due
-
-    def train(self, progress: float) -> list[dict]:
-        cfg, steps = self.cfg, self.ctx.steps_per_iteration
-        due = self.updates_due(steps)
-        self._window[1] += steps
-        beta = cfg.priority_beta + min(progress, 1.0) * (1.0 - cfg.priority_beta)
-        out = []
-        for _ in range(due):
-            timing.switch("replay")
-            sample = self.replay.sample(self.batch, self.rng, beta)
-            timing.switch("gradient")
-            stats = self.algo.update(sample, weighted=cfg.prioritized)
-            out.append(stats)
-            if stats["skipped"]:
-                if cfg.nonfinite == "stop":
-                    break
-                continue
-            timing.switch("replay")
-            self.replay.update_priorities(sample.cells, stats["td"])
-            self.updates += 1
-            self._window[0] += 1
-            if self.updates % cfg.target_update == 0:
-                self.algo.sync_target()
-            self.ctx.poll()  # the weights going out to actors move on
-        return out
-
-    # ------------------------------------------------------------------ reporting
-    def row(self, seconds: float) -> dict:
-        updates, steps = self._window
-        self._window = [0, 0]
-        return {"updates": self.updates,
-                "replay_ratio": updates * self.cfg.batch_size / steps if steps else float("nan"),
-                "replay_fill": self.replay.fill(),
-                "updates_per_s": updates / seconds if seconds > 0 else float("nan")}
-
-    def summary(self) -> dict:
-        return {"updates": self.updates, "batch_size": self.cfg.batch_size,
-                "replay_ratio": self.cfg.replay_ratio,
-                "replay_bytes_per_learner": self.replay.nbytes}
+    def after_update(self) -> None:
+        if self.updates % self.cfg.target_update == 0:
+            self.algo.sync_target()
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict:
         params = torch.cat([p.detach().reshape(-1) for p in self.target.parameters()])
-        return {"optimizer": self.optimizer.state_dict(), "target": params.cpu().clone(),
-                "updates": self.updates, "credit": self.credit}
-
-    def own_state_dict(self) -> dict:
-        own = {"rng": self.rng.bit_generator.state}
-        if self.cfg.checkpoint_replay:
-            own["replay"] = self.replay.state_dict()
-        return own
+        return {**super().state_dict(), "optimizer": self.optimizer.state_dict(),
+                "target": params.cpu().clone()}
 
     def load_state_dict(self, shared: dict | None, own: dict | None) -> None:
+        super().load_state_dict(shared, own)
         if shared:
             self.optimizer.load_state_dict(shared["optimizer"])
             torch.nn.utils.vector_to_parameters(shared["target"].to(self.algo.device),
                                                 self.target.parameters())
-            self.updates, self.credit = shared["updates"], shared["credit"]
-        if own:
-            self.rng.bit_generator.state = own["rng"]
-            if "replay" in own:
-                self.replay.load_state_dict(own["replay"])

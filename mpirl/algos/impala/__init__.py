@@ -54,7 +54,7 @@ ALGORITHM = register(Algorithm(
     name="impala",
     description="IMPALA: asynchronous actors, V-trace learners",
     execution=STREAMING,
-    options=(ImpalaOptions, actor_critic.ActorCriticOptions,
+    options=(ImpalaOptions, actor_critic.ActorCriticOptions, actor_critic.EntropyOptions,
              actor_critic.RolloutLearnerOptions),
     defaults=DEFAULTS,
     policy=actor_critic.policy,

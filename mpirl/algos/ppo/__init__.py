@@ -83,6 +83,7 @@ ALGORITHM = register(Algorithm(
     description="proximal policy optimization",
     execution=SYNCHRONOUS,
     options=(PPOOptions, MinibatchOptions, actor_critic.ActorCriticOptions,
+             actor_critic.EntropyOptions,
              actor_critic.RolloutLearnerOptions),
     defaults=DEFAULTS,
     policy=actor_critic.policy,

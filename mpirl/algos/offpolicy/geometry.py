@@ -1,5 +1,5 @@
-"""DQN's replay geometry: every env stream gets the same number of rows, and each learner
-samples a part of every minibatch in proportion to its streams."""
+"""The replay geometry of the replay-based algorithms: every env stream gets the same number of
+rows, and each learner samples a part of every minibatch in proportion to its streams."""
 from __future__ import annotations
 
 from mpirl.replay import ReplayShard

@@ -1,0 +1,66 @@
+"""Soft actor-critic (Haarnoja et al. 2018, arXiv:1801.01290, arXiv:1812.05905) on the
+distributed replay: actors act with the squashed Gaussian policy (uniformly at random for the
+first --learning-starts steps) and send chunks of replay rows to their learner; each learner
+keeps a replay shard and samples its part of every minibatch; the learners average the
+gradients of the policy, the twin critics and the temperature with one allreduce per update.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mpirl.algos.actor_critic import EntropyOptions
+from mpirl.algos.api import SYNCHRONOUS, Algorithm, EveryUpdates
+from mpirl.algos.offpolicy import ReplayOptions, replay_startup
+from mpirl.algos.offpolicy import continuous
+from mpirl.algos.optim import MinibatchOptions
+from mpirl.algos.registry import register
+from mpirl.algos.sac.trainer import SACTrainer
+from mpirl.config.fields import option, require
+
+
+@dataclass
+class SACOptions:
+    """SAC"""
+
+    fixed_ent_coef: bool = option(False, "Hold the temperature alpha at --ent-coef instead of "
+                                  "tuning it toward --target-entropy.")
+    target_entropy: float | None = option(
+        None, "Entropy the tuned temperature aims the policy at; unset = -(action "
+        "dimensions).")
+
+    @staticmethod
+    def validate(cfg) -> None:
+        require(cfg.fixed_ent_coef or cfg.ent_coef > 0,
+                f"--ent-coef {cfg.ent_coef:g} cannot start a tuned temperature (it is tuned in "
+                f"log space): give a positive value, or --fixed-ent-coef")
+
+
+# SB3's SAC defaults, except the actors' chunks (--n-steps) and the weight publication
+DEFAULTS = {"total_steps": 100_000, "envs_per_actor": 1, "n_steps": 8, "optimizer": "adam",
+            "lr": 3e-4, "lr_schedule": "constant", "hidden_sizes": [256, 256],
+            "activation": "relu", "max_grad_norm": 0.0, "eval_every": 5_000,
+            "log_every": 5_000, "batch_size": 256, "replay_size": 1_000_000,
+            "replay_ratio": 256.0, "learning_starts": 100, "n_step": 1, "weights_every": 4,
+            "ent_coef": 1.0}
+
+
+def _collector(ctx):
+    return continuous.collector(ctx, noise=0.0)  # the policy samples its own exploration
+
+
+ALGORITHM = register(Algorithm(
+    name="sac",
+    description="soft actor-critic (Box actions) on distributed replay",
+    execution=SYNCHRONOUS,
+    options=(SACOptions, continuous.ContinuousOptions, EntropyOptions, ReplayOptions,
+             MinibatchOptions),
+    defaults=DEFAULTS,
+    policy=continuous.stochastic_policy,
+    collector=_collector,
+    message=continuous.message,
+    trainer=SACTrainer,
+    cheaper_updates="a lower --replay-ratio or a larger --batch-size makes fewer updates",
+    publication=lambda cfg: EveryUpdates(cfg.weights_every),
+    check=continuous.check_box,
+    startup=replay_startup,
+))
