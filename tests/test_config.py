@@ -38,7 +38,7 @@ def test_config_file_then_flags_override(tmp_path, suffix, text):
     ("seed: 1.5\n", "config key 'seed'"),
     ("tensorboard: 3\n", "config key 'tensorboard'"),
     ("- a\n- b\n", "mapping"),
-    ("algo: sac\n", "--algo must be one of"),
+    ("algo: sarsa\n", "--algo must be one of"),
     ("lr: .nan\n", "--lr must be a finite number, got nan"),
     ("gamma: .inf\n", "--gamma must be a finite number, got inf"),
     ("total_steps: 100000000000000000000000\n", "--total-steps is too large"),
@@ -79,7 +79,9 @@ def test_presets_ship_with_the_package_and_resolve_from_any_directory(tmp_path, 
     monkeypatch.chdir(tmp_path)
     names = sorted(p.name for p in PRESETS.glob("*.yaml"))
     assert {"ppo-cartpole.yaml", "ppo-pendulum.yaml", "ppo-atari.yaml",
-            "ppo-halfcheetah.yaml", "impala-atari.yaml"} <= set(names)
+            "ppo-halfcheetah.yaml", "impala-atari.yaml", "sac-pendulum.yaml",
+            "td3-pendulum.yaml", "d4pg-pendulum.yaml", "sac-halfcheetah.yaml",
+            "sac-hopper.yaml"} <= set(names)
     for name in names:  # every preset is a valid config, for the algorithm it is named after
         cfg = parse_config(["--config", f"presets/{name}"])
         assert cfg.algo == name.split("-")[0]

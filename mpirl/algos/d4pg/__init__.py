@@ -22,8 +22,10 @@ class D4PGOptions:
     """D4PG"""
 
     atoms: int = option(51, "Atoms of the categorical critic's support.", bounds="[2, inf)")
-    v_min: float = option(-150.0, "Smallest return on the critic's support.")
-    v_max: float = option(150.0, "Largest return on the critic's support.")
+    v_min: float = option(-150.0, "Smallest return on the critic's support.",
+                          bounds="(-inf, inf)")
+    v_max: float = option(150.0, "Largest return on the critic's support.",
+                          bounds="(-inf, inf)")
     noise_spread: float = option(
         8.0, "Acting rank i of N explores with noise --action-noise / noise-spread ** (i/(N-1)): "
         "from --action-noise on the first down to --action-noise / noise-spread on the last.",

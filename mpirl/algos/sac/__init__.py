@@ -26,7 +26,7 @@ class SACOptions:
                                   "tuning it toward --target-entropy.")
     target_entropy: float | None = option(
         None, "Entropy the tuned temperature aims the policy at; unset = -(action "
-        "dimensions).")
+        "dimensions).", bounds="(-inf, inf)")
 
     @staticmethod
     def validate(cfg) -> None:
