@@ -36,7 +36,7 @@ class ContinuousOptions:
 
 @dataclass
 class NoiseOptions:
-    """exploration and target noise of deterministic policies"""
+    """exploration noise of deterministic policies"""
 
     action_noise: float = option(
         0.1, "Standard deviation of the Gaussian noise actors add to their actions (actions "
@@ -100,9 +100,12 @@ def message(cfg, env: EnvSpec) -> Fields:
 # ---------------------------------------------------------------------- learners
 def _flat_optimizer(cfg, values: torch.Tensor, grad: torch.Tensor) -> torch.optim.Optimizer:
     """--optimizer over one flat slice of parameters whose gradient is ``grad``: one fused
-    kernel per step where torch has one (Adam)."""
+    kernel per step. Adam with torch's own epsilon (1e-8), as these algorithms' reference
+    implementations use it."""
     param = torch.nn.Parameter(values, requires_grad=False)
     param.grad = grad
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam([param], lr=cfg.lr, fused=True)
     return make_optimizer(cfg, [param], fused=True)
 
 
