@@ -46,6 +46,18 @@ def test_a_stopped_and_resumed_run_with_its_replay_ends_like_an_uninterrupted_on
     assert learning_rows(parts) == learning_rows(whole)
 
 
+@pytest.mark.parametrize("preset", ["sac-halfcheetah", "sac-hopper"])
+def test_the_mujoco_presets_run_end_to_end(tmp_path, preset):
+    pytest.importorskip("mujoco")
+    run = tmp_path / "run"
+    res = run_job(["mpirl.train", "--config", f"presets/{preset}.yaml", "--total-steps", "800",
+                   "--learning-starts", "400", "--eval-every", "0", "--eval-episodes", "1",
+                   "--run-dir", str(run), *QUIET], ranks=2, timeout=300)
+    assert res.returncode == 0, res.stderr
+    s = summary(run)
+    assert s["env_steps"] >= 800 and s["updates"] >= 300
+
+
 def test_a_discrete_env_is_refused_with_the_algorithms_that_fit(tmp_path):
     res = run_job(["mpirl.train", "--algo", "sac", "--env", "CartPole-v1", "--run-dir",
                    str(tmp_path / "run"), *QUIET], ranks=2)

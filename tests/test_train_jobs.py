@@ -111,7 +111,7 @@ def test_several_learners_with_actors(tmp_path):
      "--batch-size 1000 is larger than the rollout batch: --n-steps 32 x --envs-per-actor 8 "
      "x 3 acting rank(s) = 768"),
     (["--config", "presets/no-such-preset.yaml"],
-     "presets shipped with mpirl: impala-atari.yaml, ppo-atari.yaml"),
+     "presets shipped with mpirl: d4pg-pendulum.yaml, impala-atari.yaml, ppo-atari.yaml"),
     (["--algo", "ppo", "--precision", "bf16"],
      "--precision bf16 applies to the CNN policy of a2c and ppo on image observations"),
     (["--algo", "dqn", "--clip-range", "0.1"],
