@@ -280,6 +280,12 @@ class Trainer(abc.ABC):
         """Keys added to summary.json."""
         return {}
 
+    def update_work(self) -> int | None:
+        """The arithmetic of one update, roughly (parameters trained x samples on this
+        learner), for the time breakdown's verdict on whether a GPU would help; None: judged
+        by the policy's size alone."""
+        return None
+
     def state_dict(self) -> dict:
         """The trainer's state that every learner holds identically (optimizer moments,
         other networks, counters), for checkpoints; the lead's copy is saved."""

@@ -128,12 +128,18 @@ def summary_columns(table: dict) -> dict[str, float]:
 # Below this many parameters a learner's gradient work is per-operation overhead, not
 # arithmetic: a GPU would not make it faster.
 SMALL_MODEL = 1_000_000
+# ... or, where a trainer says how much arithmetic an update is (parameters trained x samples
+# per learner), below this many multiply-adds: on one core here an update of SAC's 256x256
+# networks on 128 samples (26M) spends about half its time in matrix products
+SMALL_UPDATE = 20_000_000
 
 
-def verdict(table: dict, cheaper_updates: str = "", n_params: int | None = None) -> list[str]:
+def verdict(table: dict, cheaper_updates: str = "", n_params: int | None = None,
+            update_work: int | None = None) -> list[str]:
     """Plain-language conclusions from a ``breakdown`` table, most important first.
     ``cheaper_updates``: the algorithm's way to less gradient work per env step;
-    ``n_params``: the model's size, which decides whether a GPU would help."""
+    ``n_params``: the model's size, and ``update_work``, where known, the arithmetic of one
+    update (parameters trained x samples), which decide whether a GPU would help."""
     out = []
     # a learner's sends complete when its actors take the weights: waiting on them too
     learners_wait = share(table, "learner", "wait_rollouts", "send")
@@ -156,7 +162,13 @@ def verdict(table: dict, cheaper_updates: str = "", n_params: int | None = None)
         text = f"gradient work dominates the learners ({grad:.0%} of their time)"
         if cheaper_updates:
             text += f": {cheaper_updates}"
-        if n_params is not None and n_params < SMALL_MODEL:
+        small = (update_work < SMALL_UPDATE if update_work is not None
+                 else n_params is not None and n_params < SMALL_MODEL)
+        if small and update_work is not None:
+            text += (f"; at {update_work / 1e6:.1f}M multiply-adds per update its cost is per "
+                     "operation, not arithmetic, so a GPU would not speed it up, and more "
+                     "--learners help only with cores to spare for them")
+        elif small:
             text += (f"; at {n_params:,} parameters its cost is per operation, not arithmetic, "
                      "so a GPU would not speed it up, and more --learners help only with "
                      "cores to spare for them")
@@ -176,7 +188,7 @@ def verdict(table: dict, cheaper_updates: str = "", n_params: int | None = None)
 
 
 def format_table(table: dict, wall_s: float, cheaper_updates: str = "",
-                 n_params: int | None = None) -> str:
+                 n_params: int | None = None, update_work: int | None = None) -> str:
     """The end-of-run "where the time went" table, with its verdict (``verdict``)."""
     lines = [f"where the time went ({wall_s:.1f} s of training):"]
     for role, info in table.items():
@@ -189,5 +201,5 @@ def format_table(table: dict, wall_s: float, cheaper_updates: str = "",
                      if info["ranks"] > 1 else "")
             lines.append(f"    {cat:<14} {c['seconds']:8.2f} s {c['share']:6.1%}{worst}"
                          f"   {DESCRIPTIONS[cat]}")
-    lines += [f"  verdict: {v}" for v in verdict(table, cheaper_updates, n_params)]
+    lines += [f"  verdict: {v}" for v in verdict(table, cheaper_updates, n_params, update_work)]
     return "\n".join(lines)

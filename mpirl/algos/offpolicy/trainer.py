@@ -108,6 +108,10 @@ class ReplayTrainer(Trainer):
                 "replay_ratio": self.cfg.replay_ratio,
                 "replay_bytes_per_learner": self.replay.nbytes}
 
+    def update_work(self) -> int | None:
+        averager = getattr(self, "averager", None)
+        return None if averager is None else averager.numel * self.batch
+
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict:
         return {"updates": self.updates, "credit": self.credit}

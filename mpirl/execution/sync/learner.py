@@ -286,7 +286,8 @@ class Learner:
             return
         roles = {r: self.setup.layout.role(r) for r in self._timing_totals}
         table = timing.breakdown(self._timing_totals, roles)
-        advice = (self.setup.algorithm.cheaper_updates, self.setup.n_params)
+        advice = (self.setup.algorithm.cheaper_updates, self.setup.n_params,
+                  self.trainer.update_work())
         self.progress.logger.timing(timing.format_table(table, self.progress.elapsed(),
                                                         *advice))
         self.run_dir.write_json("timing.json", {"breakdown": table,
