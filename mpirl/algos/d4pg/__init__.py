@@ -8,11 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mpirl.algos.api import SYNCHRONOUS, Algorithm, EveryUpdates
 from mpirl.algos.d4pg.trainer import D4PGTrainer
-from mpirl.algos.offpolicy import ReplayOptions, replay_startup
 from mpirl.algos.offpolicy import continuous
-from mpirl.algos.optim import MinibatchOptions
 from mpirl.algos.registry import register
 from mpirl.config.fields import option, require
 
@@ -45,32 +42,13 @@ def actor_noise(cfg, index: int, count: int) -> float:
     return cfg.action_noise / cfg.noise_spread ** (index / (count - 1))
 
 
-# D4PG's paper: 5-step returns, 51 atoms; widths and rates as SB3's DDPG family
-DEFAULTS = {"total_steps": 100_000, "envs_per_actor": 1, "n_steps": 8, "optimizer": "adam",
-            "lr": 3e-4, "lr_schedule": "constant", "hidden_sizes": [256, 256],
-            "activation": "relu", "max_grad_norm": 0.0, "eval_every": 5_000,
-            "log_every": 5_000, "batch_size": 256, "replay_size": 1_000_000,
-            "replay_ratio": 256.0, "learning_starts": 1_000, "n_step": 5, "weights_every": 4,
-            "action_noise": 0.3}
-
-
 def _collector(ctx):
     return continuous.collector(ctx, noise=actor_noise(ctx.cfg, ctx.index, ctx.count))
 
 
-ALGORITHM = register(Algorithm(
-    name="d4pg",
-    description="distributed distributional DDPG (Box actions) on distributed replay",
-    execution=SYNCHRONOUS,
-    options=(D4PGOptions, continuous.NoiseOptions, continuous.ContinuousOptions,
-             ReplayOptions, MinibatchOptions),
-    defaults=DEFAULTS,
-    policy=continuous.deterministic_policy,
-    collector=_collector,
-    message=continuous.message,
-    trainer=D4PGTrainer,
-    cheaper_updates="a lower --replay-ratio or a larger --batch-size makes fewer updates",
-    publication=lambda cfg: EveryUpdates(cfg.weights_every),
-    check=continuous.check_box,
-    startup=replay_startup,
-))
+# D4PG's paper: 5-step returns; a first 1,000 random steps and more noise than TD3's
+ALGORITHM = register(continuous.declare(
+    "d4pg", "distributed distributional DDPG (Box actions) on distributed replay",
+    options=(D4PGOptions, continuous.NoiseOptions),
+    defaults={"n_step": 5, "learning_starts": 1_000, "action_noise": 0.3},
+    policy=continuous.deterministic_policy, collector=_collector, trainer=D4PGTrainer))

@@ -17,10 +17,10 @@ import torch
 from mpirl.acting.collect import TransitionCollector
 from mpirl.acting.envs import EnvSpec
 from mpirl.acting.messages import Fields, transition_fields
-from mpirl.algos.api import LearnerContext
-from mpirl.algos.offpolicy.options import check_replay
+from mpirl.algos.api import SYNCHRONOUS, Algorithm, EveryUpdates, LearnerContext
+from mpirl.algos.offpolicy.options import ReplayOptions, check_replay, replay_startup
 from mpirl.algos.offpolicy.trainer import ReplayTrainer
-from mpirl.algos.optim import make_optimizer
+from mpirl.algos.optim import MinibatchOptions, make_optimizer
 from mpirl.config.fields import ConfigError, option
 from mpirl.nets.continuous import ContinuousPolicy, Critics
 from mpirl.runtime import rng as streams
@@ -41,6 +41,31 @@ class NoiseOptions:
     action_noise: float = option(
         0.1, "Standard deviation of the Gaussian noise actors add to their actions (actions "
         "scaled to [-1, 1]).", bounds="[0, inf)")
+
+
+# SB3's defaults for its SAC and TD3 (one update of 256 samples per env step, a replay of a
+# million transitions, a constant learning rate, no gradient clipping), with mpirl's chunks
+# (--n-steps rows from one env per acting rank) and weight publication
+DEFAULTS = {"total_steps": 100_000, "envs_per_actor": 1, "n_steps": 8, "optimizer": "adam",
+            "lr": 3e-4, "lr_schedule": "constant", "hidden_sizes": [256, 256],
+            "activation": "relu", "max_grad_norm": 0.0, "eval_every": 5_000,
+            "log_every": 5_000, "batch_size": 256, "replay_size": 1_000_000,
+            "replay_ratio": 256.0, "learning_starts": 100, "n_step": 1, "weights_every": 4}
+
+
+def declare(name: str, description: str, options: tuple, defaults: dict, policy, collector,
+            trainer) -> Algorithm:
+    """The declaration of an off-policy continuous-control algorithm: its own option groups
+    (then the shared ones), its defaults over ``DEFAULTS``, policy, collector and trainer; the
+    rest (replay, checks, messages, weight publication) is common to all of them."""
+    return Algorithm(
+        name=name, description=description, execution=SYNCHRONOUS,
+        options=(*options, ContinuousOptions, ReplayOptions, MinibatchOptions),
+        defaults={**DEFAULTS, **defaults}, policy=policy, collector=collector,
+        message=message, trainer=trainer,
+        cheaper_updates="a lower --replay-ratio or a larger --batch-size makes fewer updates",
+        publication=lambda cfg: EveryUpdates(cfg.weights_every),
+        check=check_box, startup=replay_startup)
 
 
 # ---------------------------------------------------------------------- checks

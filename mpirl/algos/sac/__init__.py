@@ -9,10 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mpirl.algos.actor_critic import EntropyOptions
-from mpirl.algos.api import SYNCHRONOUS, Algorithm, EveryUpdates
-from mpirl.algos.offpolicy import ReplayOptions, replay_startup
 from mpirl.algos.offpolicy import continuous
-from mpirl.algos.optim import MinibatchOptions
 from mpirl.algos.registry import register
 from mpirl.algos.sac.trainer import SACTrainer
 from mpirl.config.fields import option, require
@@ -35,32 +32,11 @@ class SACOptions:
                 f"log space): give a positive value, or --fixed-ent-coef")
 
 
-# SB3's SAC defaults, except the actors' chunks (--n-steps) and the weight publication
-DEFAULTS = {"total_steps": 100_000, "envs_per_actor": 1, "n_steps": 8, "optimizer": "adam",
-            "lr": 3e-4, "lr_schedule": "constant", "hidden_sizes": [256, 256],
-            "activation": "relu", "max_grad_norm": 0.0, "eval_every": 5_000,
-            "log_every": 5_000, "batch_size": 256, "replay_size": 1_000_000,
-            "replay_ratio": 256.0, "learning_starts": 100, "n_step": 1, "weights_every": 4,
-            "ent_coef": 1.0}
-
-
 def _collector(ctx):
     return continuous.collector(ctx, noise=0.0)  # the policy samples its own exploration
 
 
-ALGORITHM = register(Algorithm(
-    name="sac",
-    description="soft actor-critic (Box actions) on distributed replay",
-    execution=SYNCHRONOUS,
-    options=(SACOptions, continuous.ContinuousOptions, EntropyOptions, ReplayOptions,
-             MinibatchOptions),
-    defaults=DEFAULTS,
-    policy=continuous.stochastic_policy,
-    collector=_collector,
-    message=continuous.message,
-    trainer=SACTrainer,
-    cheaper_updates="a lower --replay-ratio or a larger --batch-size makes fewer updates",
-    publication=lambda cfg: EveryUpdates(cfg.weights_every),
-    check=continuous.check_box,
-    startup=replay_startup,
-))
+ALGORITHM = register(continuous.declare(
+    "sac", "soft actor-critic (Box actions) on distributed replay",
+    options=(SACOptions, EntropyOptions), defaults={"ent_coef": 1.0},
+    policy=continuous.stochastic_policy, collector=_collector, trainer=SACTrainer))

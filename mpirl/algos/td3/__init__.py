@@ -8,10 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mpirl.algos.api import SYNCHRONOUS, Algorithm, EveryUpdates
-from mpirl.algos.offpolicy import ReplayOptions, replay_startup
 from mpirl.algos.offpolicy import continuous
-from mpirl.algos.optim import MinibatchOptions
 from mpirl.algos.registry import register
 from mpirl.algos.td3.trainer import TD3Trainer
 from mpirl.config.fields import option
@@ -29,31 +26,13 @@ class TD3Options:
                                       bounds="[0, inf)")
 
 
-# SB3's TD3 defaults, except the actors' chunks (--n-steps) and the weight publication
-DEFAULTS = {"total_steps": 100_000, "envs_per_actor": 1, "n_steps": 8, "optimizer": "adam",
-            "lr": 1e-3, "lr_schedule": "constant", "hidden_sizes": [400, 300],
-            "activation": "relu", "max_grad_norm": 0.0, "eval_every": 5_000,
-            "log_every": 5_000, "batch_size": 256, "replay_size": 1_000_000,
-            "replay_ratio": 256.0, "learning_starts": 100, "n_step": 1, "weights_every": 4}
-
-
 def _collector(ctx):
     return continuous.collector(ctx, noise=ctx.cfg.action_noise)
 
 
-ALGORITHM = register(Algorithm(
-    name="td3",
-    description="twin delayed DDPG (Box actions) on distributed replay",
-    execution=SYNCHRONOUS,
-    options=(TD3Options, continuous.NoiseOptions, continuous.ContinuousOptions, ReplayOptions,
-             MinibatchOptions),
-    defaults=DEFAULTS,
-    policy=continuous.deterministic_policy,
-    collector=_collector,
-    message=continuous.message,
-    trainer=TD3Trainer,
-    cheaper_updates="a lower --replay-ratio or a larger --batch-size makes fewer updates",
-    publication=lambda cfg: EveryUpdates(cfg.weights_every),
-    check=continuous.check_box,
-    startup=replay_startup,
-))
+# SB3's TD3: 400x300 networks, learning rate 1e-3
+ALGORITHM = register(continuous.declare(
+    "td3", "twin delayed DDPG (Box actions) on distributed replay",
+    options=(TD3Options, continuous.NoiseOptions),
+    defaults={"lr": 1e-3, "hidden_sizes": [400, 300]},
+    policy=continuous.deterministic_policy, collector=_collector, trainer=TD3Trainer))
