@@ -354,7 +354,8 @@ class Algorithm:
     defaults differ from the fields' own (a value the user gives always wins).
     ``validate(cfg)``: checks of its values, before any MPI traffic. ``check(setup)``: checks
     against the env and the layout (``mpirl.execution.setup.RunSetup``), on every rank before
-    training. ``startup(setup)``: lines the start-up message adds. ``cheaper_updates``: how
+    training. ``actions``: the action spaces it handles ("discrete", "box").
+    ``startup(setup)``: lines the start-up message adds. ``cheaper_updates``: how
     its options cut the learners' gradient work per env step, for the time breakdown's
     verdict when that work dominates.
     """
@@ -374,6 +375,9 @@ class Algorithm:
     check: Callable[["RunSetup"], None] = _no_check
     startup: Callable[["RunSetup"], list[str]] = _no_lines
     cheaper_updates: str = "a larger batch per update spreads its fixed cost over more samples"
+    # the action spaces it handles, of "discrete" and "box": another env is refused at
+    # start-up with the registered algorithms that handle it
+    actions: tuple[str, ...] = ("discrete", "box")
 
     def __post_init__(self) -> None:
         if not self.name.isidentifier() or self.name != self.name.lower():

@@ -8,9 +8,31 @@ import torch
 
 from mpirl.acting.envs import EnvSpec, EnvVector, describe_env, make_env
 from mpirl.acting.messages import Fields, PackedArrays, report_fields
+from mpirl.algos import registry
 from mpirl.algos.api import ActingContext, Collector
+from mpirl.config.fields import ConfigError
 from mpirl.execution.layout import Layout
 from mpirl.runtime import rng
+
+
+_NEEDS = {"discrete": "a Discrete action space", "box": "continuous (Box) actions"}
+_HAS = {"discrete": "Discrete actions", "box": "continuous (Box) actions"}
+
+
+def check_action_space(cfg, algorithm, spec: EnvSpec) -> None:
+    """ConfigError unless the algorithm handles the env's action space; the message names the
+    registered algorithms that do."""
+    kind = "discrete" if spec.discrete else "box"
+    if kind in algorithm.actions:
+        return
+    message = (f"--algo {algorithm.name} needs "
+               f"{' or '.join(_NEEDS[k] for k in algorithm.actions)}, and env '{cfg.env}' "
+               f"has {_HAS[kind]}")
+    fit = [name for name, a in registry.algorithms().items() if kind in a.actions]
+    if fit:
+        names = fit[0] if len(fit) == 1 else f"{', '.join(fit[:-1])} or {fit[-1]}"
+        message += f"; use --algo {names} for it"
+    raise ConfigError(message)
 
 
 class RunSetup:
@@ -30,6 +52,7 @@ class RunSetup:
         self.steps_per_iteration = cfg.n_steps * cfg.envs_per_actor * sum(
             self.messages_of(r) for r in range(layout.learners))
         self.iterations = math.ceil(cfg.total_steps / self.steps_per_iteration)
+        check_action_space(cfg, self.algorithm, spec)
         self.algorithm.check(self)
         self.n_params = sum(p.numel() for p in self.make_policy("cpu").parameters())
 

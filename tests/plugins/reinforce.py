@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from mpirl.algos.api import SYNCHRONOUS, Algorithm, ConfigError, Trainer, option
+from mpirl.algos.api import SYNCHRONOUS, Algorithm, Trainer, option
 from mpirl.algos.registry import register
 
 
@@ -156,12 +156,6 @@ class ReinforceTrainer(Trainer):
             self.optimizer.load_state_dict(shared["optimizer"])
 
 
-def _check(setup) -> None:
-    if not setup.spec.discrete:
-        raise ConfigError(f"--algo reinforce needs a Discrete action space; env "
-                          f"'{setup.cfg.env}' has Box actions")
-
-
 ALGORITHM = register(Algorithm(
     name="reinforce",
     description="REINFORCE with a learned baseline (a plug-in)",
@@ -174,5 +168,5 @@ ALGORITHM = register(Algorithm(
     collector=SegmentCollector,
     message=_message,
     trainer=ReinforceTrainer,
-    check=_check,
+    actions=("discrete",),  # Box envs are refused with the algorithms that fit
 ))

@@ -19,7 +19,7 @@ from mpirl.algos.dqn.trainer import DQNTrainer
 from mpirl.algos.offpolicy import ReplayOptions, check_replay, replay_startup
 from mpirl.algos.optim import MinibatchOptions
 from mpirl.algos.registry import register
-from mpirl.config.fields import ConfigError, option
+from mpirl.config.fields import option
 
 
 @dataclass
@@ -44,14 +44,6 @@ DEFAULTS = {"total_steps": 200_000, "envs_per_actor": 4, "n_steps": 16, "optimiz
             "lr": 1e-3, "lr_schedule": "linear", "hidden_sizes": [128, 128],
             "activation": "relu", "max_grad_norm": 10.0, "eval_every": 5_000,
             "log_every": 5_000}
-
-
-def _check(setup) -> None:
-    if not setup.spec.discrete:
-        raise ConfigError(f"--algo dqn needs a Discrete action space, and env "
-                          f"'{setup.cfg.env}' has continuous (Box) actions; use --algo sac, "
-                          f"td3, d4pg, ppo or a2c for it")
-    check_replay(setup)
 
 
 # ---------------------------------------------------------------------- acting
@@ -81,6 +73,7 @@ ALGORITHM = register(Algorithm(
     trainer=DQNTrainer,
     cheaper_updates="a larger --batch-size makes fewer updates at the same --replay-ratio",
     publication=lambda cfg: EveryUpdates(cfg.weights_every),
-    check=_check,
+    check=check_replay,
+    actions=("discrete",),
     startup=replay_startup,
 ))

@@ -1,6 +1,7 @@
 """What the off-policy continuous-control algorithms (SAC, TD3, D4PG) share: their common
-options, the Box-only check, the actors' exploration, and ``ActorCriticReplayTrainer``, a
-replay learner with a policy, critics, their target networks and their optimizers.
+options and declaration (Box actions only), the actors' exploration, and
+``ActorCriticReplayTrainer``, a replay learner with a policy, critics, their target networks
+and their optimizers.
 
 Every network's gradient goes into one flat buffer and is averaged over the learners with one
 allreduce per update, so every learner stays identical. Each network has its own optimizer
@@ -21,7 +22,7 @@ from mpirl.algos.api import SYNCHRONOUS, Algorithm, EveryUpdates, LearnerContext
 from mpirl.algos.offpolicy.options import ReplayOptions, check_replay, replay_startup
 from mpirl.algos.offpolicy.trainer import ReplayTrainer
 from mpirl.algos.optim import MinibatchOptions, make_optimizer
-from mpirl.config.fields import ConfigError, option
+from mpirl.config.fields import option
 from mpirl.nets.continuous import ContinuousPolicy, Critics
 from mpirl.runtime import rng as streams
 
@@ -65,17 +66,8 @@ def declare(name: str, description: str, options: tuple, defaults: dict, policy,
         message=message, trainer=trainer,
         cheaper_updates="a lower --replay-ratio or a larger --batch-size makes fewer updates",
         publication=lambda cfg: EveryUpdates(cfg.weights_every),
-        check=check_box, startup=replay_startup)
-
-
-# ---------------------------------------------------------------------- checks
-def check_box(setup) -> None:
-    """Box actions only, and a replay that fits."""
-    if setup.spec.discrete:
-        raise ConfigError(f"--algo {setup.cfg.algo} needs continuous (Box) actions, and env "
-                          f"'{setup.cfg.env}' has Discrete actions; use --algo dqn, ppo, a2c, "
-                          f"a3c or impala for it")
-    check_replay(setup)
+        check=check_replay, startup=replay_startup,
+        actions=("box",))
 
 
 # ---------------------------------------------------------------------- acting
