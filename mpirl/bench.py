@@ -21,8 +21,9 @@
       The prioritized-replay sum tree: milliseconds to draw a batch of indices and to write
       a batch of new priorities, in a tree of the given size.
 
-  python -m mpirl.bench a3c [--servers 1 2 4] [--workers 1 3 7 15]
-      A3C through the sharded parameter server: one ``mpirun -n S+W`` training run per pair
+  python -m mpirl.bench a3c [--servers 1 2 4] [--workers 1 3 7 15] [--algo a3c]
+      A3C (or ``--algo``: another algorithm on parameter servers) through the sharded
+      parameter server: one ``mpirun -n S+W`` training run per pair
       (S servers, W workers). Prints env steps/s (all workers and per worker), each server's
       updates per second, how busy the servers were (share of their time spent on messages
       rather than waiting for them), the mean staleness, and where the bottleneck sits.
@@ -141,8 +142,9 @@ def bench_compare(args: argparse.Namespace, train_args: list[str]) -> list[dict]
     rows = []
     with tempfile.TemporaryDirectory(prefix="mpirl-bench-") as tmp:
         for round_ in range(1, args.rounds + 1):
-            for algo in args.algos:
-                run_dir = Path(tmp) / f"{algo}{round_}"
+            first = None  # this round's run of the first algorithm
+            for i, algo in enumerate(args.algos):
+                run_dir = Path(tmp) / f"{i}-{algo}{round_}"
                 cmd = [*launcher, "-n", str(args.ranks), sys.executable, "-m", "mpirl.train",
                        "--algo", algo, "--env", args.env, "--total-steps",
                        str(args.total_steps), "--eval-every", "0", "--eval-episodes", "1",
@@ -159,8 +161,7 @@ def bench_compare(args: argparse.Namespace, train_args: list[str]) -> list[dict]
                             if r.get("policy_lag_mean")]
                 if lags:  # algorithms whose actors run ahead of their learners report it
                     row["policy_lag"] = round(float(np.mean(lags)), 2)
-                first = next(r for r in rows[::-1] if r["round"] == round_) if \
-                    algo != args.algos[0] else row
+                first = first or row
                 row["vs_first"] = round(row["sps"] / first["sps"], 2)
                 rows.append(row)
                 print(f"  round {round_} {algo:>8}: {row['sps']:>8,} steps/s", file=sys.stderr,
@@ -180,7 +181,7 @@ def bench_a3c(args: argparse.Namespace, train_args: list[str]) -> list[dict]:
             for workers in args.workers:
                 run_dir = Path(tmp) / f"s{servers}w{workers}"
                 cmd = [*launcher, "-n", str(servers + workers), sys.executable, "-m",
-                       "mpirl.train", "--algo", "a3c", "--servers", str(servers), "--env",
+                       "mpirl.train", "--algo", args.algo, "--servers", str(servers), "--env",
                        args.env, "--total-steps", str(args.total_steps), "--eval-every", "0",
                        "--eval-episodes", "1", "--quiet", "--no-tensorboard", "--run-dir",
                        str(run_dir), *train_args]
@@ -307,6 +308,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="launcher command before '-n K' (default: mpirun next to this Python)")
     p.add_argument("--csv", default=None, help="also write the table to this CSV file")
     p = sub.add_parser("a3c", help="A3C: server update rates and worker throughput")
+    p.add_argument("--algo", default="a3c",
+                   help="the algorithm to run (any that runs on parameter servers)")
     p.add_argument("--servers", type=int, nargs="+", default=[1, 2, 4])
     p.add_argument("--workers", type=int, nargs="+", default=[1, 3, 7, 15])
     p.add_argument("--env", default="CartPole-v1")

@@ -126,20 +126,6 @@ def _flat_optimizer(cfg, values: torch.Tensor, grad: torch.Tensor) -> torch.opti
     return make_optimizer(cfg, [param], fused=True)
 
 
-class _Flat:
-    """A module's parameters as views into one flat tensor (as ``mpirl.comm.FlatParameters``,
-    without importing MPI)."""
-
-    def __init__(self, module: torch.nn.Module):
-        params = list(module.parameters())
-        self.vector = torch.cat([p.detach().reshape(-1) for p in params])
-        offset = 0
-        for p in params:
-            n = p.numel()
-            p.data = self.vector[offset:offset + n].view_as(p)
-            offset += n
-
-
 class ActorCriticReplayTrainer(ReplayTrainer):
     """A replay learner for a policy and ``critic_members`` critics with ``critic_outputs``
     outputs each, their targets (the policy's with ``policy_target``), and any
@@ -155,6 +141,7 @@ class ActorCriticReplayTrainer(ReplayTrainer):
     policy_target = False
 
     def __init__(self, ctx: LearnerContext):
+        from mpirl.comm import FlatParameters  # a learner's: MPI is there
         super().__init__(ctx)
         cfg, device = self.cfg, ctx.device
         self.device = device
@@ -162,10 +149,10 @@ class ActorCriticReplayTrainer(ReplayTrainer):
         streams.seed_initial_weights(cfg.seed + 1)  # the same critics on every learner
         self.critics = Critics(ctx.env, list(cfg.hidden_sizes), cfg.activation,
                                self.critic_members, self.critic_outputs).to(device)
-        self.critic_flat = _Flat(self.critics)
+        self.critic_flat = FlatParameters(self.critics)
         self.critic_target = Critics(ctx.env, list(cfg.hidden_sizes), cfg.activation,
                                      self.critic_members, self.critic_outputs).to(device)
-        self.critic_target_flat = _Flat(self.critic_target)
+        self.critic_target_flat = FlatParameters(self.critic_target)
         self.critic_target_flat.vector.copy_(self.critic_flat.vector)
         self.critic_target.requires_grad_(False)
         self.targets = [(self.critic_target_flat.vector, self.critic_flat.vector)]
@@ -173,7 +160,7 @@ class ActorCriticReplayTrainer(ReplayTrainer):
         if self.policy_target:
             self.target_policy = ctx.network()
             self.target_policy.requires_grad_(False)
-            self.target_policy_flat = _Flat(self.target_policy)
+            self.target_policy_flat = FlatParameters(self.target_policy)
             self.target_policy_flat.vector.copy_(self.policy_vector)
             self.targets.append((self.target_policy_flat.vector, self.policy_vector))
         extras = self.extra_parameters()
