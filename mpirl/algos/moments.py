@@ -38,6 +38,14 @@ class Moments:
         self.count = n
         return self
 
+    def decay_(self, factor: float) -> "Moments":
+        """Weigh the samples seen so far ``factor`` times as much as before (the mean stays):
+        moments that follow a drifting stream, exponentially weighted per decay. Returns
+        self."""
+        self.count *= factor
+        self.m2 = self.m2 * factor
+        return self
+
     @property
     def var(self) -> np.ndarray:
         """Population variance (1 where nothing was seen yet)."""

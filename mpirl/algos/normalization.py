@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from mpirl.algos.moments import Moments
+from mpirl.algos.returns import running_returns
 
 REWARD_CLIP = 10.0
 
@@ -51,11 +52,7 @@ class RolloutNormalization:
         return self.obs is not None or self.ret is not None
 
     def _discounted_returns(self, rewards: np.ndarray, dones: np.ndarray) -> np.ndarray:
-        out = np.empty(rewards.shape, dtype=np.float64)
-        for t in range(rewards.shape[0]):
-            self.returns = self.returns * self.gamma + rewards[t]
-            out[t] = self.returns
-            self.returns[dones[t] > 0] = 0.0
+        out, self.returns = running_returns(self.returns, rewards, self.gamma, dones)
         return out
 
     def prepare(self, batch: dict[str, np.ndarray]) -> None:

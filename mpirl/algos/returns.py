@@ -27,6 +27,24 @@ def gae(rewards: np.ndarray, values: np.ndarray, last_values: np.ndarray, dones:
     return adv, adv + values
 
 
+def running_returns(carry: np.ndarray, rewards: np.ndarray, gamma: float,
+                    dones: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The discounted return of each env stream accumulated forward in time, R_t = gamma
+    R_{t-1} + r_t, from ``carry`` (N,), the value before the first step: what reward scaling
+    divides by the std of. With ``dones`` it restarts after each episode end; without, it runs
+    on across episodes (non-episodic, as RND's intrinsic return). Returns (R (T, N), the new
+    carry), float64.
+    """
+    out = np.empty(rewards.shape, dtype=np.float64)
+    running = np.array(carry, dtype=np.float64)
+    for t in range(rewards.shape[0]):
+        running = running * gamma + rewards[t]
+        out[t] = running
+        if dones is not None:
+            running[dones[t] > 0] = 0.0
+    return out, running
+
+
 def vtrace(log_rhos, discounts, rewards, values, bootstrap_value, rho_bar: float = 1.0,
            c_bar: float = 1.0, pg_rho_bar: float = 1.0, lam: float = 1.0):
     """V-trace targets and policy-gradient advantages (Espeholt et al. 2018, arXiv:1802.01561,
