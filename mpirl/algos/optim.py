@@ -28,20 +28,24 @@ def make_optimizer(cfg, params, fused: bool = False) -> torch.optim.Optimizer:
     return torch.optim.Adam(params, lr=cfg.lr, eps=1e-5, **kind)
 
 
-def flat_parameter(params, averager) -> torch.nn.Parameter:
+def flat_parameter(params, averager, span: tuple[int, int] | None = None
+                   ) -> torch.nn.Parameter:
     """The trainable parameters of a flattened network (``mpirl.comm.FlatParameters``) as one
-    parameter whose gradient is the averager's flat buffer: a flat optimizer then steps the
-    whole network in a few operations. The trainable parameters must come first in the
+    parameter whose gradient is the averager's flat buffer (``span``: the part of it that is
+    this network's, when the averager covers further networks): a flat optimizer then steps
+    the whole network in a few operations. The trainable parameters must come first in the
     network (statistics such as an observation normalizer last)."""
-    flat = torch.nn.Parameter(params.vector[:averager.numel], requires_grad=False)
-    flat.grad = averager.flat
+    start, stop = span if span is not None else (0, averager.numel)
+    flat = torch.nn.Parameter(params.vector[:stop - start], requires_grad=False)
+    flat.grad = averager.flat[start:stop]
     return flat
 
 
-def flat_optimizer(cfg, params, averager):
+def flat_optimizer(cfg, params, averager, span: tuple[int, int] | None = None):
     """--optimizer over the flattened network ``params`` (``mpirl.comm.FlatParameters``) whose
-    gradient is ``averager``'s buffer: a step is a few in-place operations on one tensor."""
-    flat = flat_parameter(params, averager)
+    gradient is ``averager``'s buffer (or its ``span``): a step is a few in-place operations
+    on one tensor."""
+    flat = flat_parameter(params, averager, span)
     return FlatAdam(flat, cfg.lr) if cfg.optimizer == "adam" else FlatRMSprop(flat, cfg.lr)
 
 

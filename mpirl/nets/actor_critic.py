@@ -32,17 +32,20 @@ class ObsStatistics(nn.Module):
 class ActorCritic(nn.Module):
     """Separate policy and value MLPs over the flattened observation.
 
-    ``obs_norm``: observations are normalized by running statistics (``normalizer``,
-    set by the learners) and clipped to +-``clip_obs``. ``squash``: Gaussian actions reach the
-    env through tanh, scaled to the action bounds, instead of being clipped to them; either way
-    log-probabilities are those of the unsquashed Gaussian sample.
+    ``obs_norm``: observations are normalized by running statistics (``normalizer``, set by the
+    learners) and clipped to +-``clip_obs``. ``value_heads``: 1, or 2 for a value of the extrinsic
+    and one of the intrinsic return (RND, ``mpirl.algos.rnd``); ``forward`` then gives both, (batch,
+    2), and ``value`` the extrinsic one. ``squash``: Gaussian actions reach the env through tanh,
+    scaled to the action bounds, instead of being clipped to them; either way log-probabilities are
+    those of the unsquashed Gaussian sample.
     """
 
     def __init__(self, spec: EnvSpec, hidden_sizes: list[int], activation: str = "tanh",
                  obs_norm: bool = False, clip_obs: float = 10.0, log_std_init: float = 0.0,
-                 squash: bool = False):
+                 squash: bool = False, value_heads: int = 1):
         super().__init__()
         self.spec = spec
+        self.value_heads = value_heads
         act = {"tanh": nn.Tanh, "relu": nn.ReLU}[activation]
         obs_dim = int(np.prod(spec.obs_shape))
         self._build(spec, obs_dim, hidden_sizes, act)
@@ -58,7 +61,7 @@ class ActorCritic(nn.Module):
 
     def _build(self, spec: EnvSpec, obs_dim: int, hidden_sizes: list[int], act) -> None:
         self.pi = mlp([obs_dim, *hidden_sizes, spec.n_actions], act, out_gain=0.01)
-        self.vf = mlp([obs_dim, *hidden_sizes, 1], act, out_gain=1.0)
+        self.vf = mlp([obs_dim, *hidden_sizes, self.value_heads], act, out_gain=1.0)
 
     def set_obs_stats(self, mean: np.ndarray, var: np.ndarray) -> None:
         """Load running observation statistics (float64 arrays of the observation's shape)."""
@@ -78,12 +81,17 @@ class ActorCritic(nn.Module):
         return self._input(obs).reshape(obs.shape[0], -1)
 
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Policy output (logits, or Gaussian means) and state values, for a batch."""
+        """Policy output (logits, or Gaussian means) and state values, for a batch: (batch,)
+        with one value head, (batch, heads) with more."""
         x = self._flat(obs)
-        return self._policy_out(x), sequential(self.vf, x).squeeze(-1)
+        return self._policy_out(x), self._values(sequential(self.vf, x))
+
+    def _values(self, v: torch.Tensor) -> torch.Tensor:
+        return v.squeeze(-1) if self.value_heads == 1 else v
 
     def value(self, obs: torch.Tensor) -> torch.Tensor:
-        return sequential(self.vf, self._flat(obs)).squeeze(-1)
+        """The (extrinsic) state value, (batch,)."""
+        return sequential(self.vf, self._flat(obs))[:, 0]
 
     def log_prob_entropy(self, out: torch.Tensor, actions: torch.Tensor
                          ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -208,7 +216,7 @@ class CNNActorCritic(ActorCritic):
         self.trunk = nn.Sequential(convs[0], nn.ReLU(), convs[1], nn.ReLU(), convs[2], nn.ReLU(),
                                    nn.Flatten(), fc, nn.ReLU())
         self.pi = mlp([512, spec.n_actions], act, out_gain=0.01)
-        self.vf = mlp([512, 1], act, out_gain=1.0)
+        self.vf = mlp([512, self.value_heads], act, out_gain=1.0)
 
     def _flat(self, obs: torch.Tensor) -> torch.Tensor:
         x = self._input(obs)

@@ -23,7 +23,8 @@ def ppo_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tenso
              ent_coef: float) -> PPOLoss:
     """Clipped surrogate + ``vf_coef`` x value error - ``ent_coef`` x entropy, means over the
     batch. With ``clip_vf`` the value error is the larger of the plain and the clipped one
-    (the prediction kept within ``clip_vf`` of ``old_values``)."""
+    (the prediction kept within ``clip_vf`` of ``old_values``). Values of several heads,
+    (batch, heads), add their errors."""
     log_ratio = logp - old_logp
     ratio = log_ratio.exp()
     surrogate = torch.min(ratio * advantages, ratio.clamp(1.0 - clip, 1.0 + clip) * advantages)
@@ -32,6 +33,8 @@ def ppo_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tenso
     if clip_vf is not None:
         clipped = old_values + (values - old_values).clamp(-clip_vf, clip_vf)
         error = torch.max(error, (returns - clipped).pow(2))
+    if error.dim() > 1:  # one column per value head: their errors add up
+        error = error.sum(-1)
     value = error.mean()
     ent = entropy.mean()
     with torch.no_grad():
