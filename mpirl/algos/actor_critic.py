@@ -1,6 +1,7 @@
 """What the actor-critic algorithms (A2C, PPO, A3C) share: their option groups, their policy
-network, what their acting ranks collect and send (on-policy rollouts), and the start-up check
-of ``--precision``. Their learners' common part is ``mpirl.algos.onpolicy``."""
+network, what their acting ranks collect and send (on-policy rollouts, with RND's start when an
+algorithm offers ``--intrinsic``), and the start-up check of ``--precision``. Their
+learners' common part is ``mpirl.algos.onpolicy``."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -8,6 +9,7 @@ from dataclasses import dataclass
 from mpirl.acting.collect import RolloutCollector
 from mpirl.acting.envs import EnvSpec, is_atari
 from mpirl.acting.messages import Fields, rollout_fields
+from mpirl.algos import rnd
 from mpirl.config.fields import ConfigError, option
 from mpirl.nets.actor_critic import ActorCritic, CNNActorCritic, is_image
 
@@ -60,7 +62,8 @@ class RolloutLearnerOptions:
 def policy(cfg, env: EnvSpec) -> ActorCritic:
     """The actor-critic for ``env``: image stacks (channels, height, width) get the CNN."""
     kwargs = dict(obs_norm=cfg.normalize_obs, clip_obs=cfg.clip_obs,
-                  log_std_init=cfg.log_std_init, squash=cfg.action_bounds == "squash")
+                  log_std_init=cfg.log_std_init, squash=cfg.action_bounds == "squash",
+                  value_heads=2 if rnd.active(cfg) else 1)
     if is_image(env):
         return CNNActorCritic(env, list(cfg.hidden_sizes), cfg.activation,
                               bf16=cfg.precision == "bf16", **kwargs)
@@ -75,13 +78,16 @@ def atari_training(cfg) -> tuple[bool, bool]:
 
 
 def collector(ctx) -> RolloutCollector:
-    """On-policy rollouts of --n-steps steps from each env (``mpirl.algos.api.ActingContext``)."""
-    return RolloutCollector(ctx.policy, ctx.envs, ctx.cfg.n_steps, ctx.cfg.gamma, ctx.rng,
-                            *atari_training(ctx.cfg))
+    """On-policy rollouts of --n-steps steps from each env (``mpirl.algos.api.ActingContext``),
+    after RND's random-action steps with --intrinsic rnd."""
+    rollouts = RolloutCollector(ctx.policy, ctx.envs, ctx.cfg.n_steps, ctx.cfg.gamma, ctx.rng,
+                                *atari_training(ctx.cfg))
+    return rnd.collector(ctx, rollouts)
 
 
 def rollout_message(cfg, env: EnvSpec) -> Fields:
-    return rollout_fields(env, cfg.n_steps, cfg.envs_per_actor)
+    return {**rollout_fields(env, cfg.n_steps, cfg.envs_per_actor),
+            **rnd.message_fields(cfg, env)}
 
 
 def check_precision(setup) -> None:

@@ -2,19 +2,21 @@
 arXiv:1707.06347) on synchronous learners.
 
 Each iteration the learners make --n-epochs passes over the rollout batch in minibatches of
---batch-size; every minibatch gradient is averaged over the learners, so all of them take the
-same steps. Its defaults are rl-baselines3-zoo's tuned CartPole settings per acting rank, with
-the clip range halved (``DEFAULTS``).
+--batch-size; every minibatch gradient is averaged over the learners, so all of them take the same
+steps. ``--intrinsic rnd`` adds random network distillation's exploration bonus
+(``mpirl.algos.rnd``). Its defaults are rl-baselines3-zoo's tuned CartPole settings per acting rank,
+with the clip range halved (``DEFAULTS``).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mpirl.algos import actor_critic
+from mpirl.algos import actor_critic, rnd
 from mpirl.algos.api import SYNCHRONOUS, Algorithm
 from mpirl.algos.optim import MinibatchOptions
 from mpirl.algos.ppo.trainer import PPOTrainer
 from mpirl.algos.registry import register
+from mpirl.algos.rnd import IntrinsicOptions
 from mpirl.config.fields import ConfigError, option
 
 
@@ -84,7 +86,7 @@ ALGORITHM = register(Algorithm(
     execution=SYNCHRONOUS,
     options=(PPOOptions, MinibatchOptions, actor_critic.ActorCriticOptions,
              actor_critic.EntropyOptions,
-             actor_critic.RolloutLearnerOptions),
+             actor_critic.RolloutLearnerOptions, IntrinsicOptions),
     defaults=DEFAULTS,
     policy=actor_critic.policy,
     collector=actor_critic.collector,
@@ -93,4 +95,5 @@ ALGORITHM = register(Algorithm(
     cheaper_updates="fewer updates per rollout batch (a larger --batch-size, or fewer "
     "--n-epochs) cut it",
     check=_check,
+    startup=rnd.startup,
 ))

@@ -33,9 +33,15 @@ class PPO:
                  "grad_norm")
 
     def __init__(self, cfg, model, averager, optimizer, minibatches: int,
-                 merge: Callable[[Moments], Moments] | None = None, autograd: bool = False):
-        """``averager`` must have an extra slot named ``approx_kl``."""
+                 merge: Callable[[Moments], Moments] | None = None, autograd: bool = False,
+                 intrinsic=None):
+        """``averager`` must have an extra slot named ``approx_kl``. ``intrinsic``: an
+        ``mpirl.algos.rnd.RND`` whose predictor the averager also covers (and ``optimizer``
+        steps); the batch then brings ``int_rewards`` and the model two value heads."""
         self.cfg, self.model, self.averager, self.optimizer = cfg, model, averager, optimizer
+        self.intrinsic = intrinsic
+        if intrinsic is not None:
+            self.STAT_KEYS = PPO.STAT_KEYS + intrinsic.STAT_KEYS
         self.minibatches = minibatches
         self.merge = merge or (lambda m: m)
         self.device = next(model.parameters()).device
@@ -44,25 +50,38 @@ class PPO:
         # MLP policies on a CPU: the loss gradient by hand (same numbers, a fraction of the
         # per-operation cost); anything else through autograd
         self.by_hand = (mlp_backprop.MLPLossGrad(model)
-                        if not autograd and self.device.type == "cpu"
+                        if not autograd and intrinsic is None and self.device.type == "cpu"
                         and mlp_backprop.supports(model) else None)
 
     def _advantages(self, batch: dict[str, np.ndarray], values: np.ndarray
                     ) -> tuple[np.ndarray, np.ndarray]:
+        """``values``: (T+1, N), or (T+1, N, 2) with an intrinsic head. Returns the
+        advantages (T x N,) and the returns (T x N,), or (T x N, 2)."""
         cfg = self.cfg
         T = batch["rewards"].shape[0]
         rewards = batch["rewards"] + batch["bootstrap"]
-        adv, ret = gae(rewards, values[:T], values[T], batch["dones"], cfg.gamma, cfg.gae_lambda)
-        adv, ret = adv.reshape(-1), ret.reshape(-1)
+        if self.intrinsic is None:
+            adv, ret = gae(rewards, values[:T], values[T], batch["dones"], cfg.gamma,
+                           cfg.gae_lambda)
+            adv, ret = adv.reshape(-1), ret.reshape(-1)
+        else:  # the intrinsic return runs on across episode ends
+            ext_adv, ext_ret = gae(rewards, values[:T, :, 0], values[T, :, 0], batch["dones"],
+                                   cfg.gamma, cfg.gae_lambda)
+            int_rewards = batch["int_rewards"]
+            int_adv, int_ret = gae(int_rewards, values[:T, :, 1], values[T, :, 1],
+                                   np.zeros_like(int_rewards), cfg.int_gamma, cfg.gae_lambda)
+            adv = (cfg.ext_coef * ext_adv + cfg.int_coef * int_adv).reshape(-1)
+            ret = np.stack([ext_ret.reshape(-1), int_ret.reshape(-1)], axis=-1)
         if cfg.normalize_advantage:
             m = self.merge(Moments.of(adv))  # the global batch's mean and std
             adv = ((adv - m.mean) / (np.sqrt(m.var) + 1e-8)).astype(np.float32)
         return adv, ret
 
-    def update(self, batch: dict[str, np.ndarray], clip: float, rng: np.random.Generator
-               ) -> list[dict]:
+    def update(self, batch: dict[str, np.ndarray], clip: float, rng: np.random.Generator,
+               rnd_rng: np.random.Generator | None = None) -> list[dict]:
         """``batch``: obs (T+1, N, ...), actions (T, N, ...), rewards, dones, bootstrap (T, N).
-        Returns the statistics of each minibatch step; ``rng`` orders the minibatches."""
+        Returns the statistics of each minibatch step; ``rng`` orders the minibatches,
+        ``rnd_rng`` picks the samples the intrinsic predictor trains on."""
         cfg, model, averager, dev = self.cfg, self.model, self.averager, self.device
         T, N = batch["rewards"].shape
         n = T * N
@@ -73,7 +92,7 @@ class PPO:
         with torch.no_grad():
             out, values_all = model(obs_all)
             old_logp, _ = model.log_prob_entropy(out[:n], actions)
-        values = values_all.cpu().numpy().reshape(T + 1, N)
+        values = values_all.cpu().numpy().reshape(T + 1, N, *values_all.shape[1:])
         adv, ret = self._advantages(batch, values)
         obs = obs_all[:n]
         old_values = values_all[:n]
@@ -108,12 +127,18 @@ class PPO:
                     loss = ppo_loss(logp, old_logp[part], adv_t[part], v_b, old_values[part],
                                     ret_t[part], entropy, clip, cfg.clip_range_vf, cfg.vf_coef,
                                     cfg.ent_coef)
+                    total_loss = loss.total
+                    extra = []
+                    if self.intrinsic is not None:
+                        rnd_loss = self.intrinsic.loss(part, rnd_rng)
+                        total_loss = total_loss + rnd_loss
+                        extra = [rnd_loss.detach()]
                     averager.zero_grad()
-                    averager.backward(loss.total)
-                    scalars = torch.stack([loss.total.detach(), loss.policy.detach(),
+                    averager.backward(total_loss)
+                    scalars = torch.stack([total_loss.detach(), loss.policy.detach(),
                                            loss.value.detach(), loss.entropy.detach(),
-                                           loss.approx_kl, loss.clip_fraction]).tolist()
-                total, policy, value, ent, approx_kl, clip_fraction = scalars
+                                           loss.approx_kl, loss.clip_fraction, *extra]).tolist()
+                total, policy, value, ent, approx_kl, clip_fraction = scalars[:6]
                 extras[kl_slot] = approx_kl * averager.share
                 averager.average()
                 mean_kl = float(extras[kl_slot])  # over the learners
@@ -126,6 +151,8 @@ class PPO:
                               "value_loss": value, "entropy": ent,
                               "approx_kl": mean_kl, "clip_fraction": clip_fraction,
                               "grad_norm": grad_norm})
+                if self.intrinsic is not None:
+                    stats[-1]["rnd_loss"] = scalars[6]
                 if skipped:
                     if cfg.nonfinite == "stop":
                         return stats
