@@ -15,7 +15,7 @@ from mpirl.algos.moments import Moments
 from mpirl.algos.ppo.loss import ppo_loss
 from mpirl.algos.ppo.update import PPO
 from mpirl.algos.returns import running_returns
-from mpirl.algos.rnd import INIT_FIELD, RND, RandomStartCollector
+from mpirl.algos.rnd import INIT_FIELD, RND, SOURCE_FIELD, RandomStartCollector
 from mpirl.config.sources import parse_config
 from mpirl.nets.actor_critic import ActorCritic
 
@@ -110,9 +110,9 @@ def test_the_first_rollout_follows_random_steps_whose_statistics_it_carries():
     envs.close()
 
 
-def _rnd(args=(), streams=2, comm=None, spec=SPEC):
+def _rnd(args=(), comm=None, spec=SPEC, rng=None):
     cfg = parse_config([*RND_ARGS, *args])
-    return RND(cfg, spec, torch.device("cpu"), comm, streams)
+    return RND(cfg, spec, torch.device("cpu"), comm, rng)
 
 
 def test_every_learner_builds_the_same_target_from_the_seed():
@@ -136,7 +136,7 @@ def test_novel_observations_earn_more_intrinsic_reward_than_familiar_ones():
     rnd.inputs = rnd._normalize(familiar)
     for _ in range(300):
         optimizer.zero_grad()
-        rnd.loss(slice(None), rng).backward()
+        rnd.loss().backward()
         optimizer.step()
     with torch.no_grad():
         seen = rnd.nets.error(rnd._normalize(familiar)).mean().item()
@@ -144,11 +144,28 @@ def test_novel_observations_earn_more_intrinsic_reward_than_familiar_ones():
     assert new > 5 * seen
 
 
+def test_unrolls_of_one_sender_in_one_batch_continue_each_others_intrinsic_return():
+    """A streaming learner's batch may hold two unrolls of the same actor's envs, in the order
+    they were sent: the second continues the first's returns; another sender's start anew."""
+    rnd = _rnd(["--int-gamma", "0.5"])
+    T, n = 4, 2
+    raw = np.random.default_rng(3).random((T, 3 * n))
+    rnd.blocks = [(7, n), (1, n), (7, n)]
+    out = rnd._returns(raw)
+    first, second = running_returns(np.zeros(n), np.concatenate([raw[:, :n], raw[:, 2 * n:]]),
+                                    0.5)[0].reshape(2, T, n)
+    np.testing.assert_allclose(out[:, :n], first)
+    np.testing.assert_allclose(out[:, 2 * n:], second)
+    np.testing.assert_allclose(out[:, n:2 * n], running_returns(np.zeros(n), raw[:, n:2 * n],
+                                                                0.5)[0])
+    np.testing.assert_allclose(rnd.returns[7], second[-1])
+
+
 def test_the_predictor_trains_on_its_share_of_each_minibatch():
-    rnd = _rnd(["--rnd-update-proportion", "0.25"])
+    rnd = _rnd(["--rnd-update-proportion", "0.25"], rng=np.random.default_rng(7))
     rnd.inputs = torch.randn(400, 3)
     errors = rnd.nets.error(rnd.inputs).detach()
-    loss = rnd.loss(slice(None), np.random.default_rng(7)).item()
+    loss = rnd.loss().item()
     keep = np.random.default_rng(7).random(400) < 0.25
     assert loss == pytest.approx(errors[torch.from_numpy(keep)].mean().item(), rel=1e-5)
     assert 60 < keep.sum() < 140
@@ -165,10 +182,11 @@ def _part(rank: int, iteration: int, T: int = 5) -> dict[str, np.ndarray]:
             "dones": (rng.random((T, n)) < 0.3).astype(np.float32)}
 
 
-def _random_start(rank: int) -> dict:
-    """A message whose actor's random steps saw these observations."""
+def _random_start(rank: int, T: int = 5) -> dict:
+    """Acting rank ``rank``'s first message, whose random steps saw these observations."""
     rng = np.random.default_rng([rank, 99])
-    return {INIT_FIELD: Moments.of(rng.normal(-rank, 2.0, (40, 3)), (3,)).pack()}
+    return {INIT_FIELD: Moments.of(rng.normal(-rank, 2.0, (40, 3)), (3,)).pack(),
+            SOURCE_FIELD: np.array([rank]), "rewards": np.zeros((T, 2 + rank), np.float32)}
 
 
 @pytest.mark.mpi
@@ -178,10 +196,10 @@ def test_rnd_statistics_merged_over_learners_equal_those_of_one_process_that_saw
     from mpirl import comm
     world = comm.world()
     rank, size = world.Get_rank(), world.Get_size()
-    mine = _rnd(streams=2 + rank, comm=world)
-    alone = _rnd(streams=sum(2 + r for r in range(size)))
-    mine.take_init([_random_start(rank)])
-    alone.take_init([_random_start(r) for r in range(size)])
+    mine = _rnd(comm=world)
+    alone = _rnd()
+    mine.take_in([_random_start(rank)])
+    alone.take_in([_random_start(r) for r in range(size)])
     first = sum(2 + r for r in range(rank))
     for i in range(3):
         part = _part(rank, i)

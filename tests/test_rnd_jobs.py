@@ -1,6 +1,6 @@
-"""PPO with random network distillation as whole jobs on MountainCar-v0: an exact resume with
-RND's networks, optimizer and statistics in the checkpoint, progress columns, the option
-refused where it does not apply, and a short learning check."""
+"""PPO and IMPALA with random network distillation as whole jobs on MountainCar-v0: an exact
+resume with RND's networks, optimizer and statistics in the checkpoint, progress columns, the
+option refused where it does not apply, and a short learning check."""
 import pytest
 
 from helpers import evaluations, learning_rows, progress_rows, run_job, same_weights, \
@@ -26,11 +26,31 @@ def test_a_stopped_and_resumed_rnd_run_ends_like_an_uninterrupted_one(tmp_path):
     assert all(float(r["intrinsic_return_std"]) > 0 for r in rows)
 
 
-def test_intrinsic_rewards_apply_to_ppo_only(tmp_path):
+def test_intrinsic_rewards_apply_to_ppo_and_impala(tmp_path):
     res = run_job(["mpirl.train", "--algo", "a2c", "--env", "MountainCar-v0", "--intrinsic",
                    "rnd", "--run-dir", str(tmp_path / "run"), *QUIET], ranks=2)
     assert res.returncode == 2
-    assert "--intrinsic" in res.stderr and "ppo" in res.stderr
+    lines = [line for line in res.stderr.splitlines() if "--intrinsic" in line]
+    assert lines and "ppo" in lines[0] and "impala" in lines[0]
+
+
+def test_impala_with_rnd_trains_on_unrolls_from_any_actor_and_resumes(tmp_path):
+    """Two actors' unrolls, two to a batch in arrival order (often both from one actor): the
+    learner keeps each actor's intrinsic returns apart, checkpoints them with the rest of RND,
+    and a stopped run resumes to its end."""
+    args = ["--algo", "impala", "--env", "MountainCar-v0", "--intrinsic", "rnd",
+            "--envs-per-actor", "4", "--n-steps", "16", "--batch-unrolls", "2",
+            "--rnd-init-steps", "8", "--total-steps", "16384", "--log-every", "2048",
+            "--eval-every", "0", "--eval-episodes", "1", "--checkpoint-every", "40", *QUIET]
+    whole, parts = whole_and_resumed(tmp_path, args, 16384)
+    rows = progress_rows(whole)
+    assert len(rows) >= 6
+    assert all(float(r["intrinsic_reward"]) > 0 and float(r["rnd_loss"]) > 0 for r in rows)
+    # the predictor learns: its error on what it sees falls
+    assert float(rows[-1]["intrinsic_reward"]) < float(rows[0]["intrinsic_reward"])
+    resumed = progress_rows(parts)
+    assert int(resumed[-1]["env_steps"]) >= 16384
+    assert all(float(r["intrinsic_return_std"]) > 0 for r in resumed)
 
 
 def test_rnd_on_atari_frames_runs_end_to_end(tmp_path):

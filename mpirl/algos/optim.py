@@ -49,6 +49,18 @@ def flat_optimizer(cfg, params, averager, span: tuple[int, int] | None = None):
     return FlatAdam(flat, cfg.lr) if cfg.optimizer == "adam" else FlatRMSprop(flat, cfg.lr)
 
 
+class StepTogether:
+    """Steps several optimizers as one (a policy's and RND's predictor's, over one gradient
+    buffer)."""
+
+    def __init__(self, optimizers: list):
+        self.optimizers = optimizers
+
+    def step(self) -> None:
+        for optimizer in self.optimizers:
+            optimizer.step()
+
+
 class FlatRMSprop:
     """RMSProp (torch.optim.RMSprop's arithmetic, alpha 0.99, eps 1e-5 as ``make_optimizer``'s,
     no momentum) over one flat parameter whose ``.grad`` is set, in a few in-place

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mpirl.acting.messages import rollout_fields
-from mpirl.algos import actor_critic
+from mpirl.algos import actor_critic, rnd
 from mpirl.algos.api import Algorithm
 from mpirl.algos.impala.trainer import ImpalaTrainer
 from mpirl.algos.registry import register
@@ -39,8 +39,10 @@ DEFAULTS = {"envs_per_actor": 32, "n_steps": 8, "lr": 3e-3}
 
 
 def message(cfg, env):
-    """An on-policy rollout with the behaviour policy's log-probability of each action."""
-    return rollout_fields(env, cfg.n_steps, cfg.envs_per_actor, logp=True)
+    """An on-policy rollout with the behaviour policy's log-probability of each action (and
+    RND's fields with --intrinsic rnd)."""
+    return {**rollout_fields(env, cfg.n_steps, cfg.envs_per_actor, logp=True),
+            **rnd.message_fields(cfg, env)}
 
 
 def validate(cfg) -> None:
@@ -55,7 +57,7 @@ ALGORITHM = register(Algorithm(
     description="IMPALA: asynchronous actors, V-trace learners",
     execution=STREAMING,
     options=(ImpalaOptions, actor_critic.ActorCriticOptions, actor_critic.EntropyOptions,
-             actor_critic.RolloutLearnerOptions),
+             actor_critic.RolloutLearnerOptions, rnd.IntrinsicOptions),
     defaults=DEFAULTS,
     policy=actor_critic.policy,
     collector=actor_critic.collector,
@@ -63,6 +65,7 @@ ALGORITHM = register(Algorithm(
     trainer=ImpalaTrainer,
     validate=validate,
     check=actor_critic.check_precision,
+    startup=rnd.startup,
     cheaper_updates="more steps per update (--batch-unrolls, --n-steps, --envs-per-actor) "
     "spread its fixed cost",
 ))

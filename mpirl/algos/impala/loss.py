@@ -30,9 +30,13 @@ def impala_loss(logp: torch.Tensor, entropy: torch.Tensor, values: torch.Tensor,
                 ent_coef: float) -> ImpalaLoss:
     """Policy gradient with the clipped importance-weighted advantages, plus ``vf_coef`` x the
     squared error to the V-trace targets ``vs``, minus ``ent_coef`` x entropy, each a mean over
-    the batch. ``vs`` and ``pg_advantages`` are constants."""
+    the batch. ``vs`` and ``pg_advantages`` are constants. Values of several heads,
+    (batch, heads), add their errors."""
     policy = -(pg_advantages.detach() * logp).mean()
-    value = (vs.detach() - values).pow(2).mean()
+    error = (vs.detach() - values).pow(2)
+    if error.dim() > 1:  # one column per value head: their errors add up
+        error = error.sum(-1)
+    value = error.mean()
     ent = entropy.mean()
     return ImpalaLoss(policy + vf_coef * value - ent_coef * ent, policy, value, ent)
 
@@ -43,14 +47,21 @@ class Impala:
     STAT_KEYS = ("loss", "policy_loss", "value_loss", "entropy", "grad_norm", "rho_mean",
                  "rho_clipped")
 
-    def __init__(self, cfg, model, averager, optimizer, autograd: bool = False):
+    def __init__(self, cfg, model, averager, optimizer, autograd: bool = False,
+                 intrinsic=None):
+        """``intrinsic``: an ``mpirl.algos.rnd.RND`` whose predictor the averager also covers
+        (and ``optimizer`` steps); the batch then brings ``int_rewards`` and the model two
+        value heads, each with its V-trace targets (the intrinsic discount never stops)."""
         self.cfg, self.model = cfg, model
         self.averager, self.optimizer = averager, optimizer
+        self.intrinsic = intrinsic
+        if intrinsic is not None:
+            self.STAT_KEYS = Impala.STAT_KEYS + intrinsic.STAT_KEYS
         self.device = next(model.parameters()).device
         # MLP policies on a CPU: the gradient by hand (``mpirl.nets.backprop``), the same
         # numbers as autograd's at a fraction of the cost; anything else through autograd
         self.by_hand = (ActorCriticPass(model) if not autograd and self.device.type == "cpu"
-                        and supports(model) else None)
+                        and intrinsic is None and supports(model) else None)
 
     def update(self, batch: dict[str, np.ndarray]) -> dict[str, float]:
         """``batch``: obs (T+1, N, ...), actions (T, N, ...), rewards, dones, bootstrap and the
@@ -78,15 +89,31 @@ class Impala:
         else:
             out, values_all = self.model(obs)
             logp, entropy = self.model.log_prob_entropy(out[:T * N], actions)
-            values = values_all.reshape(T + 1, N)
             log_rhos = logp.detach().reshape(T, N) - behaviour
-            vs, pg_adv = vtrace(log_rhos, discounts, rewards, values[:T].detach(),
-                                values[T].detach(), cfg.rho_bar, cfg.c_bar, cfg.pg_rho_bar,
-                                cfg.gae_lambda)
-            loss = impala_loss(logp, entropy, values[:T].reshape(-1), vs.reshape(-1),
-                               pg_adv.reshape(-1), cfg.vf_coef, cfg.ent_coef)
-            averager.backward(loss.total)
-            loss = ImpalaLoss(*(float(v.detach()) for v in (loss.total, loss.policy,
+            bars = (cfg.rho_bar, cfg.c_bar, cfg.pg_rho_bar, cfg.gae_lambda)
+            if self.intrinsic is None:
+                values = values_all.reshape(T + 1, N)
+                vs, pg_adv = vtrace(log_rhos, discounts, rewards, values[:T].detach(),
+                                    values[T].detach(), *bars)
+                values, vs = values[:T].reshape(-1), vs.reshape(-1)
+            else:
+                values = values_all.reshape(T + 1, N, 2)
+                ext, intr = values[..., 0].detach(), values[..., 1].detach()
+                vs_ext, pg_ext = vtrace(log_rhos, discounts, rewards, ext[:T], ext[T], *bars)
+                vs_int, pg_int = vtrace(log_rhos, torch.full_like(discounts, cfg.int_gamma),
+                                        tensor(batch["int_rewards"]), intr[:T], intr[T], *bars)
+                pg_adv = cfg.ext_coef * pg_ext + cfg.int_coef * pg_int
+                values = values[:T].reshape(T * N, 2)
+                vs = torch.stack([vs_ext, vs_int], -1).reshape(T * N, 2)
+            loss = impala_loss(logp, entropy, values, vs, pg_adv.reshape(-1), cfg.vf_coef,
+                               cfg.ent_coef)
+            total = loss.total
+            if self.intrinsic is not None:
+                rnd_loss = self.intrinsic.loss()
+                total = total + rnd_loss
+                rnd_loss = float(rnd_loss.detach())
+            averager.backward(total)
+            loss = ImpalaLoss(*(float(v.detach()) for v in (total, loss.policy,
                                                             loss.value, loss.entropy)))
         averager.average()
         grad_norm = averager.clip_norm_(cfg.max_grad_norm)
@@ -94,10 +121,13 @@ class Impala:
         if not skipped:
             self.optimizer.step()
         rhos = log_rhos.exp()
-        return {"skipped": skipped, "loss": loss.total, "policy_loss": loss.policy,
-                "value_loss": loss.value, "entropy": loss.entropy, "grad_norm": grad_norm,
-                "rho_mean": float(rhos.mean()),
-                "rho_clipped": float((rhos > cfg.rho_bar).float().mean())}
+        stats = {"skipped": skipped, "loss": loss.total, "policy_loss": loss.policy,
+                 "value_loss": loss.value, "entropy": loss.entropy, "grad_norm": grad_norm,
+                 "rho_mean": float(rhos.mean()),
+                 "rho_clipped": float((rhos > cfg.rho_bar).float().mean())}
+        if self.intrinsic is not None:
+            stats["rnd_loss"] = rnd_loss
+        return stats
 
     def _gradient_by_hand(self, obs, actions, behaviour, discounts, rewards, T: int, N: int
                           ) -> tuple[ImpalaLoss, torch.Tensor]:

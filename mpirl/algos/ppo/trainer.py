@@ -6,7 +6,7 @@ from __future__ import annotations
 from mpirl.algos import rnd
 from mpirl.algos.normalization import merge_over
 from mpirl.algos.onpolicy import OnPolicyTrainer
-from mpirl.algos.optim import flat_optimizer
+from mpirl.algos.optim import StepTogether
 from mpirl.algos.ppo.update import PPO
 from mpirl.algos.rnd import RND
 from mpirl.runtime import timing
@@ -18,39 +18,28 @@ class PPOTrainer(OnPolicyTrainer):
     def __init__(self, ctx):
         super().__init__(ctx)
         cfg = ctx.cfg
-        policy = list(ctx.policy.parameters())
-        trained = sum(p.numel() for p in policy if p.requires_grad)
-        self.rnd = RND(cfg, ctx.env, ctx.device, ctx.comm, ctx.streams) if rnd.active(cfg) \
-            else None
-        if self.rnd is not None:
-            from mpirl.comm import FlatParameters  # a learner's: MPI is there
-            predictor = FlatParameters(self.rnd.nets.predictor)
         # the approximate KL rides in the gradient allreduce: every learner sees its mean; RND's
-        # predictor trains in the same allreduce
-        self.averager = ctx.averager(policy + (self.rnd.parameters() if self.rnd else []),
-                                     extras=("approx_kl",))
-        self.optimizer = flat_optimizer(cfg, ctx.policy_params, self.averager, (0, trained))
-        self.rnd_optimizer = None
+        # predictor (--intrinsic rnd) trains in the same allreduce
+        self.rnd, self.averager, self._optimizers = rnd.learner_parts(
+            ctx, extras=("approx_kl",))
+        self.optimizer = self._optimizers[0]
         if self.rnd is not None:
-            self.rnd_optimizer = flat_optimizer(cfg, predictor, self.averager,
-                                                (trained, self.averager.numel))
             self.stat_keys = PPO.STAT_KEYS + RND.STAT_KEYS
-        steps = self.optimizer if self.rnd is None else _Steps(self.optimizers())
+        steps = self.optimizer if self.rnd is None else StepTogether(self._optimizers)
         self.algo = PPO(cfg, ctx.policy, self.averager, steps,
                         ctx.steps_per_iteration // cfg.batch_size,
                         merge=lambda m: merge_over(ctx.comm, [m])[0], autograd=cfg.autograd,
                         intrinsic=self.rnd)
         self.rng = ctx.rng("minibatches")
-        self.rnd_rng = ctx.rng("rnd")
         self.clip = cfg.clip_range
 
     def optimizers(self) -> list:
-        return [self.optimizer] + ([self.rnd_optimizer] if self.rnd_optimizer else [])
+        return self._optimizers
 
     def ingest(self, messages) -> None:
         super().ingest(messages)
         if self.rnd is not None:
-            self.rnd.take_init(messages)
+            self.rnd.take_in(messages)
 
     def train(self, progress: float) -> list[dict]:
         cfg = self.cfg
@@ -61,7 +50,7 @@ class PPOTrainer(OnPolicyTrainer):
             self.rnd.prepare(self.batch)
         self.clip = cfg.clip_range * (1.0 - progress if cfg.clip_schedule == "linear" else 1.0)
         timing.switch("gradient")
-        stats = self.algo.update(self.batch, self.clip, self.rng, self.rnd_rng)
+        stats = self.algo.update(self.batch, self.clip, self.rng)
         self.updates += sum(not s["skipped"] for s in stats)
         self.norm.publish()
         return stats
@@ -86,14 +75,13 @@ class PPOTrainer(OnPolicyTrainer):
         state = {**super().state_dict(), "optimizer": self.optimizer.state_dict(),
                  "updates": self.updates, "kl_stops": self.algo.kl_stops}
         if self.rnd is not None:
-            state["rnd"] = {**self.rnd.state_dict(),
-                            "optimizer": self.rnd_optimizer.state_dict()}
+            state["rnd"] = self.rnd.state_dict()
         return state
 
     def own_state_dict(self) -> dict:
         state = {**super().own_state_dict(), "rng": self.rng.bit_generator.state}
         if self.rnd is not None:
-            state["rnd"] = {**self.rnd.own_state_dict(), "rng": self.rnd_rng.bit_generator.state}
+            state["rnd"] = self.rnd.own_state_dict()
         return state
 
     def load_state_dict(self, shared: dict | None, own: dict | None) -> None:
@@ -104,20 +92,4 @@ class PPOTrainer(OnPolicyTrainer):
         if own:
             self.rng.bit_generator.state = own["rng"]
         if self.rnd is not None:
-            shared_rnd, own_rnd = (shared or {}).get("rnd"), (own or {}).get("rnd")
-            self.rnd.load_state_dict(shared_rnd, own_rnd)
-            if shared_rnd:
-                self.rnd_optimizer.load_state_dict(shared_rnd["optimizer"])
-            if own_rnd:
-                self.rnd_rng.bit_generator.state = own_rnd["rng"]
-
-
-class _Steps:
-    """Steps several flat optimizers as one (the policy's and RND's predictor's)."""
-
-    def __init__(self, optimizers: list):
-        self.optimizers = optimizers
-
-    def step(self) -> None:
-        for optimizer in self.optimizers:
-            optimizer.step()
+            self.rnd.load_state_dict((shared or {}).get("rnd"), (own or {}).get("rnd"))

@@ -77,11 +77,10 @@ class PPO:
             adv = ((adv - m.mean) / (np.sqrt(m.var) + 1e-8)).astype(np.float32)
         return adv, ret
 
-    def update(self, batch: dict[str, np.ndarray], clip: float, rng: np.random.Generator,
-               rnd_rng: np.random.Generator | None = None) -> list[dict]:
+    def update(self, batch: dict[str, np.ndarray], clip: float, rng: np.random.Generator
+               ) -> list[dict]:
         """``batch``: obs (T+1, N, ...), actions (T, N, ...), rewards, dones, bootstrap (T, N).
-        Returns the statistics of each minibatch step; ``rng`` orders the minibatches,
-        ``rnd_rng`` picks the samples the intrinsic predictor trains on."""
+        Returns the statistics of each minibatch step; ``rng`` orders the minibatches."""
         cfg, model, averager, dev = self.cfg, self.model, self.averager, self.device
         T, N = batch["rewards"].shape
         n = T * N
@@ -130,7 +129,7 @@ class PPO:
                     total_loss = loss.total
                     extra = []
                     if self.intrinsic is not None:
-                        rnd_loss = self.intrinsic.loss(part, rnd_rng)
+                        rnd_loss = self.intrinsic.loss(part)
                         total_loss = total_loss + rnd_loss
                         extra = [rnd_loss.detach()]
                     averager.zero_grad()
