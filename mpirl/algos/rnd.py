@@ -52,7 +52,8 @@ class IntrinsicOptions:
 
     intrinsic: str = option(
         "none", "Intrinsic rewards: rnd = random network distillation (a second value head; "
-        "the RND papers use --gamma 0.999 for the extrinsic return).", choices=("none", "rnd"))
+        "--gamma stays the extrinsic discount, for which the RND papers use 0.999 on sparse "
+        "game scores).", choices=("none", "rnd"))
     int_gamma: float = option(0.99, "RND: discount of the intrinsic return (non-episodic).",
                               bounds="[0, 1]")
     ext_coef: float = option(2.0, "RND: weight of the extrinsic advantages.",
