@@ -33,11 +33,11 @@ class ActorCritic(nn.Module):
     """Separate policy and value MLPs over the flattened observation.
 
     ``obs_norm``: observations are normalized by running statistics (``normalizer``, set by the
-    learners) and clipped to +-``clip_obs``. ``value_heads``: 1, or 2 for a value of the extrinsic
-    and one of the intrinsic return (RND, ``mpirl.algos.rnd``); ``forward`` then gives both, (batch,
-    2), and ``value`` the extrinsic one. ``squash``: Gaussian actions reach the env through tanh,
-    scaled to the action bounds, instead of being clipped to them; either way log-probabilities are
-    those of the unsquashed Gaussian sample.
+    learners) and clipped to +-``clip_obs``. ``value_heads``: 1, or 2 for the values of the
+    extrinsic and of the intrinsic return (RND, ``mpirl.algos.rnd``); ``forward`` then gives
+    both as (batch, 2), and ``value`` the extrinsic one. ``squash``: Gaussian actions reach the
+    env through tanh, scaled to the action bounds, instead of being clipped to them; either way
+    log-probabilities are those of the unsquashed Gaussian sample.
     """
 
     def __init__(self, spec: EnvSpec, hidden_sizes: list[int], activation: str = "tanh",
