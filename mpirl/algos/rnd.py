@@ -79,8 +79,9 @@ def active(cfg) -> bool:
 
 # ---------------------------------------------------------------------- acting
 def message_fields(cfg, env: EnvSpec) -> Fields:
-    """The field RND adds to a rollout message: the moments of the observations of the
-    actor's random-action steps (in its first message; empty, count 0, after)."""
+    """The fields RND adds to a rollout message: the moments of the observations of the
+    actor's random-action steps (in its first message; empty, count 0, after), and the
+    sender's acting-rank number."""
     if not active(cfg):
         return {}
     size = Moments(rnd_input_shape(env)).size()
@@ -208,16 +209,15 @@ class RND:
 
     def _returns(self, raw: np.ndarray) -> np.ndarray:
         """The running intrinsic returns of ``raw`` (T, N), sender by sender in order."""
-        blocks = self.blocks if sum(n for _, n in self.blocks) == raw.shape[1] else \
-            [(0, raw.shape[1])]
         out, start = np.empty(raw.shape, dtype=np.float64), 0
-        for source, n in blocks:
+        for source, n in self.blocks:
             carry = self.returns.get(source)
             if carry is None or len(carry) != n:
                 carry = np.zeros(n, dtype=np.float64)
             out[:, start:start + n], self.returns[source] = running_returns(
                 carry, raw[:, start:start + n], self.cfg.int_gamma)
             start += n
+        assert start == raw.shape[1], "take_in() names the senders of every column"
         return out
 
     def prepare(self, batch: dict[str, np.ndarray]) -> None:

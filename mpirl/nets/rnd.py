@@ -17,7 +17,7 @@ from torch import nn
 
 from mpirl.acting.envs import EnvSpec
 from mpirl.nets.actor_critic import is_image
-from mpirl.nets.mlp import sequential
+from mpirl.nets.mlp import mlp, sequential
 
 RND_HIDDEN = 64
 RND_FEATURES = 64
@@ -49,13 +49,6 @@ def _conv_trunk(channels: int, height: int, width: int) -> tuple[nn.Sequential, 
     return nn.Sequential(*layers), flat
 
 
-def _linear(n_in: int, n_out: int, gain: float) -> nn.Linear:
-    lin = nn.Linear(n_in, n_out)
-    nn.init.orthogonal_(lin.weight, gain=gain)
-    nn.init.zeros_(lin.bias)
-    return lin
-
-
 def _default_mlp(sizes: list[int]) -> nn.Sequential:
     layers: list[nn.Module] = []
     for i in range(len(sizes) - 1):
@@ -74,13 +67,10 @@ class RNDNetworks(nn.Module):
         shape = rnd_input_shape(spec)
         if is_image(spec):
             trunk, flat = _conv_trunk(*shape)
-            self.target = nn.Sequential(trunk, _linear(flat, CNN_FEATURES, 1.0))
+            self.target = nn.Sequential(trunk, mlp([flat, CNN_FEATURES], nn.ReLU, 1.0))
             trunk, flat = _conv_trunk(*shape)
-            g = math.sqrt(2)
             self.predictor = nn.Sequential(
-                trunk, _linear(flat, CNN_FEATURES, g), nn.ReLU(),
-                _linear(CNN_FEATURES, CNN_FEATURES, g), nn.ReLU(),
-                _linear(CNN_FEATURES, CNN_FEATURES, 1.0))
+                trunk, mlp([flat, CNN_FEATURES, CNN_FEATURES, CNN_FEATURES], nn.ReLU, 1.0))
         else:
             # torch's default initialisation, random biases included: with zero biases a ReLU
             # network is positively homogeneous (f(a x) = a f(x)), and on a few input dimensions

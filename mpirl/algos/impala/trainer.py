@@ -27,8 +27,7 @@ class ImpalaTrainer(OneUpdateTrainer):
         self.optimizer = self._optimizers[0]
         steps = self.optimizer if self.rnd is None else StepTogether(self._optimizers)
         self.algo = Impala(ctx.cfg, ctx.policy, self.averager, steps, intrinsic=self.rnd)
-        if self.rnd is not None:
-            self.stat_keys = self.algo.STAT_KEYS
+        self.stat_keys = self.algo.STAT_KEYS
 
     def optimizers(self) -> list:
         return self._optimizers

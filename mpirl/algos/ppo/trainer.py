@@ -23,13 +23,12 @@ class PPOTrainer(OnPolicyTrainer):
         self.rnd, self.averager, self._optimizers = rnd.learner_parts(
             ctx, extras=("approx_kl",))
         self.optimizer = self._optimizers[0]
-        if self.rnd is not None:
-            self.stat_keys = PPO.STAT_KEYS + RND.STAT_KEYS
         steps = self.optimizer if self.rnd is None else StepTogether(self._optimizers)
         self.algo = PPO(cfg, ctx.policy, self.averager, steps,
                         ctx.steps_per_iteration // cfg.batch_size,
                         merge=lambda m: merge_over(ctx.comm, [m])[0], autograd=cfg.autograd,
                         intrinsic=self.rnd)
+        self.stat_keys = self.algo.STAT_KEYS
         self.rng = ctx.rng("minibatches")
         self.clip = cfg.clip_range
 
