@@ -96,9 +96,11 @@ class ProgressLogger:
             self._file.flush()
         if self._tb is not None:
             step = row["env_steps"]
-            for k, v in row.items():
-                if k != "env_steps" and isinstance(v, (int, float)) and not math.isnan(v):
-                    self._tb.add_scalar(k, v, step)
+            # the writer thread's own error may come back here, from the next add_scalar
+            with space_needed(self._path.parent / "tb"):
+                for k, v in row.items():
+                    if k != "env_steps" and isinstance(v, (int, float)) and not math.isnan(v):
+                        self._tb.add_scalar(k, v, step)
         if not self.quiet:
             ret = row.get("episode_return_mean", float("nan"))
             line = (f"steps {row['env_steps']:>10,d}  sps {row['sps']:>9,.0f}  "
@@ -132,7 +134,8 @@ class ProgressLogger:
                                  "eval_return_std": std}.items()})
             self._file.flush()
         if self._tb is not None:
-            self._tb.add_scalar("eval_return_mean", mean, env_steps)
+            with space_needed(self._path.parent / "tb"):
+                self._tb.add_scalar("eval_return_mean", mean, env_steps)
 
     def final(self, summary: dict) -> None:
         if not self.enabled or self.quiet:
@@ -160,4 +163,7 @@ class ProgressLogger:
             except OSError:  # a full disk, reported already
                 pass
         if self._tb is not None:
-            self._tb.close()
+            try:
+                self._tb.close()
+            except OSError:  # a full disk, reported already
+                pass
