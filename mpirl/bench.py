@@ -17,6 +17,15 @@
       sample syncs the ranks, runs the same backward pass, then times only the call that
       makes the gradient global, as an update experiences it.
 
+  python -m mpirl.bench variants --variant NAME='FLAGS' ... [--ranks 4] [--rounds 3]
+      Training configurations against each other on the same ranks, interleaved: training
+      env steps/s (and over the first variant's run of the round), the learners' share of
+      time in the allreduce itself and waiting for each other there, the bytes each learner
+      puts into allreduces per env step, the share of rollouts cut short, and the final
+      evaluation. FLAGS are training flags; VAR=VALUE words among them set environment
+      variables of that run (e.g. ``MPIRL_FAULT=slow@4:4``). E.g. ``--sync gradients``
+      against ``--sync average --average-every 8``.
+
   python -m mpirl.bench sumtree [--size 1e6] [--batch 1e5]
       The prioritized-replay sum tree: milliseconds to draw a batch of indices and to write
       a batch of new priorities, in a tree of the given size.
@@ -169,6 +178,62 @@ def bench_compare(args: argparse.Namespace, train_args: list[str]) -> list[dict]
     return rows
 
 
+# ---------------------------------------------------------------------------- variants
+def _variant(text: str) -> tuple[str, list[str], dict[str, str]]:
+    """NAME=FLAGS -> (name, training flags, environment variables)."""
+    name, sep, flags = text.partition("=")
+    if not sep or not name:
+        raise SystemExit(f"--variant {text!r}: expected NAME='FLAGS'")
+    words = shlex.split(flags)
+    env = dict(w.split("=", 1) for w in words if "=" in w and w.split("=", 1)[0].isupper())
+    return name, [w for w in words if not ("=" in w and w.split("=", 1)[0].isupper())], env
+
+
+def bench_variants(args: argparse.Namespace, train_args: list[str]) -> list[dict]:
+    """Each variant in turn on the same ranks, ``args.rounds`` times (ratios of neighbouring
+    runs are the figures to quote on a shared host)."""
+    launcher = shlex.split(args.launcher) if args.launcher else [find_mpirun() or "mpirun"]
+    variants = [_variant(v) for v in args.variant]
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="mpirl-bench-") as tmp:
+        for round_ in range(1, args.rounds + 1):
+            first = None
+            for i, (name, flags, env) in enumerate(variants):
+                run_dir = Path(tmp) / f"{i}-{round_}"
+                cmd = [*launcher, "-n", str(args.ranks), sys.executable, "-m", "mpirl.train",
+                       "--env", args.env, "--total-steps", str(args.total_steps), "--quiet",
+                       "--no-tensorboard", "--seed", str(args.seed + round_ - 1),
+                       "--run-dir", str(run_dir), *train_args, *flags]
+                res = subprocess.run(cmd, capture_output=True, text=True,
+                                     env={**os.environ, **env})
+                if res.returncode != 0:
+                    sys.stderr.write(res.stderr)
+                    raise SystemExit(f"benchmark run failed: {shlex.join(cmd)}")
+                s = json.loads((run_dir / "summary.json").read_text())
+                table = json.loads((run_dir / "timing.json").read_text())["breakdown"]
+                row = {"round": round_, "variant": name, "sps": round(s["train_sps"]),
+                       "learner_allreduce": round(share(table, "learner", "allreduce"), 3),
+                       "learner_wait_learners": round(share(table, "learner",
+                                                            "wait_learners"), 3),
+                       "allreduce_bytes_per_step": round(s.get("allreduce_bytes_per_step",
+                                                               0.0), 1)}
+                with open(run_dir / "progress.csv") as f:
+                    progress = list(csv.DictReader(f))
+                cut = [float(r["cut_rollouts"]) for r in progress if r.get("cut_rollouts")]
+                if cut:
+                    row["cut_rollouts"] = round(float(np.mean(cut)), 3)
+                evals = [float(r["eval_return_mean"]) for r in progress
+                         if r.get("eval_return_mean")]
+                row["best_eval"] = round(max(evals), 1)
+                row["final_eval"] = round(s["final_eval_return"], 1)
+                first = first or row
+                row["vs_first"] = round(row["sps"] / first["sps"], 2)
+                rows.append(row)
+                print(f"  round {round_} {name:>12}: {row['sps']:>8,} steps/s", file=sys.stderr,
+                      flush=True)
+    return rows
+
+
 # ---------------------------------------------------------------------------- a3c
 def bench_a3c(args: argparse.Namespace, train_args: list[str]) -> list[dict]:
     """One A3C run per (servers, workers). A server that is busy most of its time is the
@@ -307,6 +372,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--launcher", default=None,
                    help="launcher command before '-n K' (default: mpirun next to this Python)")
     p.add_argument("--csv", default=None, help="also write the table to this CSV file")
+    p = sub.add_parser("variants", help="training configurations against each other, "
+                       "interleaved")
+    p.add_argument("--variant", action="append", required=True,
+                   help="NAME='FLAGS' (repeat; the first is the reference)")
+    p.add_argument("--ranks", type=int, default=4)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--seed", type=int, default=0, help="of the first round (+1 per round)")
+    p.add_argument("--env", default="CartPole-v1")
+    p.add_argument("--total-steps", type=int, default=100_000)
+    p.add_argument("--launcher", default=None,
+                   help="e.g. 'srun --mpi=pmi2' inside an allocation (default: mpirun)")
+    p.add_argument("--csv", default=None, help="also write the table to this CSV file")
     p = sub.add_parser("a3c", help="A3C: server update rates and worker throughput")
     p.add_argument("--algo", default="a3c",
                    help="the algorithm to run (any that runs on parameter servers)")
@@ -341,6 +418,16 @@ def main(argv: list[str] | None = None) -> int:
         for algo in args.algos[1:]:
             ratios = [r["vs_first"] for r in rows if r["algo"] == algo]
             print(f"{algo} / {args.algos[0]} throughput: median {float(np.median(ratios)):.2f}x "
+                  f"(range {min(ratios):.2f}-{max(ratios):.2f}x)")
+        _print_table(rows, _columns(rows))
+    elif args.what == "variants":
+        rows = bench_variants(args, train_args)
+        print(f"{len(args.variant)} variants on {args.env}, {args.ranks} ranks, "
+              f"{args.total_steps:,} env steps per run ({os.cpu_count()} CPUs here)")
+        names = list(dict.fromkeys(r["variant"] for r in rows))
+        for name in names[1:]:
+            ratios = [r["vs_first"] for r in rows if r["variant"] == name]
+            print(f"{name} / {names[0]} throughput: median {float(np.median(ratios)):.2f}x "
                   f"(range {min(ratios):.2f}-{max(ratios):.2f}x)")
         _print_table(rows, _columns(rows))
     elif args.what == "a3c":
