@@ -1,6 +1,7 @@
 """Checkpoint files, env snapshots, resumed configs, signals and fault plans: single process."""
 import os
 import signal
+import time
 
 import numpy as np
 import pytest
@@ -152,13 +153,30 @@ def test_stop_signals_only_set_a_flag():
 
 
 def test_fault_plans():
-    assert parse("raise@2:5, nan@0:1") == {(2, 5): "raise", (0, 1): "nan"}
+    assert parse("raise@2:5, nan@0:1, slow@3:4") == ({(2, 5): "raise", (0, 1): "nan"},
+                                                     {3: 4.0})
     with pytest.raises(ValueError, match="KIND@RANK:UPDATE"):
         parse("boom@1:2")
+    with pytest.raises(ValueError, match="FACTOR a number >= 1"):
+        parse("slow@1:0.5")
     faults = Faults(rank=2, text="raise@2:5,nan@2:1")
     assert faults.strike(0) is None and faults.strike(1) == "nan"
     with pytest.raises(InjectedFault, match="update 5"):
         faults.strike(5)
+
+
+def test_a_slow_rank_steps_its_envs_that_many_times_slower():
+    def step_time(faults):
+        envs = EnvVector("CartPole-v1", 4, seed=0, rank=1)
+        faults.slow_down(envs)
+        t = time.perf_counter()
+        for _ in range(3000):
+            envs.step(np.zeros(4, dtype=np.int64))
+        return time.perf_counter() - t
+
+    plain = min(step_time(Faults(rank=1, text="slow@2:4")) for _ in range(3))  # another rank
+    slow = min(step_time(Faults(rank=1, text="slow@1:4")) for _ in range(3))
+    assert 2.5 < slow / plain < 6, (plain, slow)
 
 
 def test_a_nonfinite_loss_or_gradient_is_flagged():

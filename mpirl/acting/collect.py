@@ -26,22 +26,36 @@ class RolloutCollector:
     life as an episode end for the returns (the game itself goes on); the episode statistics
     always count true game returns. A message with a ``logp`` field also gets the behaviour
     policy's log-probability of each action.
+
+    A collector with ``min_steps`` may end a rollout early, once it has that many steps, when
+    ``collect``'s ``cut()`` says so; ``out["length"]`` then says how many it holds, and the
+    observation after the last one is at that index.
     """
 
     def __init__(self, model: ActorCritic, envs: EnvVector, n_steps: int, gamma: float,
                  rng: np.random.Generator, clip_rewards: bool = False,
-                 episodic_life: bool = False):
+                 episodic_life: bool = False, min_steps: int | None = None):
         self.model, self.envs, self.n_steps, self.gamma, self.rng = model, envs, n_steps, gamma, rng
         self.clip_rewards, self.episodic_life = clip_rewards, episodic_life
+        self.min_steps = min_steps
 
-    def collect(self, out: PackedArrays, progress: float = 0.0) -> None:
-        """``progress`` (fraction of the budget done) is unused: the policy explores itself."""
+    def collect(self, out: PackedArrays, progress: float = 0.0,
+                cut: Callable[[], bool] | None = None) -> None:
+        """``progress`` (fraction of the budget done) is unused: the policy explores itself.
+        ``cut``: asked after each step past ``min_steps`` whether to end the rollout there."""
         envs, model = self.envs, self.model
         obs, actions, rewards, dones = out["obs"], out["actions"], out["rewards"], out["dones"]
         bootstrap = out["bootstrap"]
         bootstrap[:] = 0.0
         logp = out.views.get("logp")
+        length = self.n_steps
+        check_from = self.n_steps if cut is None or self.min_steps is None else self.min_steps
         for t in range(self.n_steps):
+            if t >= check_from and cut():
+                length = t
+                rewards[t:] = 0.0
+                dones[t:] = 0.0
+                break
             obs[t] = envs.obs
             timing.switch("inference")
             if logp is None:
@@ -60,7 +74,9 @@ class RolloutCollector:
             dones[t] = terminated | truncated
             if self.episodic_life:
                 dones[t] = np.maximum(dones[t], envs.life_lost)
-        obs[self.n_steps] = envs.obs
+        obs[length] = envs.obs
+        if "length" in out.views:
+            out["length"][0] = length
         returns, lengths = envs.pop_episodes()
         out["episodes"][:] = (len(returns), sum(returns), sum(lengths))
 

@@ -63,10 +63,12 @@ def report_fields() -> Fields:
 ON_POLICY_KEYS = ("obs", "actions", "rewards", "dones", "bootstrap")
 
 
-def rollout_fields(spec: EnvSpec, n_steps: int, n_envs: int, logp: bool = False) -> Fields:
+def rollout_fields(spec: EnvSpec, n_steps: int, n_envs: int, logp: bool = False,
+                   cut: bool = False) -> Fields:
     """The arrays of one on-policy rollout of ``n_steps`` steps from ``n_envs`` envs.
     ``logp`` adds the behaviour policy's log-probability of each action taken, for learners
-    that train on rollouts of older weights."""
+    that train on rollouts of older weights; ``cut`` the number of steps collected, for
+    rollouts that may be cut short (their observation after the last step follows it)."""
     T, N = n_steps, n_envs
     fields = {
         "obs": ((T + 1, N, *spec.obs_shape), spec.obs_dtype),
@@ -79,6 +81,8 @@ def rollout_fields(spec: EnvSpec, n_steps: int, n_envs: int, logp: bool = False)
     }
     if logp:
         fields["logp"] = ((T, N), np.dtype(np.float32))
+    if cut:  # the steps actually collected, of the T (--straggler-cutoff)
+        fields["length"] = ((1,), np.dtype(np.int64))
     return fields
 
 

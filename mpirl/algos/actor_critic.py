@@ -4,6 +4,7 @@ algorithm offers ``--intrinsic``), and the start-up check of ``--precision``. Th
 learners' common part is ``mpirl.algos.onpolicy``."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from mpirl.acting.collect import RolloutCollector
@@ -80,13 +81,22 @@ def atari_training(cfg) -> tuple[bool, bool]:
 def collector(ctx) -> RolloutCollector:
     """On-policy rollouts of --n-steps steps from each env (``mpirl.algos.api.ActingContext``),
     after RND's random-action steps with --intrinsic rnd."""
-    rollouts = RolloutCollector(ctx.policy, ctx.envs, ctx.cfg.n_steps, ctx.cfg.gamma, ctx.rng,
-                                *atari_training(ctx.cfg))
+    cfg = ctx.cfg
+    rollouts = RolloutCollector(ctx.policy, ctx.envs, cfg.n_steps, cfg.gamma, ctx.rng,
+                                *atari_training(cfg), min_steps=min_rollout_steps(cfg))
     return rnd.collector(ctx, rollouts)
 
 
+def min_rollout_steps(cfg) -> int | None:
+    """With --straggler-cutoff: the steps an actor collects before it may be cut."""
+    if getattr(cfg, "straggler_cutoff", 0.0) <= 0:
+        return None
+    return max(1, math.ceil(cfg.straggler_min_share * cfg.n_steps))
+
+
 def rollout_message(cfg, env: EnvSpec) -> Fields:
-    return {**rollout_fields(env, cfg.n_steps, cfg.envs_per_actor),
+    cut = min_rollout_steps(cfg) is not None
+    return {**rollout_fields(env, cfg.n_steps, cfg.envs_per_actor, cut=cut),
             **rnd.message_fields(cfg, env)}
 
 

@@ -186,6 +186,11 @@ class LearnerContext:
         self.epoch = epoch                # resume count (0 for a fresh run)
         self.control = control
         self._build_policy, self._poll = build_policy, poll
+        self.averagers: list["GradientAverager"] = []  # every one ``averager`` built
+        # where rollouts may be cut short (``Algorithm.cut_rollouts``): this learner's share of
+        # the current iteration's steps, set before ``train`` (None: ``share``)
+        self.batch_share: float | None = None
+        self.shared_tensors: Callable[[], list["torch.Tensor"]] = list
 
     @property
     def lead(self) -> bool:
@@ -219,9 +224,16 @@ class LearnerContext:
         ``share`` (default: ``self.share``) weights this learner's loss; ``extras`` name
         values summed in the same allreduce (``averager.extras[averager.slots[name]]``)."""
         from mpirl.comm import GradientAverager
-        return GradientAverager(params, self.comm,
-                                self.share if share is None else share, extras=extras,
-                                control=self.control)
+        averaging = getattr(self.cfg, "sync", "gradients") == "average"
+        # with --sync average, the first averager also averages the tensors the trainer lists
+        # (``shared_tensors``: the learner sets it once the trainer exists)
+        shared = (lambda: self.shared_tensors()) if averaging and not self.averagers else None
+        averager = GradientAverager(params, self.comm, self.share if share is None else share,
+                                    extras=extras, control=self.control,
+                                    average_every=self.cfg.average_every if averaging else None,
+                                    shared=shared)
+        self.averagers.append(averager)
+        return averager
 
     def network(self) -> "torch.nn.Module":
         """Another network of the policy's architecture, with its initial weights, on
@@ -264,6 +276,11 @@ class Trainer(abc.ABC):
 
     def optimizers(self) -> list:
         """The optimizers whose learning rate follows the run's schedule."""
+        return []
+
+    def shared_tensors(self) -> list["torch.Tensor"]:
+        """Tensors besides the trained parameters that every learner holds alike (a target
+        network's parameters): ``--sync average`` averages them with the parameters."""
         return []
 
     def set_lr(self, lr: float) -> None:
@@ -378,6 +395,12 @@ class Algorithm:
     # the action spaces it handles, of "discrete" and "box": another env is refused at
     # start-up with the registered algorithms that handle it
     actions: tuple[str, ...] = ("discrete", "box")
+    # synchronous learners: whether its trainer supports --sync average (it calls
+    # ``GradientAverager.stepped`` after every optimizer step and lists the tensors besides
+    # its trained parameters that learners must hold alike in ``Trainer.shared_tensors``),
+    # and --straggler-cutoff (its trainer takes rollouts of unequal lengths, ``lengths``)
+    model_averaging: bool = False
+    cut_rollouts: bool = False
 
     def __post_init__(self) -> None:
         if not self.name.isidentifier() or self.name != self.name.lower():

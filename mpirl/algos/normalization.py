@@ -59,11 +59,24 @@ class RolloutNormalization:
         if not self.active:
             return
         T = batch["rewards"].shape[0]
+        lengths = batch.get("lengths")
+        valid = None if lengths is None else np.arange(T)[:, None] < lengths[None, :]
         local = []
         if self.obs is not None:
-            local.append(Moments.of(batch["obs"][:T], self.obs.shape))
+            obs = batch["obs"][:T] if valid is None else batch["obs"][:T][valid]
+            local.append(Moments.of(obs, self.obs.shape))
         if self.ret is not None:
-            local.append(Moments.of(self._discounted_returns(batch["rewards"], batch["dones"])))
+            if valid is None:
+                returns = self._discounted_returns(batch["rewards"], batch["dones"])
+            else:  # each stream's returns run over its own steps only
+                returns = np.empty(batch["rewards"].shape)
+                for t in range(T):
+                    step = valid[t]
+                    returns[t] = self.returns * self.gamma + batch["rewards"][t]
+                    self.returns = np.where(step, np.where(batch["dones"][t] > 0, 0.0,
+                                                           returns[t]), self.returns)
+                returns = returns[valid]
+            local.append(Moments.of(returns))
         merged = merge_over(self.comm, local)
         if self.obs is not None:
             self.obs.merge(merged.pop(0))

@@ -1,6 +1,7 @@
 """What the synchronous actor-critic learners (A2C, PPO) share: the rollouts of all their
 acting ranks side by side, and observation and reward normalization kept identical on every
-learner (``mpirl.algos.normalization``)."""
+learner (``mpirl.algos.normalization``). Rollouts cut short (--straggler-cutoff) bring
+``lengths``: env column j holds its first ``lengths[j]`` steps."""
 from __future__ import annotations
 
 import numpy as np
@@ -25,6 +26,13 @@ class OnPolicyTrainer(Trainer):
         for key in ON_POLICY_KEYS:
             parts = [m[key] for m in messages]
             self.batch[key] = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
+        self.batch.pop("lengths", None)
+        if "length" in messages[0].views:  # rollouts that may have been cut short
+            T = messages[0]["rewards"].shape[0]
+            lengths = np.concatenate([np.full(m["rewards"].shape[1], int(m["length"][0]))
+                                      for m in messages])
+            if (lengths < T).any():
+                self.batch["lengths"] = lengths
 
     @property
     def columns(self) -> tuple[str, ...]:

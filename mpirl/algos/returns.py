@@ -6,13 +6,18 @@ import numpy as np
 
 
 def gae(rewards: np.ndarray, values: np.ndarray, last_values: np.ndarray, dones: np.ndarray,
-        gamma: float, lam: float) -> tuple[np.ndarray, np.ndarray]:
+        gamma: float, lam: float, lengths: np.ndarray | None = None
+        ) -> tuple[np.ndarray, np.ndarray]:
     """Generalized advantage estimation (Schulman et al. 2016, arXiv:1506.02438).
 
     ``dones[t]`` is 1 where the episode ended after step t (no bootstrap across it; a truncated
     episode's bootstrap value is already folded into its last reward). ``last_values`` are the
     values of the observations after the final step. With ``lam == 1`` the advantages are plain
     n-step returns minus values. Returns float32 (advantages, returns), both (T, N).
+
+    ``lengths`` (N,): column j holds only its first ``lengths[j]`` steps (a rollout cut
+    short); its observation after them is that of step ``lengths[j]``, whose value bootstraps
+    it, and its advantages past them are 0.
     """
     T = rewards.shape[0]
     adv = np.zeros(rewards.shape, dtype=np.float32)
@@ -22,9 +27,17 @@ def gae(rewards: np.ndarray, values: np.ndarray, last_values: np.ndarray, dones:
     for t in range(T - 1, -1, -1):
         delta = rewards[t] + gamma * not_done[t] * next_value - values[t]
         next_adv = delta + gamma * lam * not_done[t] * next_adv
+        if lengths is not None:
+            next_adv = np.where(t < lengths, next_adv, 0.0).astype(np.float32)
         adv[t] = next_adv
         next_value = values[t]
     return adv, adv + values
+
+
+def valid_steps(lengths: np.ndarray, T: int) -> np.ndarray:
+    """(T x N,) True where step t of column j is among its first ``lengths[j]``: the steps of
+    rollouts cut short, flattened as a batch's (T, N) arrays are."""
+    return (np.arange(T)[:, None] < np.asarray(lengths)[None, :]).reshape(-1)
 
 
 def running_returns(carry: np.ndarray, rewards: np.ndarray, gamma: float,

@@ -17,11 +17,19 @@ it tells every learner, identically, whether the update is sound (``finite``).
 Each parameter's ``.grad`` is a view into the flat buffer, so backward writes straight into it
 and no packing copy is needed. The slots after the gradient live in host memory. On CUDA the
 gradient is staged through one pinned host array that also holds the slots (one copy each way).
+
+Model averaging (``average_every``, ``--sync average``): ``average`` then leaves each learner's
+own gradient (of its own mean loss) and sums nothing; after every optimizer step the trainer
+calls ``stepped``, and every ``average_every`` steps the learners average their parameters
+(weighted by their shares), with any further tensors they must hold alike (``shared``), in one
+allreduce that also carries the control values. A learner whose loss or gradient is not finite
+steps with a zero gradient instead, and the count reaches every learner at the next averaging
+step (``skipped``): skipping alone would put it out of step with the others' averaging.
 """
 from __future__ import annotations
 
 import math
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -45,15 +53,31 @@ class GradientAverager:
 
     ``staged`` (default: for parameters off the CPU) keeps the gradient apart from the host
     array the allreduce sums, and copies it there and back around each allreduce.
+
+    ``average_every`` switches to model averaging (see the module's text): ``share`` then
+    weights this learner's parameters in the average, and the gradient is of its own mean
+    loss (``self.share`` is 1). ``shared()`` gives the further tensors averaged with them.
+    ``reduced_bytes`` counts the bytes this learner has put into allreduces.
     """
 
     def __init__(self, params: Iterable[torch.nn.Parameter], comm: Comm | None,
                  share: float | None = None, extras: Sequence[str] = (), control=None,
-                 staged: bool | None = None):
+                 staged: bool | None = None, average_every: int | None = None,
+                 shared: Callable[[], list[torch.Tensor]] | None = None):
         self.params = [p for p in params if p.requires_grad]
         self.comm = comm
         self.size = 1 if comm is None else comm.Get_size()
         self.share = (1.0 / self.size) if share is None else float(share)
+        self.average_every = average_every
+        self.model_share = self.share
+        if average_every is not None:
+            self.share = 1.0
+        self._shared = shared or (lambda: [])
+        self._since_average = 0   # optimizer steps since the last averaging step
+        self._local_skips = 0     # non-finite updates here since the last averaging step
+        self.skipped = 0          # non-finite updates over all learners, as of the last one
+        self.averaging_steps = 0
+        self.reduced_bytes = 0
         device = self.params[0].device
         dtype = self.params[0].dtype
         self.numel = n = sum(p.numel() for p in self.params)
@@ -89,8 +113,9 @@ class GradientAverager:
 
     def announce(self) -> None:
         """Tell the other learners this one is computing its gradient (call before forward)."""
-        if self.size > 1 and self._arrival is None:
-            self._arrival = announce_arrival(self.comm)
+        if self.size > 1 and self._arrival is None and (
+                self.average_every is None or self._since_average + 1 >= self.average_every):
+            self._arrival = announce_arrival(self.comm)  # (averaging: the update before one)
 
     def zero_grad(self) -> None:
         """Clear the gradient and the flag slot (not ``extras``: set those each update)."""
@@ -124,10 +149,17 @@ class GradientAverager:
 
     def average(self) -> torch.Tensor:
         """Sum the share-weighted local gradients over all learners, in place: every learner
-        then holds the gradient of the global mean loss. Returns the flat gradient."""
+        then holds the gradient of the global mean loss. Returns the flat gradient. (With
+        model averaging: the local gradient, zeroed if it is not finite.)"""
         if not self._checked:
             self._check_views()
             self._checked = True
+        if self.average_every is not None:
+            timing.switch("optimizer")
+            if float(self._nonfinite[0]) != 0.0:
+                self._skip_locally()
+            self.finite = True
+            return self.flat
         control = self.control
         if control is not None:  # summed afresh by every allreduce
             self._control[:] = control.local
@@ -140,6 +172,7 @@ class GradientAverager:
             rendezvous(self.comm, arrival, what="the other learners at the gradient allreduce")
             timing.switch("allreduce")
             raw_allreduce_sum_(self.comm, self._reduced)
+            self.reduced_bytes += self._reduced.nbytes
             if self._host is not None:
                 self.flat.copy_(self._host[:self.numel], non_blocking=False)
         if control is not None:
@@ -154,10 +187,81 @@ class GradientAverager:
         A non-finite norm clears ``finite`` and leaves the gradient as it is."""
         norm = float(torch.linalg.vector_norm(self.flat))
         if not math.isfinite(norm):
-            self.finite = False
+            if self.average_every is not None:
+                self._skip_locally()
+            else:
+                self.finite = False
         elif max_norm > 0 and norm > max_norm:
             self.flat.mul_(max_norm / (norm + 1e-6))
         return norm
+
+
+    # ------------------------------------------------------------------ model averaging
+    def _skip_locally(self) -> None:
+        self.flat.zero_()
+        self._nonfinite[0] = 0.0
+        self._local_skips += 1
+
+    def stepped(self) -> None:
+        """After each optimizer step: with model averaging, average the parameters every
+        ``average_every`` steps (a collective: every learner makes the same steps)."""
+        if self.average_every is None:
+            return
+        self._since_average += 1
+        if self._since_average >= self.average_every:
+            self.synchronize()
+
+    def synchronize(self) -> None:
+        """With model averaging and steps made since the last averaging step: average now
+        (a collective), so that every learner holds the same parameters; the control values
+        are summed in the same allreduce. Otherwise nothing."""
+        if self.average_every is None or self._since_average == 0:
+            return
+        tensors = [p.data for p in self.params] + list(self._shared())
+        sizes = [t.numel() for t in tensors]
+        n = sum(sizes)
+        control = self.control
+        controls = 0 if control is None else len(control.local)
+        timing.switch("other")
+        flat = torch.cat([t.detach().reshape(-1) for t in tensors]).cpu()
+        buffer = np.empty(n + 1 + controls, dtype=flat.numpy().dtype)
+        buffer[:n] = flat.numpy()
+        buffer[:n] *= self.model_share
+        buffer[n] = self._local_skips
+        if control is not None:
+            buffer[n + 1:] = control.local
+        if self.size > 1:
+            timing.switch("wait_learners")
+            arrival, self._arrival = self._arrival, None
+            rendezvous(self.comm, arrival, what="the other learners at a model-averaging step")
+            timing.switch("allreduce")
+            raw_allreduce_sum_(self.comm, buffer)
+            self.reduced_bytes += buffer.nbytes
+        timing.switch("other")
+        offset = 0
+        for t, k in zip(tensors, sizes):
+            part = torch.from_numpy(buffer[offset:offset + k]).view(t.shape)
+            t.copy_(part.to(device=t.device, dtype=t.dtype))
+            offset += k
+        self.skipped += int(round(buffer[n]))
+        if control is not None:
+            control.summed[:] = buffer[n + 1:]
+            control.reduced = True
+        self._local_skips = 0
+        self._since_average = 0
+        self.averaging_steps += 1
+
+
+def optimizer_tensors(optimizer) -> list[torch.Tensor]:
+    """The state tensors of an optimizer (its moments), for averaging: torch optimizers',
+    ``mpirl.algos.optim``'s flat ones, and those grouped by ``StepTogether``."""
+    if hasattr(optimizer, "optimizers"):
+        return [t for inner in optimizer.optimizers for t in optimizer_tensors(inner)]
+    if isinstance(optimizer, torch.optim.Optimizer):
+        return [v for state in optimizer.state.values() for v in state.values()
+                if torch.is_tensor(v) and v.dim() > 0]
+    return [v for v in vars(optimizer).values()
+            if torch.is_tensor(v) and v is not getattr(optimizer, "param", None)]
 
 
 class FlatParameters:

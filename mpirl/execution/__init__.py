@@ -23,7 +23,7 @@ from types import ModuleType
 from typing import Any, Callable
 
 from mpirl.execution.layout import (Layout, LearnerOptions, ServerOptions, StreamingOptions,
-                                    plan_layout, plan_server_layout)
+                                    SyncOptions, plan_layout, plan_server_layout)
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ class ExecutionModel:
 
 
 SYNCHRONOUS = ExecutionModel(
-    "synchronous learners and actors", (LearnerOptions,),
+    "synchronous learners and actors", (LearnerOptions, SyncOptions),
     lambda cfg, size: plan_layout(size, cfg.learners), "mpirl.execution.sync")
 
 STREAMING = ExecutionModel(

@@ -27,6 +27,48 @@ class LearnerOptions:
 
 
 @dataclass
+class SyncOptions:
+    """learner synchronization"""
+
+    sync: str = option(
+        "gradients", "How learners stay together: 'gradients' averages every update's "
+        "gradient (identical weights always); 'average' lets each learner update its own copy "
+        "from its own actors' data and averages the weights every --average-every updates "
+        "(fewer, larger steps apart on the network, and no waiting between them).",
+        choices=("gradients", "average"))
+    average_every: int = option(8, "With --sync average: updates between two averaging steps.",
+                                bounds="[1, inf)")
+    average_moments: bool = option(
+        False, "With --sync average: average the optimizer's moments with the weights (twice "
+        "or three times the bytes); unset, each learner keeps its own.")
+    straggler_cutoff: float = option(
+        0.0, "On-policy: once this share of a learner's actors have delivered their rollouts, "
+        "the others send what they have collected (at least --straggler-min-share of "
+        "--n-steps) and the learner trains on the shorter rollouts; 0 = always wait for "
+        "whole rollouts.", bounds="[0, 1]")
+    straggler_min_share: float = option(
+        0.25, "With --straggler-cutoff: the share of --n-steps an actor collects before it "
+        "may be cut.", bounds="(0, 1]")
+
+    @staticmethod
+    def validate(cfg) -> None:
+        algorithm = cfg.algorithm
+        if cfg.sync == "average" and not algorithm.model_averaging:
+            raise ConfigError(f"--sync average is not available for --algo {cfg.algo}: its "
+                              "learners average gradients only (--sync gradients)")
+        if cfg.straggler_cutoff > 0 and not algorithm.cut_rollouts:
+            raise ConfigError(f"--straggler-cutoff is not available for --algo {cfg.algo}: it "
+                              "cuts on-policy rollouts (ppo)")
+        if cfg.straggler_cutoff > 0 and getattr(cfg, "intrinsic", "none") != "none":
+            raise ConfigError("--straggler-cutoff does not combine with --intrinsic yet: RND's "
+                              "statistics need whole rollouts")
+        if cfg.sync == "average" and getattr(cfg, "target_kl", None) is not None:
+            raise ConfigError("--target-kl stops every learner's epochs at the same minibatch "
+                              "by averaging the KL at every update, which --sync average does "
+                              "not do: unset --target-kl, or use --sync gradients")
+
+
+@dataclass
 class StreamingOptions:
     """asynchronous actors"""
 

@@ -43,6 +43,7 @@ class Counters:
     target_hit: list | None = None  # [env_steps, time_s]
     skipped_updates: int = 0
     segment: int = 0              # 0 for a fresh run, +1 per resume
+    allreduce_bytes: int = 0      # bytes each learner put into the learners' allreduces
 
 
 def learning_rate(cfg, env_steps: int, planned_steps: int) -> float:

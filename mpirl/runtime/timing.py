@@ -27,7 +27,7 @@ DESCRIPTIONS = {
     "wait_rollouts": "waiting for rollouts from actors",
     "wait_learners": "waiting for the other learners at the allreduce",
     "gradient": "loss and backward pass",
-    "allreduce": "averaging gradients (the allreduce itself)",
+    "allreduce": "averaging gradients or weights (the allreduce itself)",
     "optimizer": "clipping and the optimizer step",
     "replay": "writing to and sampling from the replay (DQN)",
     "checkpoint": "writing checkpoints",

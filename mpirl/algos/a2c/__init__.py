@@ -16,6 +16,7 @@ ALGORITHM = register(Algorithm(
     name="a2c",
     description="synchronous advantage actor-critic",
     execution=SYNCHRONOUS,
+    model_averaging=True,
     options=(actor_critic.ActorCriticOptions, actor_critic.EntropyOptions,
              actor_critic.RolloutLearnerOptions),
     policy=actor_critic.policy,

@@ -51,6 +51,7 @@ class A2C:
         stats = self.gradient(batch)
         if not stats["skipped"]:
             self.optimizer.step()
+            self.averager.stepped()
         return stats
 
     def gradient(self, batch: dict[str, np.ndarray]) -> dict[str, float]:

@@ -65,6 +65,7 @@ ALGORITHM = register(Algorithm(
     name="dqn",
     description="double DQN on distributed (optionally prioritized) replay",
     execution=SYNCHRONOUS,
+    model_averaging=True,
     options=(DQNOptions, ReplayOptions, MinibatchOptions),
     defaults=DEFAULTS,
     policy=_policy,

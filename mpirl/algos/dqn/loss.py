@@ -79,6 +79,7 @@ class DQN:
         skipped = not self.averager.finite
         if not skipped:
             self.optimizer.step()
+            self.averager.stepped()
         td = td.abs()
         q = q.detach()
         loss_, q_mean, q_max, td_abs = torch.stack([loss.detach(), q.mean(), q.max(),

@@ -29,6 +29,9 @@ class DQNTrainer(ReplayTrainer):
     def optimizers(self) -> list:
         return [self.optimizer]
 
+    def shared_tensors(self) -> list:
+        return [p.data for p in self.target.parameters()]
+
     def update(self, sample: Sample, weighted: bool) -> dict:
         return self.algo.update(sample, weighted=weighted)
 

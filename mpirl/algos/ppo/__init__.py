@@ -84,6 +84,8 @@ ALGORITHM = register(Algorithm(
     name="ppo",
     description="proximal policy optimization",
     execution=SYNCHRONOUS,
+    model_averaging=True,
+    cut_rollouts=True,
     options=(PPOOptions, MinibatchOptions, actor_critic.ActorCriticOptions,
              actor_critic.EntropyOptions,
              actor_critic.RolloutLearnerOptions, IntrinsicOptions),

@@ -26,11 +26,18 @@ class PPOTrainer(OnPolicyTrainer):
         steps = self.optimizer if self.rnd is None else StepTogether(self._optimizers)
         self.algo = PPO(cfg, ctx.policy, self.averager, steps,
                         ctx.steps_per_iteration // cfg.batch_size,
-                        merge=lambda m: merge_over(ctx.comm, [m])[0], autograd=cfg.autograd,
+                        merge=self._merge, autograd=cfg.autograd,
                         intrinsic=self.rnd)
         self.stat_keys = self.algo.STAT_KEYS
         self.rng = ctx.rng("minibatches")
         self.clip = cfg.clip_range
+
+    def _merge(self, moments):
+        """The advantages' moments over the global batch; with --sync average, where each
+        learner steps on its own batch, over its own."""
+        if self.cfg.sync == "average":
+            return moments
+        return merge_over(self.ctx.comm, [moments])[0]
 
     def optimizers(self) -> list:
         return self._optimizers
@@ -48,6 +55,9 @@ class PPOTrainer(OnPolicyTrainer):
             timing.switch("inference")
             self.rnd.prepare(self.batch)
         self.clip = cfg.clip_range * (1.0 - progress if cfg.clip_schedule == "linear" else 1.0)
+        if self.ctx.batch_share is not None and self.averager.average_every is None:
+            # rollouts cut short: this learner's part of the global batch varies
+            self.averager.share = self.ctx.batch_share
         timing.switch("gradient")
         stats = self.algo.update(self.batch, self.clip, self.rng)
         self.updates += sum(not s["skipped"] for s in stats)

@@ -21,7 +21,7 @@ import torch
 from mpirl.algos.moments import Moments
 from mpirl.algos.ppo import mlp_backprop
 from mpirl.algos.ppo.loss import ppo_loss
-from mpirl.algos.returns import gae
+from mpirl.algos.returns import gae, valid_steps
 from mpirl.runtime import timing
 
 
@@ -60,9 +60,10 @@ class PPO:
         cfg = self.cfg
         T = batch["rewards"].shape[0]
         rewards = batch["rewards"] + batch["bootstrap"]
+        lengths = batch.get("lengths")
         if self.intrinsic is None:
             adv, ret = gae(rewards, values[:T], values[T], batch["dones"], cfg.gamma,
-                           cfg.gae_lambda)
+                           cfg.gae_lambda, lengths)
             adv, ret = adv.reshape(-1), ret.reshape(-1)
         else:  # the intrinsic return runs on across episode ends
             ext_adv, ext_ret = gae(rewards, values[:T, :, 0], values[T, :, 0], batch["dones"],
@@ -73,7 +74,8 @@ class PPO:
             adv = (cfg.ext_coef * ext_adv + cfg.int_coef * int_adv).reshape(-1)
             ret = np.stack([ext_ret.reshape(-1), int_ret.reshape(-1)], axis=-1)
         if cfg.normalize_advantage:
-            m = self.merge(Moments.of(adv))  # the global batch's mean and std
+            kept = adv if lengths is None else adv[valid_steps(lengths, T)]
+            m = self.merge(Moments.of(kept))  # the global batch's mean and std
             adv = ((adv - m.mean) / (np.sqrt(m.var) + 1e-8)).astype(np.float32)
         return adv, ret
 
@@ -101,10 +103,19 @@ class PPO:
         adv_t = torch.from_numpy(adv).to(dev)
         ret_t = torch.from_numpy(ret).to(dev)
         extras, kl_slot = averager.extras, self.kl_slot
-        bounds = np.linspace(0, n, self.minibatches + 1).astype(np.int64)
+        lengths = batch.get("lengths")
+        # the steps trained on: all, or those of rollouts cut short before their end
+        kept = None if lengths is None else np.flatnonzero(valid_steps(lengths, T))
+        count = n if kept is None else len(kept)
+        bounds = np.linspace(0, count, self.minibatches + 1).astype(np.int64)
         stats: list[dict] = []
         for _ in range(cfg.n_epochs):
-            order = torch.from_numpy(rng.permutation(n)).to(dev) if self.minibatches > 1 else None
+            if kept is not None:
+                order = torch.from_numpy(kept[rng.permutation(count)]).to(dev)
+            elif self.minibatches > 1:
+                order = torch.from_numpy(rng.permutation(n)).to(dev)
+            else:
+                order = None
             for k in range(self.minibatches):
                 if order is None:
                     part = slice(None)
@@ -157,5 +168,6 @@ class PPO:
                         return stats
                     continue
                 self.optimizer.step()
+                averager.stepped()
         timing.switch("other")
         return stats

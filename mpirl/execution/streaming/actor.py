@@ -43,6 +43,7 @@ class StreamingActor:
         self.sent = 0
         self.blocked = 0
         self.faults = Faults(self.rank)
+        self.faults.slow_down(self.collector.envs)
 
     # ------------------------------------------------------------------ polls (never wait)
     def _take_weights(self) -> None:

@@ -7,8 +7,8 @@ import numpy as np
 from mpirl import comm
 from mpirl.execution.checkpointing import Checkpointer, restore_process_rng_state
 from mpirl.execution.setup import RunSetup
-from mpirl.execution.sync.protocol import (CONTROL_SIZE, CONTROL_TAG, MESSAGE_TAG, SAVE, STOP,
-                                           WEIGHTS_TAG)
+from mpirl.execution.sync.protocol import (CONTROL_SIZE, CONTROL_TAG, CUT_TAG, MESSAGE_TAG, SAVE,
+                                           STOP, WEIGHTS_TAG)
 from mpirl.runtime import signals, timing
 from mpirl.runtime.faults import Faults, poison_rewards
 
@@ -31,6 +31,18 @@ def run_actor(setup: RunSetup, comms: comm.RoleComms, checkpointer: Checkpointer
         restore_process_rng_state(resume["own"]["rng"])
     message = setup.make_message()
     faults = Faults(rank)
+    faults.slow_down(collector.envs)
+    cut_note = np.zeros(1, dtype=np.float64)
+
+    def cut() -> bool:
+        """Whether the learner has cut the rollout being collected (--straggler-cutoff)."""
+        while (req := comm.irecv_arrived(comms.group, cut_note, 0, tag=CUT_TAG)) is not None:
+            comm.wait(req, what="a cut from its learner", peers=[learner])
+            if cut_note[0] == control[4]:
+                return True  # (an older number: a cut that crossed a finished rollout)
+        return False
+
+    cutting = "length" in message.views
     incoming = None
     update = 0
     timing.clock().reset()
@@ -51,7 +63,10 @@ def run_actor(setup: RunSetup, comms: comm.RoleComms, checkpointer: Checkpointer
         if control[0] == STOP:
             break
         poison = faults.strike(update) == "nan"
-        collector.collect(message, control[3])
+        if cutting:
+            collector.collect(message, control[3], cut=cut)
+        else:
+            collector.collect(message, control[3])
         if poison:
             poison_rewards(message)
         message["requests"][0] = signals.requested()
@@ -61,4 +76,6 @@ def run_actor(setup: RunSetup, comms: comm.RoleComms, checkpointer: Checkpointer
                   what="its learner to take a rollout", peer=learner, patience=comm.ON_LEAD)
         update += 1
     collector.envs.close()
+    if cutting:
+        cut()  # take in a cut that crossed the last rollout
     return int(control[1])

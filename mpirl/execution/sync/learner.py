@@ -18,6 +18,7 @@ import torch
 from mpirl import comm
 from mpirl.acting.evaluation import evaluate_policy
 from mpirl.algos.api import Control, LearnerContext
+from mpirl.comm.gradsync import optimizer_tensors
 from mpirl.execution.checkpointing import Checkpointer, restore_process_rng_state
 from mpirl.execution.progress import RunProgress
 from mpirl.execution.setup import RunSetup
@@ -62,17 +63,24 @@ class Learner:
         epoch = resume["epoch"] if resume else 0
         self.control = Control()
         self.source: ExperienceSource | None = None
-        self.trainer = setup.algorithm.trainer(LearnerContext(
+        self.ctx = LearnerContext(
             cfg=cfg, env=setup.spec, device=self.device, policy=self.policy,
             policy_params=self.params, comm=comms.learners, rank=comms.rank,
             learner_streams=setup.learner_streams,
             steps_per_iteration=setup.steps_per_iteration, epoch=epoch, control=self.control,
-            build_policy=setup.make_policy, poll=lambda: self.source.poll()))
+            build_policy=setup.make_policy, poll=lambda: self.source.poll())
+        self.trainer = setup.algorithm.trainer(self.ctx)
+        self.averaging = getattr(cfg, "sync", "gradients") == "average"
+        if self.averaging:
+            self.ctx.shared_tensors = self._shared_tensors
+        self._skipped_seen = 0     # model averaging: non-finite updates counted so far
+        self._bytes_seen = 0       # of the averagers' reduced_bytes, counted so far
         self.publication = setup.algorithm.publication(cfg)
         self.source = self.make_source(resume)
         shared = resume["shared"] if resume else None
         self.progress = RunProgress(cfg, run_dir, self.lead, self.trainer.stat_keys,
-                                    (*self.trainer.columns, *self.source.columns),
+                                    (*self.trainer.columns, *self.source.columns,
+                                     "allreduce_bytes_per_step"),
                                     counters=shared["counters"] if shared else None,
                                     segment=epoch)
         self._timing_totals: dict[int, np.ndarray] = {}
@@ -80,6 +88,21 @@ class Learner:
             self._restore(resume)
         self.progress.count_checkpoints_from(self._checkpoint_count())
         self.faults = Faults(comms.rank)
+
+    def _shared_tensors(self) -> list:
+        """What --sync average averages besides the trained parameters: the trainer's other
+        networks and (--average-moments) its optimizers' moments."""
+        tensors = list(self.trainer.shared_tensors())
+        if self.cfg.average_moments:
+            tensors += [t for opt in self.trainer.optimizers() for t in optimizer_tensors(opt)]
+        return tensors
+
+    def _synchronize(self) -> None:
+        """With --sync average: an averaging step now, unless the last update made one (a
+        collective: call it on every learner at once). Evaluations and checkpoints see the
+        averaged model."""
+        for averager in self.ctx.averagers:
+            averager.synchronize()
 
     def _checkpoint_count(self) -> int:
         """What --checkpoint-every counts for this algorithm (``Trainer.checkpoint_unit``)."""
@@ -93,6 +116,7 @@ class Learner:
         setup, comms = self.setup, self.comms
         if setup.layout.self_acting:
             collector = setup.make_collector(self.acting_policy, comms.rank, resume)
+            Faults(comms.rank).slow_down(collector.envs)
             return SelfActing(setup, collector, self._sync_host_weights)
         return RemoteActors(setup, comms, self.weights, self._sync_host_weights,
                             self.publication)
@@ -111,6 +135,7 @@ class Learner:
     def _checkpoint(self) -> None:
         """Collective over the world: this learner's actors join when told SAVE."""
         progress, iteration = self.progress, self.progress.c.iteration
+        self._synchronize()
         self.source.settle()
         timing.switch("checkpoint")
         self.source.join_checkpoint()
@@ -149,6 +174,20 @@ class Learner:
         self.source.release(self.trainer.updates, last)
         return requested
 
+    def _steps_taken(self, per_iter: int) -> int:
+        """This iteration's env steps over all learners: ``per_iter``, or fewer where rollouts
+        were cut short (--straggler-cutoff, summed here), when each learner's share of them
+        goes to its trainer (``LearnerContext.batch_share``)."""
+        local = self.source.steps_taken()
+        if local is None:
+            return per_iter
+        counts = np.array([float(local)])
+        if self.comms.learners.Get_size() > 1:
+            comm.allreduce_sum_(self.comms.learners, counts,
+                                what="the other learners at a step count")
+        self.ctx.batch_share = local / max(counts[0], 1.0)
+        return int(counts[0])
+
     def _evaluate(self) -> tuple[float, float]:
         timing.switch("evaluation")
         self._sync_host_weights()
@@ -160,8 +199,12 @@ class Learner:
 
     def _reduce_control(self) -> tuple[bool, bool]:
         """(stop requested on any rank, checkpoint due by time), summed over the learners,
-        by the trainer's allreduces or, if it made none, by one of our own."""
+        by the trainer's allreduces or, if it made none, by one of our own. With --sync
+        average, only averaging steps sum them: until the next one, neither is known (both
+        stay raised where they were raised)."""
         control = self.control
+        if not control.reduced and self.averaging:
+            return False, False
         if not control.reduced:
             control.summed[:] = control.local
             if self.comms.learners.Get_size() > 1:
@@ -191,6 +234,7 @@ class Learner:
             poison = self.faults.strike(update) == "nan"
             update += 1
             requested = self._exchange(poison, last=c.iteration + 1 == end)
+            steps = self._steps_taken(per_iter)
             _, time_due = progress.checkpoint_due(self._checkpoint_count())
             self.control.local[:] = (float(requested), float(self.lead and time_due))
             self.control.reduced = False
@@ -203,11 +247,20 @@ class Learner:
                     diverged = cfg.nonfinite == "stop"
                 else:
                     progress.add_update(stats)
+            if self.averaging:  # counted over the learners at averaging steps
+                skipped = sum(a.skipped for a in self.ctx.averagers)
+                if skipped > self._skipped_seen:
+                    c.skipped_updates += skipped - self._skipped_seen
+                    diverged = cfg.nonfinite == "stop"
+                    self._skipped_seen = skipped
             if diverged:
                 outcome = exit_codes.DIVERGED
                 break
             c.iteration += 1
-            c.env_steps += per_iter
+            c.env_steps += steps
+            self._count_traffic()
+            if steps != per_iter:  # rollouts were cut: as many more iterations as the budget needs
+                end = c.iteration + math.ceil(max(cfg.total_steps - c.env_steps, 0) / per_iter)
             last = c.iteration == end
             row = {}
             stop = False
@@ -216,6 +269,7 @@ class Learner:
             # the last update always ends with an evaluation, in the last row
             evaluate = progress.evaluation_due(last)
             if evaluate:
+                self._synchronize()
                 if self.lead:
                     mean, std = self._evaluate()
                     row.update(eval_return_mean=mean, eval_return_std=std)
@@ -235,6 +289,7 @@ class Learner:
                 seconds = progress.since_row()
                 row.update(self.trainer.row(seconds))
                 row.update(self.source.row(seconds))
+                row.update(self._traffic_row())
                 window = comm.allreduce_sum_(self.comms.learners, progress.window.copy(),
                                              what="the other learners at a log row")
                 progress.row(window, c.iteration, lr, row)
@@ -262,6 +317,17 @@ class Learner:
         return outcome
 
     # ------------------------------------------------------------------ time breakdown
+    def _count_traffic(self) -> None:
+        sent = sum(a.reduced_bytes for a in self.ctx.averagers)
+        self.progress.c.allreduce_bytes += sent - self._bytes_seen
+        self._bytes_seen = sent
+
+    def _traffic_row(self) -> dict:
+        """Bytes each learner has put into the learners' gradient or weight allreduces per
+        env step, over the run so far."""
+        c = self.progress.c
+        return {"allreduce_bytes_per_step": c.allreduce_bytes / max(c.env_steps, 1)}
+
     def _timing_row(self) -> dict:
         """Collective over the learners: every rank's seconds per activity (actors' arrive
         with their messages) to the lead, which returns the shares since the previous row
@@ -305,5 +371,5 @@ class Learner:
         lay = self.setup.layout
         summary = progress.summary(final, c.iteration, {
             "world_size": lay.size, "learners": lay.learners, "actors": lay.actors,
-            "device": str(self.device), **self.trainer.summary()})
+            "device": str(self.device), **self._traffic_row(), **self.trainer.summary()})
         progress.finish(self.policy, summary)

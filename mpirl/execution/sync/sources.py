@@ -14,6 +14,7 @@ sends complete between updates (``poll``).
 from __future__ import annotations
 
 import abc
+import math
 from typing import Callable
 
 import numpy as np
@@ -21,8 +22,8 @@ import numpy as np
 from mpirl import comm
 from mpirl.acting.messages import PackedArrays
 from mpirl.algos.api import Publication
-from mpirl.execution.sync.protocol import (CONTROL_SIZE, CONTROL_TAG, MESSAGE_TAG, RUN, SAVE, STOP,
-                                           WEIGHTS_TAG)
+from mpirl.execution.sync.protocol import (CONTROL_SIZE, CONTROL_TAG, CUT_TAG, MESSAGE_TAG, RUN,
+                                           SAVE, STOP, WEIGHTS_TAG)
 from mpirl.runtime import timing
 
 
@@ -75,6 +76,11 @@ class ExperienceSource(abc.ABC):
     def load(self, shared: dict | None, own: dict | None) -> None:
         pass
 
+    def steps_taken(self) -> int | None:
+        """Env steps in this iteration's messages, where rollouts may have been cut short;
+        None: always the full count."""
+        return None
+
 
 class SelfActing(ExperienceSource):
     """The learner's own envs, stepped with its current weights (``sync_weights`` brings the
@@ -103,7 +109,7 @@ class RemoteActors(ExperienceSource):
 
     def __init__(self, setup, comms: comm.RoleComms, weights: np.ndarray,
                  sync_weights: Callable[[], None], publication: Publication):
-        self.group = comms.group
+        self.group, self.learners = comms.group, comms.learners
         self.sources = list(range(1, comms.group.Get_size()))  # this learner's actors
         self.actor_ranks = setup.layout.actors_of(comms.rank)  # the same, as world ranks
         self.messages = [setup.make_message() for _ in self.sources]
@@ -118,6 +124,17 @@ class RemoteActors(ExperienceSource):
         # pipelined, after a resume: the weights the actors held at the checkpoint, which the
         # next command sends even if fresh weights are not due yet
         self._resend: np.ndarray | None = None
+        # --straggler-cutoff: once this many actors have delivered, the others are cut
+        self.cutting = "length" in self.messages[0].views and not self.pipelined
+        cutoff = getattr(setup.cfg, "straggler_cutoff", 0.0)
+        self._enough = max(1, math.ceil(cutoff * len(self.sources)))
+        self._envs_per_actor = setup.cfg.envs_per_actor
+        self._requests = 0  # RUN requests so far: a cut names the one it ends
+        self._cut_note = np.zeros(1, dtype=np.float64)
+        self._cuts: list = []  # cut sends in flight
+        self._rollouts = np.zeros(2)  # since the last row: rollouts cut short, rollouts
+        if self.cutting:
+            self.columns = ("cut_rollouts",)
 
     # ------------------------------------------------------------------ an iteration
     def take(self, updates: int) -> list[PackedArrays]:
@@ -140,9 +157,53 @@ class RemoteActors(ExperienceSource):
         self._finish_sends()
         if self._incoming is not None:
             timing.switch("wait_rollouts")
-            comm.wait(self._incoming, what="rollouts", peers=self.actor_ranks)
+            if self.cutting:
+                self._wait_cutting_stragglers()
+            else:
+                comm.wait(self._incoming, what="rollouts", peers=self.actor_ranks)
             self._incoming = None
             self.ready = True
+
+    def _wait_cutting_stragglers(self) -> None:
+        """Wait for the rollouts; once enough have come, tell the late actors to send what
+        they have."""
+        reqs, cut = self._incoming, False
+        arrived = [False] * len(reqs)
+
+        def done() -> bool | None:
+            nonlocal cut
+            for i, req in enumerate(reqs):
+                if not arrived[i] and comm.test([req]):
+                    arrived[i] = True
+            count = sum(arrived)
+            if count == len(reqs):
+                return True
+            if count >= self._enough and not cut:
+                cut = True
+                self._cut_note[0] = self._requests
+                late = [s for s, a in zip(self.sources, arrived) if not a]
+                self._cuts = comm.isend_all(self.group, self._cut_note, late, tag=CUT_TAG)
+            return None
+
+        comm.poll_until(done, what="rollouts from its actors")
+        comm.wait(self._cuts, what="its actors to take a cut", peers=self.actor_ranks)
+        self._cuts = []
+        lengths = [int(m["length"][0]) for m in self.messages]
+        self._rollouts += (sum(n < self.messages[0]["rewards"].shape[0] for n in lengths),
+                           len(lengths))
+
+    def steps_taken(self) -> int | None:
+        if not self.cutting:
+            return None
+        return sum(int(m["length"][0]) for m in self.messages) * self._envs_per_actor
+
+    def row(self, seconds: float) -> dict:
+        if not self.cutting:
+            return {}
+        counts = comm.allreduce_sum_(self.learners, self._rollouts.copy(),
+                                     what="the other learners at a log row")
+        self._rollouts[:] = 0
+        return {"cut_rollouts": counts[0] / max(counts[1], 1)}
 
     def join_checkpoint(self) -> None:
         self._tell(SAVE, what="its actors to take a checkpoint command")
@@ -178,7 +239,7 @@ class RemoteActors(ExperienceSource):
         the actors; returns the send requests. Weights to resend go out in any case."""
         resend, self._resend = self._resend, None
         send = weights or resend is not None
-        self._control[:] = (command, code, 1.0 if send else 0.0, self.progress)
+        self._control[:] = (command, code, 1.0 if send else 0.0, self.progress, self._requests)
         reqs = comm.isend_all(self.group, self._control, self.sources, tag=CONTROL_TAG)
         if send:
             if weights:
@@ -205,6 +266,7 @@ class RemoteActors(ExperienceSource):
         with brisk polls, since each step of a large transfer needs this rank's attention;
         pipelined, they complete while training, through ``poll`` between updates."""
         self._finish_sends()
+        self._requests += 1
         self._incoming = comm.irecv_all(self.group, [m.buffer for m in self.messages],
                                         self.sources, tag=MESSAGE_TAG)
         timing.switch("send")
