@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import run_job
+from helpers import learning_rows, run_job, same_weights, whole_and_resumed
 from mpirl.acting.envs import EnvSpec
 from mpirl.algos.normalization import RolloutNormalization
 from mpirl.algos.ppo.update import PPO
@@ -150,3 +150,16 @@ def test_a_slow_actor_is_cut_and_the_run_still_covers_its_budget(tmp_path, monke
     assert 12000 <= summary["env_steps"] < summary["iterations"] * 3 * 256, summary
     assert summary["env_steps"] >= summary["iterations"] * (2 * 256 + 64), summary
     assert int(rows[-1]["env_steps"]) == summary["env_steps"]
+
+
+def test_a_stopped_and_resumed_averaging_run_ends_like_an_uninterrupted_one(tmp_path):
+    # 40 minibatch updates an iteration, averaging every 12: only every third iteration ends
+    # on an averaging step, where the stop and the checkpoints wait to be taken; each learner's
+    # own optimizer moments go into the checkpoint
+    args = ["--algo", "ppo", "--learners", "2", "--sync", "average", "--average-every", "12",
+            "--total-steps", "30720", "--checkpoint-every", "4", "--log-every", "1024",
+            "--eval-every", "5120", "--eval-episodes", "2", "--seed", "3", "--quiet",
+            "--no-tensorboard"]
+    whole, parts = whole_and_resumed(tmp_path, args, 30720, ranks=4)
+    assert learning_rows(parts) == learning_rows(whole)
+    assert same_weights(parts, whole)

@@ -73,7 +73,7 @@ class GradientAverager:
         if average_every is not None:
             self.share = 1.0
         self._shared = shared or (lambda: [])
-        self._since_average = 0   # optimizer steps since the last averaging step
+        self.since_average = 0   # optimizer steps since the last averaging step
         self._local_skips = 0     # non-finite updates here since the last averaging step
         self.skipped = 0          # non-finite updates over all learners, as of the last one
         self.averaging_steps = 0
@@ -114,7 +114,7 @@ class GradientAverager:
     def announce(self) -> None:
         """Tell the other learners this one is computing its gradient (call before forward)."""
         if self.size > 1 and self._arrival is None and (
-                self.average_every is None or self._since_average + 1 >= self.average_every):
+                self.average_every is None or self.since_average + 1 >= self.average_every):
             self._arrival = announce_arrival(self.comm)  # (averaging: the update before one)
 
     def zero_grad(self) -> None:
@@ -207,15 +207,15 @@ class GradientAverager:
         ``average_every`` steps (a collective: every learner makes the same steps)."""
         if self.average_every is None:
             return
-        self._since_average += 1
-        if self._since_average >= self.average_every:
+        self.since_average += 1
+        if self.since_average >= self.average_every:
             self.synchronize()
 
     def synchronize(self) -> None:
         """With model averaging and steps made since the last averaging step: average now
         (a collective), so that every learner holds the same parameters; the control values
         are summed in the same allreduce. Otherwise nothing."""
-        if self.average_every is None or self._since_average == 0:
+        if self.average_every is None or self.since_average == 0:
             return
         tensors = [p.data for p in self.params] + list(self._shared())
         sizes = [t.numel() for t in tensors]
@@ -248,7 +248,7 @@ class GradientAverager:
             control.summed[:] = buffer[n + 1:]
             control.reduced = True
         self._local_skips = 0
-        self._since_average = 0
+        self.since_average = 0
         self.averaging_steps += 1
 
 

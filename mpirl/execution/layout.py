@@ -32,9 +32,9 @@ class SyncOptions:
 
     sync: str = option(
         "gradients", "How learners stay together: 'gradients' averages every update's "
-        "gradient (identical weights always); 'average' lets each learner update its own copy "
-        "from its own actors' data and averages the weights every --average-every updates "
-        "(fewer, larger steps apart on the network, and no waiting between them).",
+        "gradient (identical weights always); 'average' (a2c, ppo, dqn) lets each learner "
+        "update its own copy from its own actors' data and averages the weights every "
+        "--average-every updates (one allreduce per K updates, no waiting in between).",
         choices=("gradients", "average"))
     average_every: int = option(8, "With --sync average: updates between two averaging steps.",
                                 bounds="[1, inf)")
@@ -42,7 +42,7 @@ class SyncOptions:
         False, "With --sync average: average the optimizer's moments with the weights (twice "
         "or three times the bytes); unset, each learner keeps its own.")
     straggler_cutoff: float = option(
-        0.0, "On-policy: once this share of a learner's actors have delivered their rollouts, "
+        0.0, "PPO: once this share of a learner's actors have delivered their rollouts, "
         "the others send what they have collected (at least --straggler-min-share of "
         "--n-steps) and the learner trains on the shorter rollouts; 0 = always wait for "
         "whole rollouts.", bounds="[0, 1]")

@@ -71,6 +71,12 @@ def minibatches(setup) -> int:
     if smallest * cfg.n_steps * cfg.envs_per_actor < count:
         raise ConfigError(f"--batch-size {cfg.batch_size} makes {count} minibatches, more "
                           f"than a learner has samples")
+    cut = actor_critic.min_rollout_steps(cfg)
+    if cut is not None and smallest * cut * cfg.envs_per_actor < count:
+        raise ConfigError(f"--batch-size {cfg.batch_size} makes {count} minibatches, more "
+                          f"than a learner has samples when its rollouts are cut to "
+                          f"--straggler-min-share {cfg.straggler_min_share:g} of --n-steps; "
+                          f"raise one of them")
     return count
 
 

@@ -97,6 +97,17 @@ class Learner:
             tensors += [t for opt in self.trainer.optimizers() for t in optimizer_tensors(opt)]
         return tensors
 
+    def _at_average(self) -> bool:
+        """Whether the last update made an averaging step (always, without --sync average);
+        the same answer on every learner."""
+        return all(a.average_every is None or a.since_average == 0 for a in self.ctx.averagers)
+
+    def _local_moments(self) -> list:
+        """With --sync average and each learner's own optimizer moments: those tensors."""
+        if not self.averaging or self.cfg.average_moments:
+            return []
+        return [t for opt in self.trainer.optimizers() for t in optimizer_tensors(opt)]
+
     def _synchronize(self) -> None:
         """With --sync average: an averaging step now, unless the last update made one (a
         collective: call it on every learner at once). Evaluations and checkpoints see the
@@ -128,6 +139,11 @@ class Learner:
         self.trainer.load_state_dict(shared.get("trainer", {}), (own or {}).get("trainer"))
         self.publication.load_state_dict(shared.get("publication") or {})
         self.source.load(shared, own)
+        saved = (own or {}).get("moments")
+        moments = self._local_moments()
+        if saved and len(saved) == len(moments):
+            for t, v in zip(moments, saved):
+                t.copy_(v.to(t.device))
         if own:
             self.progress.restore_window(own["window"])
             restore_process_rng_state(own["rng"])
@@ -141,6 +157,9 @@ class Learner:
         self.source.join_checkpoint()
         own = {"role": self.comms.role, "window": progress.window.copy(),
                "trainer": self.trainer.own_state_dict(), **self.source.own_state()}
+        moments = self._local_moments()
+        if moments:  # each learner's own: the lead's alone would not continue exactly
+            own["moments"] = [t.detach().cpu().clone() for t in moments]
         shared = meta = None
         if self.lead:
             shared = {"weights": self.params.vector.detach().cpu().clone(),
@@ -197,13 +216,14 @@ class Learner:
         self.progress.c.eval_time_s += time.perf_counter() - t
         return float(np.mean(returns)), float(np.std(returns))
 
-    def _reduce_control(self) -> tuple[bool, bool]:
+    def _reduce_control(self, updated: bool) -> tuple[bool, bool]:
         """(stop requested on any rank, checkpoint due by time), summed over the learners,
         by the trainer's allreduces or, if it made none, by one of our own. With --sync
         average, only averaging steps sum them: until the next one, neither is known (both
-        stay raised where they were raised)."""
+        stay raised where they were raised); an iteration without updates (``updated``)
+        reduces them itself, as every learner makes the same updates."""
         control = self.control
-        if not control.reduced and self.averaging:
+        if not control.reduced and self.averaging and updated:
             return False, False
         if not control.reduced:
             control.summed[:] = control.local
@@ -239,7 +259,7 @@ class Learner:
             self.control.local[:] = (float(requested), float(self.lead and time_due))
             self.control.reduced = False
             results = self.trainer.train(self.source.progress)
-            stop_requested, time_due = self._reduce_control()
+            stop_requested, time_due = self._reduce_control(bool(results))
             diverged = False
             for stats in results:
                 if stats["skipped"]:
@@ -295,11 +315,14 @@ class Learner:
                 progress.row(window, c.iteration, lr, row)
             if stop:
                 break
-            if stop_requested:
+            # with --sync average, a stop or a checkpoint waits for an iteration that ends on
+            # an averaging step: the checkpoint then holds what an uninterrupted run holds there
+            at_average = self._at_average()
+            if stop_requested and at_average:
                 outcome = exit_codes.PREEMPTED
                 break
             by_updates, _ = progress.checkpoint_due(self._checkpoint_count())
-            if time_due or by_updates:
+            if (time_due or by_updates) and at_average:
                 self._checkpoint()
         if outcome != exit_codes.DIVERGED and progress.checkpointed_at != c.iteration:
             self._checkpoint()  # the end of the run, or a stop signal: continue from here
@@ -354,10 +377,17 @@ class Learner:
         table = timing.breakdown(self._timing_totals, roles)
         advice = (self.setup.algorithm.cheaper_updates, self.setup.n_params,
                   self.trainer.update_work())
-        self.progress.logger.timing(timing.format_table(table, self.progress.elapsed(),
-                                                        *advice))
+        text = timing.format_table(table, self.progress.elapsed(), *advice)
+        traffic = self._traffic_row()["allreduce_bytes_per_step"]
+        if self.comms.learners.Get_size() > 1:
+            mode = (f"weights every {self.cfg.average_every} updates" if self.averaging
+                    else "gradients every update")
+            text += (f"\n  learners' allreduces ({mode}): {traffic:,.0f} bytes per env step "
+                     "from each learner")
+        self.progress.logger.timing(text)
         self.run_dir.write_json("timing.json", {"breakdown": table,
-                                                "verdict": timing.verdict(table, *advice)})
+                                                "verdict": timing.verdict(table, *advice),
+                                                "allreduce_bytes_per_step": traffic})
 
     def _finish(self) -> None:
         progress, c = self.progress, self.progress.c
