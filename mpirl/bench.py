@@ -165,17 +165,31 @@ def bench_compare(args: argparse.Namespace, train_args: list[str]) -> list[dict]
                 s = json.loads((run_dir / "summary.json").read_text())
                 row = {"round": round_, "algo": algo, "sps": round(s["train_sps"]),
                        **_wait_shares(run_dir)}
-                with open(run_dir / "progress.csv") as f:
-                    lags = [float(r["policy_lag_mean"]) for r in csv.DictReader(f)
-                            if r.get("policy_lag_mean")]
+                lags = _column(_progress(run_dir), "policy_lag_mean")
                 if lags:  # algorithms whose actors run ahead of their learners report it
                     row["policy_lag"] = round(float(np.mean(lags)), 2)
-                first = first or row
-                row["vs_first"] = round(row["sps"] / first["sps"], 2)
-                rows.append(row)
-                print(f"  round {round_} {algo:>8}: {row['sps']:>8,} steps/s", file=sys.stderr,
-                      flush=True)
+                first = _add_row(rows, row, first, f"round {round_} {algo:>8}")
     return rows
+
+
+def _progress(run_dir: Path) -> list[dict]:
+    with open(run_dir / "progress.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def _column(progress: list[dict], key: str) -> list[float]:
+    """The values of a progress.csv column, where rows have one."""
+    return [float(r[key]) for r in progress if r.get(key)]
+
+
+def _add_row(rows: list[dict], row: dict, first: dict | None, label: str) -> dict:
+    """Append a run's row with its throughput over ``first`` (the round's first run, or this
+    one); returns the round's first row."""
+    first = first or row
+    row["vs_first"] = round(row["sps"] / first["sps"], 2)
+    rows.append(row)
+    print(f"  {label}: {row['sps']:>8,} steps/s", file=sys.stderr, flush=True)
+    return first
 
 
 # ---------------------------------------------------------------------------- variants
@@ -217,20 +231,13 @@ def bench_variants(args: argparse.Namespace, train_args: list[str]) -> list[dict
                                                             "wait_learners"), 3),
                        "allreduce_bytes_per_step": round(s.get("allreduce_bytes_per_step",
                                                                0.0), 1)}
-                with open(run_dir / "progress.csv") as f:
-                    progress = list(csv.DictReader(f))
-                cut = [float(r["cut_rollouts"]) for r in progress if r.get("cut_rollouts")]
+                progress = _progress(run_dir)
+                cut = _column(progress, "cut_rollouts")
                 if cut:
                     row["cut_rollouts"] = round(float(np.mean(cut)), 3)
-                evals = [float(r["eval_return_mean"]) for r in progress
-                         if r.get("eval_return_mean")]
-                row["best_eval"] = round(max(evals), 1)
+                row["best_eval"] = round(max(_column(progress, "eval_return_mean")), 1)
                 row["final_eval"] = round(s["final_eval_return"], 1)
-                first = first or row
-                row["vs_first"] = round(row["sps"] / first["sps"], 2)
-                rows.append(row)
-                print(f"  round {round_} {name:>12}: {row['sps']:>8,} steps/s", file=sys.stderr,
-                      flush=True)
+                first = _add_row(rows, row, first, f"round {round_} {name:>12}")
     return rows
 
 
@@ -337,6 +344,17 @@ def bench_sumtree(args: argparse.Namespace) -> list[dict]:
              "update_ms": round(update_ms, 2)}]
 
 
+def _interleaved_options(p: argparse.ArgumentParser, total_steps: int) -> None:
+    """The options of the commands that run several configurations round after round."""
+    p.add_argument("--ranks", type=int, default=4)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--env", default="CartPole-v1")
+    p.add_argument("--total-steps", type=int, default=total_steps)
+    p.add_argument("--launcher", default=None,
+                   help="launcher command before '-n K' (default: mpirun next to this Python)")
+    p.add_argument("--csv", default=None, help="also write the table to this CSV file")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     train_args: list[str] = []
@@ -365,25 +383,13 @@ def main(argv: list[str] | None = None) -> int:
                        "interleaved")
     p.add_argument("--algos", nargs="+", required=True,
                    help="registered algorithms (--algo values); the first is the reference")
-    p.add_argument("--ranks", type=int, default=4)
-    p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--env", default="CartPole-v1")
-    p.add_argument("--total-steps", type=int, default=500_000)
-    p.add_argument("--launcher", default=None,
-                   help="launcher command before '-n K' (default: mpirun next to this Python)")
-    p.add_argument("--csv", default=None, help="also write the table to this CSV file")
+    _interleaved_options(p, total_steps=500_000)
     p = sub.add_parser("variants", help="training configurations against each other, "
                        "interleaved")
     p.add_argument("--variant", action="append", required=True,
                    help="NAME='FLAGS' (repeat; the first is the reference)")
-    p.add_argument("--ranks", type=int, default=4)
-    p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--seed", type=int, default=0, help="of the first round (+1 per round)")
-    p.add_argument("--env", default="CartPole-v1")
-    p.add_argument("--total-steps", type=int, default=100_000)
-    p.add_argument("--launcher", default=None,
-                   help="e.g. 'srun --mpi=pmi2' inside an allocation (default: mpirun)")
-    p.add_argument("--csv", default=None, help="also write the table to this CSV file")
+    _interleaved_options(p, total_steps=100_000)
     p = sub.add_parser("a3c", help="A3C: server update rates and worker throughput")
     p.add_argument("--algo", default="a3c",
                    help="the algorithm to run (any that runs on parameter servers)")
