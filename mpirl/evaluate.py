@@ -10,7 +10,7 @@ import sys
 
 import numpy as np
 
-from mpirl.acting.envs import describe_env, make_env
+from mpirl.acting.envs import describe_env, env_ref, make_env
 from mpirl.acting.evaluation import evaluate_policy
 from mpirl.config.fields import ConfigError
 from mpirl.files.rundir import RunDir
@@ -28,14 +28,14 @@ def main(argv: list[str] | None = None) -> int:
             raise ConfigError(f"--episodes must be positive, got {args.episodes}")
         run = RunDir(args.run_dir)
         cfg = run.load_config()
-        env = make_env(cfg.env)
+        env = make_env(env_ref(cfg))
         model = cfg.algorithm.policy(cfg, describe_env(env, cfg.env))
         env.close()
         run.load_policy(model)
     except ConfigError as e:
         print(f"mpirl: error: {e}", file=sys.stderr)
         return 2
-    returns = evaluate_policy(model.eval(), cfg.env, args.episodes, seed=args.seed)
+    returns = evaluate_policy(model.eval(), env_ref(cfg), args.episodes, seed=args.seed)
     result = {"env": cfg.env, "episodes": args.episodes, "return_mean": float(np.mean(returns)),
               "return_std": float(np.std(returns)), "returns": returns}
     if args.json:

@@ -1,5 +1,5 @@
-"""Environments: creation from a Gymnasium id or ``package.module:Class``, and an in-process
-vector of envs.
+"""Environments: creation from a Gymnasium id or ``package.module:Class`` (with keyword
+arguments and a user's wrapper: ``EnvRef``), and an in-process vector of envs.
 
 An actor steps its envs in its own process: MPI ranks are the parallelism, and on small envs a
 process hand-off per step costs more than the step itself.
@@ -7,7 +7,8 @@ process hand-off per step costs more than the step itself.
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any, Mapping
 
 import gymnasium as gym
 import numpy as np
@@ -24,7 +25,44 @@ def is_atari(env_id: str) -> bool:
     return env_id.startswith("ALE/") or "NoFrameskip" in env_id
 
 
-def make_atari(env_id: str) -> gym.Env:
+@dataclass(frozen=True)
+class EnvRef:
+    """An env as a run makes it: its id, its constructor's keyword arguments (--env-kwargs) and
+    the user's wrapper (--env-wrapper, 'package.module:function'). Wherever an env id is taken,
+    an ``EnvRef`` may stand for it."""
+
+    id: str
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    wrapper: str | None = None
+
+    def __str__(self) -> str:
+        return self.id
+
+
+def env_ref(cfg) -> EnvRef:
+    """The env a run's config names."""
+    from mpirl.config.general import env_kwargs
+    return EnvRef(cfg.env, env_kwargs(cfg), cfg.env_wrapper)
+
+
+def _wrap(env: gym.Env, ref: EnvRef) -> gym.Env:
+    module_name, _, attr = ref.wrapper.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as e:
+        raise ConfigError(f"cannot import module '{module_name}' for --env-wrapper "
+                          f"'{ref.wrapper}': {e}") from None
+    wrapper = getattr(module, attr, None)
+    if not callable(wrapper):
+        raise ConfigError(f"module '{module_name}' has no function '{attr}' (--env-wrapper)")
+    wrapped = wrapper(env)
+    if not isinstance(wrapped, gym.Env):
+        raise ConfigError(f"--env-wrapper '{ref.wrapper}' did not return a gymnasium.Env (got "
+                          f"{type(wrapped).__name__})")
+    return wrapped
+
+
+def make_atari(env_id: str, env_kwargs: Mapping[str, Any] | None = None) -> gym.Env:
     """An ALE game with the standard preprocessing (Mnih et al. 2015; Machado et al. 2018):
     up to 30 no-op actions at reset, each action repeated for 4 frames (max over the last two),
     84x84 greyscale, the last 4 frames stacked: observations (4, 84, 84) uint8.
@@ -39,6 +77,7 @@ def make_atari(env_id: str) -> gym.Env:
                           "opencv for the frame resizing)") from None
     gym.register_envs(ale_py)
     kwargs = {"frameskip": 1} if env_id.startswith("ALE/") else {}  # the wrapper skips frames
+    kwargs.update(env_kwargs or {})
     try:
         env = gym.make(env_id, disable_env_checker=True, **kwargs)
         env = gym.wrappers.AtariPreprocessing(env, noop_max=30, frame_skip=4, screen_size=84,
@@ -51,12 +90,25 @@ def make_atari(env_id: str) -> gym.Env:
     return gym.wrappers.FrameStackObservation(env, ATARI_FRAME_STACK)
 
 
-def make_env(env_id: str) -> gym.Env:
-    """A Gymnasium env from a registered id, or from ``package.module:Class`` (instantiated with
-    no arguments); Atari ids get the standard preprocessing (``make_atari``). Raises
-    ConfigError with a readable message if it cannot be made."""
+def make_env(env: str | EnvRef) -> gym.Env:
+    """A Gymnasium env from a registered id, or from ``package.module:Class``, built with the
+    ``EnvRef``'s keyword arguments (none for a plain id) and passed through its wrapper; Atari
+    ids get the standard preprocessing (``make_atari``) before the wrapper. Raises ConfigError
+    with a readable message if it cannot be made."""
+    ref = env if isinstance(env, EnvRef) else EnvRef(env)
+    try:
+        made = _make(ref.id, dict(ref.kwargs))
+    except TypeError as e:  # a keyword the constructor does not take, or a wrong value
+        if not ref.kwargs:
+            raise
+        raise ConfigError(f"env '{ref.id}' cannot be made with --env-kwargs "
+                          f"{dict(ref.kwargs)}: {e}") from None
+    return made if ref.wrapper is None else _wrap(made, ref)
+
+
+def _make(env_id: str, kwargs: dict) -> gym.Env:
     if is_atari(env_id):
-        return make_atari(env_id)
+        return make_atari(env_id, kwargs)
     module_name, _, attr = env_id.partition(":")
     if attr.isidentifier():  # 'pkg.mod:Class'; 'pkg.mod:Name-v0' is a registered id for gym
         try:
@@ -67,12 +119,12 @@ def make_env(env_id: str) -> gym.Env:
         target = getattr(module, attr, None)
         if target is None:
             raise ConfigError(f"module '{module_name}' has no attribute '{attr}' (env '{env_id}')")
-        env = target()
+        env = target(**kwargs)
         if not isinstance(env, gym.Env):
             raise ConfigError(f"'{env_id}' did not give a gymnasium.Env (got {type(env).__name__})")
         return env
     try:
-        return gym.make(env_id, disable_env_checker=True)
+        return gym.make(env_id, disable_env_checker=True, **kwargs)
     except (ImportError, gym.error.DependencyNotInstalled) as e:
         hint = " (pip install 'mpirl[mujoco]')" if "mujoco" in str(e).lower() else ""
         raise ConfigError(f"env '{env_id}' needs a package that is not installed: "
@@ -189,7 +241,7 @@ class EnvVector:
     that report ``lives`` in their info, as Atari games do).
     """
 
-    def __init__(self, env_id: str, n: int, seed: int, rank: int, stream: str = "env"):
+    def __init__(self, env_id: str | EnvRef, n: int, seed: int, rank: int, stream: str = "env"):
         self._seeding = (seed, rank, stream)
         self.envs = [make_env(env_id) for _ in range(n)]
         self.spec = describe_env(self.envs[0], env_id)

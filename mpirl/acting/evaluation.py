@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from mpirl.acting.envs import EnvVector
+from mpirl.acting.envs import EnvRef, EnvVector
 from mpirl.nets.actor_critic import ActorCritic
 
 
-def evaluate_policy(model: ActorCritic, env_id: str, episodes: int, seed: int,
+def evaluate_policy(model: ActorCritic, env_id: str | EnvRef, episodes: int, seed: int,
                     index: int = 0) -> list[float]:
     """Returns of ``episodes`` episodes, one per env, acting with the policy's mode.
 

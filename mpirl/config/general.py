@@ -3,6 +3,7 @@ how the run is recorded, checkpointed and resumed. Each algorithm adds its own g
 (``mpirl.algos``)."""
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 
@@ -20,6 +21,13 @@ class GeneralOptions:
     algo: str = option("a2c", "Algorithm.")
     env: str = option("CartPole-v1", "Gymnasium env id, or 'package.module:Class' for your own "
                       "env.")
+    env_kwargs: str = option(
+        "", "Keyword arguments for the env's constructor, as a JSON object (e.g. "
+        "'{\"g\": 2.0}'; in a config file, a mapping), for registered ids and "
+        "'package.module:Class' alike.")
+    env_wrapper: str | None = option(
+        None, "'package.module:function' that takes each env (training and evaluation) and "
+        "returns the env to use, e.g. wrapped.")
     seed: int = option(0, "Seed for weights, envs and action sampling; env seeds also depend "
                        "on rank.", bounds="[0, inf)")
     total_steps: int = option(300_000, "Training budget in environment steps, summed over all "
@@ -104,6 +112,24 @@ class GeneralOptions:
             raise ConfigError("--override only applies with --resume RUN_DIR or --auto-resume")
         require(bool(cfg.hidden_sizes) and all(h > 0 for h in cfg.hidden_sizes),
                 f"--hidden-sizes must be positive integers, got {cfg.hidden_sizes}")
+        env_kwargs(cfg)
+        if cfg.env_wrapper is not None:
+            module, _, name = cfg.env_wrapper.partition(":")
+            require(bool(module) and name.isidentifier(),
+                    f"--env-wrapper must be 'package.module:function', got {cfg.env_wrapper!r}")
+
+
+def env_kwargs(cfg) -> dict:
+    """--env-kwargs as a dict (ConfigError if it is not a JSON object)."""
+    if not cfg.env_kwargs:
+        return {}
+    try:
+        value = json.loads(cfg.env_kwargs)
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"--env-kwargs is not valid JSON ({e.msg}): {cfg.env_kwargs}") from None
+    require(isinstance(value, dict),
+            f"--env-kwargs must be a JSON object of keyword arguments, got {cfg.env_kwargs}")
+    return value
 
 
 __all__ = ["DEVICES", "GeneralOptions", "OPTIMIZERS", "cli_flag"]

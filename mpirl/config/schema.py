@@ -10,6 +10,7 @@ traffic.
 """
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from mpirl.algos import registry
@@ -169,6 +170,8 @@ def coerce(name: str, value: Any) -> Any:
             return int(value)
         if kind.startswith("float"):
             return float(value)
+        if name == "env_kwargs" and isinstance(value, dict):  # a mapping in a config file
+            return json.dumps(value, sort_keys=True)
         return str(value)
     except (TypeError, ValueError):
         raise ConfigError(f"config key '{name}' has value {value!r}, expected {kind}") from None

@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from mpirl.acting.envs import EnvSpec, EnvVector, describe_env, make_env
+from mpirl.acting.envs import EnvSpec, EnvVector, describe_env, env_ref, make_env
 from mpirl.acting.messages import Fields, PackedArrays, report_fields
 from mpirl.algos import registry
 from mpirl.algos.api import ActingContext, Collector
@@ -44,7 +44,7 @@ class RunSetup:
         self.layout = layout
         self.algorithm = cfg.algorithm
         if spec is None:
-            env = make_env(cfg.env)
+            env = make_env(env_ref(cfg))
             spec = describe_env(env, cfg.env)
             env.close()
         self.spec = spec
@@ -88,7 +88,7 @@ class RunSetup:
         return self.algorithm.policy(self.cfg, self.spec).to(device)
 
     def make_envs(self, rank: int) -> EnvVector:
-        return EnvVector(self.cfg.env, self.cfg.envs_per_actor, self.cfg.seed, rank)
+        return EnvVector(env_ref(self.cfg), self.cfg.envs_per_actor, self.cfg.seed, rank)
 
     def make_collector(self, policy, rank: int, resume: dict | None = None) -> Collector:
         """The algorithm's collector on fresh envs for ``rank``. On resume it continues this

@@ -85,3 +85,13 @@ class Hoarder(gym.Env):
     def step(self, action):
         self.t += 1
         return np.full(4, 0.1 * action, np.float32), float(action), False, self.t >= 20, {}
+
+
+def short_episodes(env):
+    """A user's wrapper (--env-wrapper envs_for_tests:short_episodes): episodes of at most 20
+    steps."""
+    return gym.wrappers.TimeLimit(env, max_episode_steps=20)
+
+
+def not_a_wrapper(env):
+    return "not an env"

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from mpirl import comm
+from mpirl.acting.envs import env_ref
 from mpirl.acting.evaluation import evaluate_policy
 from mpirl.execution.progress import RunProgress, learning_rate
 from mpirl.execution.server.protocol import (CODE, EPISODES, EVAL_INDEX, EVAL_MEAN, EVAL_STD,
@@ -180,7 +181,7 @@ class Lead(Follower):
             run.close()
             return
         t = time.perf_counter()
-        returns = evaluate_policy(policy, cfg.env, cfg.eval_episodes, seed=cfg.seed,
+        returns = evaluate_policy(policy, env_ref(cfg), cfg.eval_episodes, seed=cfg.seed,
                                   index=run.c.evals)
         run.c.eval_time_s += time.perf_counter() - t
         mean, std = float(np.mean(returns)), float(np.std(returns))

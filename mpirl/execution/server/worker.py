@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from mpirl import comm
+from mpirl.acting.envs import env_ref
 from mpirl.acting.evaluation import evaluate_policy
 from mpirl.algos.api import WorkerContext
 from mpirl.execution.checkpointing import Checkpointer
@@ -84,7 +85,7 @@ def run_worker(setup: RunSetup, comms: comm.RoleComms, checkpointer: Checkpointe
             client.fetch(values)
             continue
         if lead[EVALUATE] >= 0:
-            returns = evaluate_policy(me.policy, cfg.env, cfg.eval_episodes, seed=cfg.seed,
+            returns = evaluate_policy(me.policy, env_ref(cfg), cfg.eval_episodes, seed=cfg.seed,
                                       index=int(lead[EVALUATE]))
             report[EVAL_INDEX] = lead[EVALUATE]
             report[EVAL_MEAN], report[EVAL_STD] = np.mean(returns), np.std(returns)

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from mpirl import comm
+from mpirl.acting.envs import env_ref
 from mpirl.acting.evaluation import evaluate_policy
 from mpirl.algos.api import Control, LearnerContext
 from mpirl.comm.gradsync import optimizer_tensors
@@ -211,7 +212,7 @@ class Learner:
         timing.switch("evaluation")
         self._sync_host_weights()
         t = time.perf_counter()
-        returns = evaluate_policy(self.acting_policy, self.cfg.env, self.cfg.eval_episodes,
+        returns = evaluate_policy(self.acting_policy, env_ref(self.cfg), self.cfg.eval_episodes,
                                   seed=self.cfg.seed, index=self.progress.next_eval_index())
         self.progress.c.eval_time_s += time.perf_counter() - t
         return float(np.mean(returns)), float(np.std(returns))
