@@ -1,4 +1,5 @@
-"""``python -m mpirl.train``: train an agent on all ranks of the MPI world.
+"""``python -m mpirl.train``: train an agent on all ranks of the MPI world; ``mpirl.train(...)``
+does the same from Python (``from mpirl import train``: this module is callable, see ``train``).
 
 Launch with ``mpirun -n K python -m mpirl.train ...`` (or ``srun``); without a launcher the
 single process acts and learns. ``--resume RUN_DIR`` continues a run from its newest readable
@@ -22,12 +23,15 @@ import io
 import os
 import sys
 import traceback
-from typing import Sequence
+import types
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
 
 from mpirl import comm
 from mpirl.config.fields import ConfigError
 from mpirl.config.schema import Config
-from mpirl.config.sources import given_values, parse_config, refuse_other_algorithms
+from mpirl.config.sources import (config_from_values, given_values, parse_config,
+                                  refuse_other_algorithms, values_given_in_code)
 from mpirl.execution.checkpointing import Checkpointer
 from mpirl.execution.setup import RunSetup
 from mpirl.files.atomic import DiskFull
@@ -50,7 +54,7 @@ def _agree(world, error: str | None) -> str | None:
 
 
 class _BadInput(Exception):
-    """Every rank agreed that the input is unusable; rank 0 has reported it."""
+    """Every rank agreed that the input is unusable (the message); rank 0 has reported it."""
 
 
 def _settle(world, error: str | None) -> None:
@@ -59,22 +63,41 @@ def _settle(world, error: str | None) -> None:
     if error:
         if world.Get_rank() == 0:
             print(f"mpirl: error: {error}", file=sys.stderr, flush=True)
-        raise _BadInput
+        raise _BadInput(error)
 
 
-def _parse(world, argv: list[str]) -> Config:
-    quiet_help = world.Get_rank() != 0 and bool({"-h", "--help", "--version"} & set(argv))
-    with contextlib.redirect_stdout(io.StringIO()) if quiet_help else contextlib.nullcontext():
-        return parse_config(argv)
+class _Request:
+    """What the user asked for: command-line arguments, or field values given in code."""
+
+    def __init__(self, argv: list[str] | None = None, values: dict | None = None):
+        self.argv, self.values = argv, values
+
+    def config(self, world) -> Config:
+        if self.values is not None:
+            return config_from_values(self.values)
+        argv = self.argv
+        quiet_help = world.Get_rank() != 0 and bool({"-h", "--help", "--version"} & set(argv))
+        with contextlib.redirect_stdout(io.StringIO()) if quiet_help else \
+                contextlib.nullcontext():
+            return parse_config(argv)
+
+    def given(self) -> dict:
+        return dict(self.values) if self.values is not None else given_values(self.argv)
+
+    def refuse_other_algorithms(self) -> None:
+        if self.values is not None:
+            config_from_values({k: v for k, v in self.values.items() if k != "auto_resume"})
+        else:
+            refuse_other_algorithms(self.argv)
 
 
-def _prepare(world, argv: list[str]):
+def _prepare(world, request: _Request):
     """Collective: the config, setup, run directory and (on resume) each rank's part of the
     checkpoint. Raises _BadInput after reporting bad input once."""
     rank = world.Get_rank()
     cfg = error = None
     try:
-        cfg = _parse(world, argv)
+        cfg = request.config(world)
     except ConfigError as e:
         error = str(e)
     _settle(world, error)
@@ -89,14 +112,14 @@ def _prepare(world, argv: list[str]):
     resume_dir = comm.broadcast_object(world, resume_dir)
     if cfg.auto_resume and not resume_dir:  # a new run after all: its options are checked
         try:
-            refuse_other_algorithms(argv)
+            request.refuse_other_algorithms()
         except ConfigError as e:
             error = str(e)
         _settle(world, error)
     if resume_dir:
         if rank == 0:
             try:
-                given = dict(given_values(argv), resume=resume_dir)
+                given = dict(request.given(), resume=resume_dir)
                 cfg, ckpt, notes = load_for_resume(resume_dir, given)
             except ConfigError as e:
                 error = str(e)
@@ -136,21 +159,72 @@ def _prepare(world, argv: list[str]):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    signals.install()
-    world = comm.world()
-    rank = world.Get_rank()
+    """The command line: returns the exit code (the same on every rank)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    launch_error = slurm.singleton_launch(world.Get_size())
-    if launch_error:  # each task is alone: only the first one speaks
-        if os.environ.get("SLURM_PROCID", "0") == "0":
-            print(f"mpirl: error: {launch_error}", file=sys.stderr, flush=True)
-        return exit_codes.BAD_INPUT
     try:
-        cfg, setup, run_dir, resume = _prepare(world, argv)
+        return _run(_Request(argv=argv))[0]
     except _BadInput:
         return exit_codes.BAD_INPUT
     except SystemExit as e:  # --help
         return int(e.code or 0)
+
+
+class RunStopped(RuntimeError):
+    """A run that ``train`` started ended before its budget: stopped by a signal after a
+    checkpoint (``exit_code`` 3: continue it with ``train(resume=run_dir)``) or by a
+    non-finite loss (4)."""
+
+    def __init__(self, exit_code: int, run_dir: Path):
+        what = "stopped by a signal" if exit_code == exit_codes.PREEMPTED else \
+            "stopped by a non-finite loss or gradient"
+        super().__init__(f"the run in {run_dir} {what} (exit code {exit_code})")
+        self.exit_code, self.run_dir = exit_code, run_dir
+
+
+def train(config: Mapping[str, Any] | str | os.PathLike | None = None, *,
+          env: Callable[..., Any] | None = None, **fields: Any) -> Path:
+    """Train on every rank of the MPI world, as ``python -m mpirl.train`` does; returns the run
+    directory. Call it on every rank (a script launched with ``mpirun -n K python
+    script.py``), or in one process alone.
+
+    ``config``: field values (the keys of a config file, e.g. ``{"algo": "ppo", "env":
+    "CartPole-v1"}``) or the path of a YAML or TOML config file; ``fields`` (e.g.
+    ``total_steps=50_000``) override it. ``env``: a function that returns a Gymnasium env,
+    called with ``env_kwargs`` on every rank for every env the run makes; the run records it
+    as ``--env module:name`` (importable, that name also serves ``mpirl.evaluate``).
+
+    Raises ``ConfigError`` (on every rank, with the message the command line prints) for bad
+    input and ``RunStopped`` when the run ends early; a rank that fails aborts the job, as on
+    the command line.
+    """
+    values = dict(config) if isinstance(config, Mapping) else \
+        ({} if config is None else {"config": str(config)})
+    values.update(fields)
+    if env is not None:
+        name = values.setdefault("env", f"{env.__module__}:{env.__qualname__}")
+        from mpirl.acting.envs import register_factory
+        register_factory(str(name), env)
+    try:
+        code, run_dir = _run(_Request(values=values_given_in_code(values)))
+    except _BadInput as e:
+        raise ConfigError(str(e)) from None
+    if code != exit_codes.DONE:
+        raise RunStopped(code, run_dir)
+    return run_dir
+
+
+def _run(request: _Request) -> tuple[int, Path | None]:
+    """Run what ``request`` asks for on this rank: (exit code, run directory). Raises
+    _BadInput (reported) on bad input."""
+    signals.install()
+    world = comm.world()
+    rank = world.Get_rank()
+    launch_error = slurm.singleton_launch(world.Get_size())
+    if launch_error:  # each task is alone: only the first one speaks
+        if os.environ.get("SLURM_PROCID", "0") == "0":
+            print(f"mpirl: error: {launch_error}", file=sys.stderr, flush=True)
+        raise _BadInput(launch_error)
+    cfg, setup, run_dir, resume = _prepare(world, request)
 
     _, local_size = comm.node_local(world)
     limit_threads(cpu_share(local_size, cfg.torch_threads, images=is_image(setup.spec)))
@@ -175,15 +249,24 @@ def main(argv: Sequence[str] | None = None) -> int:
                          f"{newest[0] if newest else 'none yet'}. Free space, then continue "
                          f"with: python -m mpirl.train --resume {run_dir.path}\n")
         comm.abort(world, exit_codes.FAILED)
-        return exit_codes.FAILED  # not reached: abort ends the process
+        return exit_codes.FAILED, run_dir.path  # not reached: abort ends the process
     except Exception as e:  # end every rank now rather than leave peers waiting forever
         # one write, summary line first: the abort may cut off whatever comes after
         sys.stderr.write(f"mpirl: rank {rank} ({comms.role}) failed: {type(e).__name__}: {e}; "
                          f"aborting the job\n{traceback.format_exc()}")
         comm.abort(world, exit_codes.FAILED)
-        return exit_codes.FAILED  # not reached: abort ends the process
-    return code
+        return exit_codes.FAILED, run_dir.path  # not reached: abort ends the process
+    return code, run_dir.path
 
+
+class _CallableModule(types.ModuleType):
+    """``from mpirl import train`` gives this module: calling it calls ``train``."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Path:
+        return train(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
 
 if __name__ == "__main__":
     sys.exit(main())

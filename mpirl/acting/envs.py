@@ -39,6 +39,15 @@ class EnvRef:
         return self.id
 
 
+# env factories given to the Python API (``mpirl.train(env=...)``), by the name the run uses
+_FACTORIES: dict[str, Any] = {}
+
+
+def register_factory(name: str, factory) -> None:
+    """Make ``--env name`` call ``factory(**env_kwargs)`` in this process."""
+    _FACTORIES[name] = factory
+
+
 def env_ref(cfg) -> EnvRef:
     """The env a run's config names."""
     from mpirl.config.general import env_kwargs
@@ -107,6 +116,13 @@ def make_env(env: str | EnvRef) -> gym.Env:
 
 
 def _make(env_id: str, kwargs: dict) -> gym.Env:
+    factory = _FACTORIES.get(env_id)
+    if factory is not None:
+        env = factory(**kwargs)
+        if not isinstance(env, gym.Env):
+            raise ConfigError(f"the env function for '{env_id}' did not return a gymnasium.Env "
+                              f"(got {type(env).__name__})")
+        return env
     if is_atari(env_id):
         return make_atari(env_id, kwargs)
     module_name, _, attr = env_id.partition(":")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import yaml
 
@@ -141,6 +141,30 @@ def _read(argv: Sequence[str] | None) -> tuple[dict[str, Any], dict[str, Any], s
     if not flags.get("config"):
         return {}, flags, None
     return load_config_file(flags["config"]), flags, str(resolve_config_path(flags["config"]))
+
+
+def values_given_in_code(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Field values given in code (the Python API), checked and converted as a config file's;
+    a ``config`` among them is read first and the other values override it."""
+    known = set(field_types())
+    out = {}
+    for key, value in values.items():
+        name = field_from_flag(str(key))
+        if name not in known:
+            raise ConfigError(f"unknown config field '{key}' (valid fields: "
+                              f"{', '.join(sorted(known - {'config'}))})")
+        out[name] = coerce(name, value)
+    if out.get("config"):
+        out = {**load_config_file(out["config"]), **out}
+    return out
+
+
+def config_from_values(given: dict[str, Any]) -> Config:
+    """The config of ``values_given_in_code``: defaults, then the values, with the checks of
+    ``parse_config``."""
+    if not (given.get("resume") or given.get("auto_resume")):
+        _refuse_unused(given.get("algo", GeneralOptions.algo), given)
+    return _build(given)
 
 
 def given_values(argv: Sequence[str] | None = None) -> dict[str, Any]:
