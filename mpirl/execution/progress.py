@@ -81,7 +81,7 @@ class RunProgress:
         self.logger = ProgressLogger(run_dir, enabled=lead, quiet=cfg.quiet,
                                      tensorboard=cfg.tensorboard,
                                      resume_after=self.c.env_steps if resumed else None,
-                                     extra_columns=extra)
+                                     extra_columns=extra, total_steps=cfg.total_steps)
         self._start = time.perf_counter()  # of this segment
         self._last_row = (self.c.env_steps, self._start)
         # the update count at the last checkpoint (the schedule counts from it), and the
@@ -216,6 +216,7 @@ class RunProgress:
         """After a stop signal (lead only)."""
         if not self.lead:
             return
+        self.logger.end_live()
         where = f"checkpoint {checkpoint}" if checkpoint else "NO checkpoint could be written"
         sys.stderr.write(
             f"mpirl: stopped by a stop signal (SIGTERM/SIGUSR1) at env step "
@@ -228,6 +229,7 @@ class RunProgress:
         names it, e.g. "in update 26"."""
         if not self.lead:
             return
+        self.logger.end_live()
         sys.stderr.write(
             f"mpirl: error: the loss or gradient became NaN/Inf {where} (after env step "
             f"{self.c.env_steps:,}); the update was not applied and training stopped. Newest "

@@ -1,13 +1,16 @@
 """Progress output of a run: progress.csv, TensorBoard events, and terminal lines.
 
 Only the lead learner writes (``enabled``); on every other rank the logger does nothing, so
-algorithms and roles never test the rank themselves.
+algorithms and roles never test the rank themselves. On an interactive terminal the progress
+rows become one live line (tqdm: env steps, steps per second, time left, the latest returns);
+in batch logs (no terminal) they stay plain rows.
 """
 from __future__ import annotations
 
 import csv
 import io
 import math
+import os
 import sys
 import threading
 from typing import Sequence
@@ -64,10 +67,16 @@ class ProgressLogger:
 
     def __init__(self, run_dir: RunDir, enabled: bool, quiet: bool = False,
                  tensorboard: bool = True, resume_after: int | None = None,
-                 extra_columns: Sequence[str] = ()):
+                 extra_columns: Sequence[str] = (), total_steps: int | None = None,
+                 live: bool | None = None):
         self.enabled, self.quiet = enabled, quiet
         self.columns = COLUMNS + list(extra_columns)
         self._file = self._csv = self._tb = None
+        # the live line: on a terminal (``live`` None: if stdout is one), created at the first row
+        self._live = (enabled and not quiet and total_steps is not None and
+                      (sys.stdout.isatty() if live is None else live))
+        self._total, self._start_steps = total_steps, resume_after or 0
+        self._bar = None
         if not enabled:
             return
         path = self._path = run_dir.path / "progress.csv"
@@ -101,7 +110,9 @@ class ProgressLogger:
                 for k, v in row.items():
                     if k != "env_steps" and isinstance(v, (int, float)) and not math.isnan(v):
                         self._tb.add_scalar(k, v, step)
-        if not self.quiet:
+        if self._live:
+            self._show_live(row)
+        elif not self.quiet:
             ret = row.get("episode_return_mean", float("nan"))
             line = (f"steps {row['env_steps']:>10,d}  sps {row['sps']:>9,.0f}  "
                     f"train return {ret:8.2f}  loss {row.get('loss', float('nan')):8.4f}")
@@ -109,9 +120,39 @@ class ProgressLogger:
                 line += f"  eval return {row['eval_return_mean']:8.2f}"
             print(line, flush=True)
 
+    def _show_live(self, row: dict) -> None:
+        if self._bar is None:
+            from tqdm import tqdm  # only on a terminal
+            try:  # a terminal that reports no size gets 100 x 24 (tqdm would show nothing)
+                width = os.get_terminal_size(sys.stdout.fileno()).columns
+            except OSError:
+                width = 0
+            self._bar = tqdm(total=self._total, initial=self._start_steps, unit=" steps",
+                             unit_scale=True, ncols=width or 100, nrows=None if width else 24,
+                             dynamic_ncols=width > 0, file=sys.stdout)
+            self._evaluated = float("nan")
+        if "eval_return_mean" in row:
+            self._evaluated = row["eval_return_mean"]
+        self._bar.set_postfix_str(f"return {row.get('episode_return_mean', float('nan')):.2f}"
+                                  f"  eval {self._evaluated:.2f}", refresh=False)
+        self._bar.update(max(row["env_steps"] - self._bar.n, 0))
+
+    def _say(self, text: str, file=None) -> None:
+        """A line on the terminal that leaves the live line below it."""
+        if self._bar is not None and file is None:
+            self._bar.write(text, file=sys.stdout)
+        else:
+            print(text, file=file or sys.stdout, flush=True)
+
+    def end_live(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
     def timing(self, table: str) -> None:
         """The end-of-run time breakdown (lead only; printed unless quiet)."""
         if self.enabled and not self.quiet:
+            self.end_live()
             print(table, flush=True)
 
     def checkpoint(self, result) -> None:
@@ -119,10 +160,10 @@ class ProgressLogger:
         if not self.enabled or result is None:
             return
         if isinstance(result, str):
-            print(f"mpirl: warning: {result}", file=sys.stderr, flush=True)
+            self._say(f"mpirl: warning: {result}", file=sys.stderr)
         elif not self.quiet:
             path, size, secs = result
-            print(f"checkpoint {path} ({size / 2**20:.2f} MiB, {secs:.2f} s)", flush=True)
+            self._say(f"checkpoint {path} ({size / 2**20:.2f} MiB, {secs:.2f} s)")
 
     def write_eval(self, env_steps: int, mean: float, std: float) -> None:
         """A row holding only a (final) evaluation."""
@@ -138,6 +179,7 @@ class ProgressLogger:
                 self._tb.add_scalar("eval_return_mean", mean, env_steps)
 
     def final(self, summary: dict) -> None:
+        self.end_live()
         if not self.enabled or self.quiet:
             return
         run, episodes = self._path.parent, summary["eval_episodes"]
@@ -157,6 +199,7 @@ class ProgressLogger:
         print(f"run directory: {run}", file=sys.stdout, flush=True)
 
     def close(self) -> None:
+        self.end_live()
         if self._file is not None:
             try:
                 self._file.close()
