@@ -62,13 +62,20 @@ def load_config_file(path: str | os.PathLike) -> dict[str, Any]:
         raise ConfigError(f"cannot read config file {p}: {e.strerror or e}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"config file {p} must hold a mapping of field: value")
-    known = set(field_types()) - {"config"}
+    return _known_fields(raw, lambda key, valid: f"unknown key '{key}' in config file {p} "
+                         f"(valid keys: {valid})")
+
+
+def _known_fields(values: Mapping[str, Any], unknown, config: bool = False) -> dict[str, Any]:
+    """``values`` keyed by field name, each converted to its field's type (``coerce``); a key
+    that names no field raises ConfigError(``unknown(key, the valid names)``). ``config``: the
+    ``config`` field is one of them."""
+    known = set(field_types()) - (set() if config else {"config"})
     out = {}
-    for key, value in raw.items():
+    for key, value in values.items():
         name = field_from_flag(str(key))
         if name not in known:
-            raise ConfigError(f"unknown key '{key}' in config file {p} "
-                              f"(valid keys: {', '.join(sorted(known))})")
+            raise ConfigError(unknown(key, ", ".join(sorted(known - {"config"}))))
         out[name] = coerce(name, value)
     return out
 
@@ -146,14 +153,8 @@ def _read(argv: Sequence[str] | None) -> tuple[dict[str, Any], dict[str, Any], s
 def values_given_in_code(values: Mapping[str, Any]) -> dict[str, Any]:
     """Field values given in code (the Python API), checked and converted as a config file's;
     a ``config`` among them is read first and the other values override it."""
-    known = set(field_types())
-    out = {}
-    for key, value in values.items():
-        name = field_from_flag(str(key))
-        if name not in known:
-            raise ConfigError(f"unknown config field '{key}' (valid fields: "
-                              f"{', '.join(sorted(known - {'config'}))})")
-        out[name] = coerce(name, value)
+    out = _known_fields(values, lambda key, valid: f"unknown config field '{key}' (valid "
+                        f"fields: {valid})", config=True)
     if out.get("config"):
         out = {**load_config_file(out["config"]), **out}
     return out
