@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -22,6 +23,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--episodes", type=int, default=10, help="episodes to run")
     parser.add_argument("--seed", type=int, default=12345, help="seed of the episodes' starts")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.add_argument("--video", metavar="DIR", default=None,
+                        help="also write an MP4 of each episode into DIR (episode-I.mp4; "
+                        "pip install 'mpirl[video]')")
     args = parser.parse_args(argv)
     try:
         if args.episodes <= 0:
@@ -35,12 +39,24 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"mpirl: error: {e}", file=sys.stderr)
         return 2
-    returns = evaluate_policy(model.eval(), env_ref(cfg), args.episodes, seed=args.seed)
+    if args.video:
+        from mpirl.acting.video import record_episodes
+        try:
+            recorded = record_episodes(model.eval(), env_ref(cfg), args.episodes, args.seed,
+                                       Path(args.video))
+        except ConfigError as e:
+            print(f"mpirl: error: {e}", file=sys.stderr)
+            return 2
+        returns = [ret for _, ret in recorded]
+    else:
+        returns = evaluate_policy(model.eval(), env_ref(cfg), args.episodes, seed=args.seed)
     result = {"env": cfg.env, "episodes": args.episodes, "return_mean": float(np.mean(returns)),
               "return_std": float(np.std(returns)), "returns": returns}
     if args.json:
         print(json.dumps(result))
     else:
+        if args.video:
+            print(f"videos: {args.video}/episode-0.mp4 ... episode-{args.episodes - 1}.mp4")
         print(f"{cfg.env}: mean return {result['return_mean']:.2f} +- {result['return_std']:.2f} "
               f"over {args.episodes} episodes")
     return 0

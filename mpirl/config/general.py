@@ -98,6 +98,10 @@ class GeneralOptions:
     nonfinite: str = option("stop", "On a NaN or Inf loss or gradient: stop (keeping the last "
                             "good checkpoint), or skip that update and count it.",
                             choices=("stop", "skip"))
+    video_every: int = option(
+        0, "Record the first episode of every this many evaluations as an MP4 in "
+        "RUN_DIR/videos (the lead learner; pip install 'mpirl[video]'); 0 = never.",
+        bounds="[0, inf)")
 
     # --- config file
     config: str | None = option(None, "YAML or TOML file with any of these fields; flags "
@@ -113,6 +117,11 @@ class GeneralOptions:
         require(bool(cfg.hidden_sizes) and all(h > 0 for h in cfg.hidden_sizes),
                 f"--hidden-sizes must be positive integers, got {cfg.hidden_sizes}")
         env_kwargs(cfg)
+        if cfg.video_every:
+            import importlib.util
+            require(all(importlib.util.find_spec(m) for m in ("imageio", "imageio_ffmpeg")),
+                    "--video-every needs imageio and its ffmpeg plugin: pip install "
+                    "'mpirl[video]'")
         if cfg.env_wrapper is not None:
             module, _, name = cfg.env_wrapper.partition(":")
             require(bool(module) and name.isidentifier(),

@@ -212,8 +212,15 @@ class Learner:
         timing.switch("evaluation")
         self._sync_host_weights()
         t = time.perf_counter()
+        index = self.progress.next_eval_index()
         returns = evaluate_policy(self.acting_policy, env_ref(self.cfg), self.cfg.eval_episodes,
-                                  seed=self.cfg.seed, index=self.progress.next_eval_index())
+                                  seed=self.cfg.seed, index=index)
+        every = self.cfg.video_every
+        if every and self.progress.c.evals % every == 0:  # its first episode, as a video
+            from mpirl.acting.video import record_episodes
+            record_episodes(self.acting_policy, env_ref(self.cfg), 1, self.cfg.seed,
+                            self.run_dir.path / "videos", index=index,
+                            names=[f"eval-{self.progress.c.env_steps:012d}"])
         self.progress.c.eval_time_s += time.perf_counter() - t
         return float(np.mean(returns)), float(np.std(returns))
 
