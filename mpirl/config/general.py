@@ -71,6 +71,10 @@ class GeneralOptions:
         None, "Run directory; default runs/<algo>-<env>-<SLURM job id or time>.")
     tensorboard: bool = option(True, "Write TensorBoard event files into the run directory.")
     quiet: bool = option(False, "Do not print progress rows on the terminal.")
+    wandb: bool = option(False, "Log the config, progress rows, evaluations and videos to "
+                         "Weights & Biases (pip install 'mpirl[wandb]'); WANDB_MODE=offline "
+                         "writes them into RUN_DIR/wandb for a later 'wandb sync'.")
+    wandb_project: str = option("mpirl", "The W&B project of --wandb.")
     timing: bool = option(True, "Measure where each rank's time goes (cheap); --no-timing "
                           "turns it off, e.g. to measure its cost.")
 
@@ -117,6 +121,10 @@ class GeneralOptions:
         require(bool(cfg.hidden_sizes) and all(h > 0 for h in cfg.hidden_sizes),
                 f"--hidden-sizes must be positive integers, got {cfg.hidden_sizes}")
         env_kwargs(cfg)
+        if cfg.wandb:
+            import importlib.util
+            require(importlib.util.find_spec("wandb") is not None,
+                    "--wandb needs the wandb package: pip install 'mpirl[wandb]'")
         if cfg.video_every:
             import importlib.util
             require(all(importlib.util.find_spec(m) for m in ("imageio", "imageio_ffmpeg")),

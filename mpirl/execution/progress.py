@@ -81,7 +81,9 @@ class RunProgress:
         self.logger = ProgressLogger(run_dir, enabled=lead, quiet=cfg.quiet,
                                      tensorboard=cfg.tensorboard,
                                      resume_after=self.c.env_steps if resumed else None,
-                                     extra_columns=extra, total_steps=cfg.total_steps)
+                                     extra_columns=extra, total_steps=cfg.total_steps,
+                                     wandb=((cfg.to_dict(), cfg.wandb_project)
+                                            if getattr(cfg, "wandb", False) else None))
         self._start = time.perf_counter()  # of this segment
         self._last_row = (self.c.env_steps, self._start)
         # the update count at the last checkpoint (the schedule counts from it), and the

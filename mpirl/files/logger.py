@@ -68,7 +68,7 @@ class ProgressLogger:
     def __init__(self, run_dir: RunDir, enabled: bool, quiet: bool = False,
                  tensorboard: bool = True, resume_after: int | None = None,
                  extra_columns: Sequence[str] = (), total_steps: int | None = None,
-                 live: bool | None = None):
+                 live: bool | None = None, wandb: tuple[dict, str] | None = None):
         self.enabled, self.quiet = enabled, quiet
         self.columns = COLUMNS + list(extra_columns)
         self._file = self._csv = self._tb = None
@@ -77,6 +77,10 @@ class ProgressLogger:
                       (sys.stdout.isatty() if live is None else live))
         self._total, self._start_steps = total_steps, resume_after or 0
         self._bar = None
+        self._wandb = None
+        if enabled and wandb is not None:  # (config, project)
+            from mpirl.files.wandb_log import WandbRun
+            self._wandb = WandbRun(run_dir.path, *wandb)
         if not enabled:
             return
         path = self._path = run_dir.path / "progress.csv"
@@ -110,6 +114,8 @@ class ProgressLogger:
                 for k, v in row.items():
                     if k != "env_steps" and isinstance(v, (int, float)) and not math.isnan(v):
                         self._tb.add_scalar(k, v, step)
+        if self._wandb is not None:
+            self._wandb.log(row, row["env_steps"])
         if self._live:
             self._show_live(row)
         elif not self.quiet:
@@ -177,6 +183,13 @@ class ProgressLogger:
         if self._tb is not None:
             with space_needed(self._path.parent / "tb"):
                 self._tb.add_scalar("eval_return_mean", mean, env_steps)
+        if self._wandb is not None:
+            self._wandb.log({"eval_return_mean": mean, "eval_return_std": std}, env_steps)
+
+    def video(self, path, env_steps: int) -> None:
+        """A video recorded at an evaluation (lead only)."""
+        if self._wandb is not None:
+            self._wandb.video(path, env_steps)
 
     def final(self, summary: dict) -> None:
         self.end_live()
@@ -200,6 +213,9 @@ class ProgressLogger:
 
     def close(self) -> None:
         self.end_live()
+        if self._wandb is not None:
+            self._wandb.finish()
+            self._wandb = None
         if self._file is not None:
             try:
                 self._file.close()
