@@ -25,7 +25,8 @@ import yaml
 # seed) are repetitions of one experiment
 _NOT_EXPERIMENT = {"seed", "run_dir", "resume", "auto_resume", "override", "config", "quiet",
                    "tensorboard", "torch_threads", "timing", "comm_timeout", "checkpoint_every",
-                   "checkpoint_minutes", "keep_checkpoints", "nonfinite", "device", "autograd"}
+                   "checkpoint_minutes", "keep_checkpoints", "nonfinite", "device", "autograd",
+                   "video_every", "wandb", "wandb_project"}
 
 
 def _pyplot():

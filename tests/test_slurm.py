@@ -134,6 +134,25 @@ def test_job_array_runs_each_seed_in_its_own_directory(cluster, tmp_path):
     assert seeds == ["0", "1", "2"]
 
 
+def test_a_sweep_runs_as_a_job_array_and_is_summarized(cluster, tmp_path):
+    # a 2 x 2 grid with 2 seeds: 8 array tasks, each an MPI job of its own
+    (tmp_path / "spec.yaml").write_text(
+        "runs: runs/sweep\nconfig:\n  algo: a2c\n  total_steps: 6000\n  eval_episodes: 2\n"
+        "  tensorboard: false\ngrid:\n  lr: [0.002, 0.0005]\n  n_steps: [5, 10]\n"
+        "seeds: [0, 1]\n")
+    job = submit("sweep.sbatch", tmp_path, "spec.yaml", sbatch=("--array=0-7", "--ntasks=2"))
+    for task in range(8):
+        state = wait_job(f"{job}_{task}")
+        assert state["ExitCode"] == "0:0", (tmp_path / f"out-{job}_{task}.txt")
+    res = subprocess.run([sys.executable, "-m", "mpirl.sweep", "summarize", "runs/sweep"],
+                         capture_output=True, text=True, cwd=tmp_path, env=_env())
+    assert res.returncode == 0, res.stderr
+    table = [line.split() for line in res.stdout.splitlines()[2:]]
+    assert sorted(row[1] for row in table) == ["lr=0.0005,n_steps=10", "lr=0.0005,n_steps=5",
+                                              "lr=0.002,n_steps=10", "lr=0.002,n_steps=5"]
+    assert all(row[2] == "2" for row in table)
+
+
 def test_tasks_started_without_pmi_are_refused_not_trained_n_times(cluster, tmp_path):
     res = subprocess.run(["srun", "--mpi=none", "-n", "3", sys.executable, "-m", "mpirl.train",
                           "--run-dir", str(tmp_path / "run")], capture_output=True, text=True,
