@@ -64,3 +64,18 @@ def test_atari_videos_show_the_game_screen(tmp_path):
     frames = _frames(path)
     # colour, not the 84x84 grey the policy sees; no-ops at reset use some of the 200 frames
     assert 30 < len(frames) <= 51 and frames[0].shape == (210, 160, 3)
+
+
+@pytest.mark.parametrize("env_id,module,shape", [("Hopper-v5", "mujoco", (480, 480, 3)),
+                                                 ("LunarLander-v3", "Box2D", (400, 600, 3))])
+def test_mujoco_and_box2d_videos(tmp_path, env_id, module, shape):
+    pytest.importorskip(module)
+    from mpirl.acting.envs import EnvRef, describe_env, make_env
+    from mpirl.acting.video import record_episodes
+    from mpirl.config.sources import parse_config
+    cfg = parse_config(["--algo", "ppo", "--env", env_id])
+    env = EnvRef(env_id, {"max_episode_steps": 30})
+    model = cfg.algorithm.policy(cfg, describe_env(make_env(env), env_id))
+    [(path, _)] = record_episodes(model, env, 1, seed=0, out_dir=tmp_path)
+    frames = _frames(path)
+    assert 1 < len(frames) <= 30 and frames[0].shape == shape and frames[0].std() > 0

@@ -34,6 +34,8 @@ def record_episodes(model, env: EnvRef | str, episodes: int, seed: int, out_dir:
     # pygame (classic control's renderer) needs no display for rgb_array frames
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
     os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
+    if not os.environ.get("DISPLAY"):  # MuJoCo renders off-screen through EGL on a batch node
+        os.environ.setdefault("MUJOCO_GL", "egl")
     ref = env if isinstance(env, EnvRef) else EnvRef(env)
     ref = replace(ref, kwargs={**ref.kwargs, "render_mode": "rgb_array"})
     out_dir.mkdir(parents=True, exist_ok=True)
