@@ -69,7 +69,12 @@ def record_episodes(model, env: EnvRef | str, episodes: int, seed: int, out_dir:
 
 
 def _frame(env) -> np.ndarray:
-    frame = env.render()
+    import gymnasium as gym
+    try:
+        frame = env.render()
+    except gym.error.DependencyNotInstalled as e:  # classic control draws with pygame
+        raise ConfigError(f"the env cannot render frames for a video: {e} (pip install "
+                          "'mpirl[video]')") from None
     if not isinstance(frame, np.ndarray) or frame.ndim != 3:
         raise ConfigError(f"the env renders no rgb_array frames (got {type(frame).__name__}); "
                           "a video needs render_mode='rgb_array'")
