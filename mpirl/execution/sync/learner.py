@@ -94,9 +94,11 @@ class Learner:
         """What --sync average averages besides the trained parameters: the trainer's other
         networks and (--average-moments) its optimizers' moments."""
         tensors = list(self.trainer.shared_tensors())
-        if self.cfg.average_moments:
-            tensors += [t for opt in self.trainer.optimizers() for t in optimizer_tensors(opt)]
-        return tensors
+        return tensors + self._moments() if self.cfg.average_moments else tensors
+
+    def _moments(self) -> list:
+        """The trainer's optimizers' moments."""
+        return [t for opt in self.trainer.optimizers() for t in optimizer_tensors(opt)]
 
     def _at_average(self) -> bool:
         """Whether the last update made an averaging step (always, without --sync average);
@@ -107,7 +109,7 @@ class Learner:
         """With --sync average and each learner's own optimizer moments: those tensors."""
         if not self.averaging or self.cfg.average_moments:
             return []
-        return [t for opt in self.trainer.optimizers() for t in optimizer_tensors(opt)]
+        return self._moments()
 
     def _synchronize(self) -> None:
         """With --sync average: an averaging step now, unless the last update made one (a
