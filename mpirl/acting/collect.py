@@ -11,6 +11,7 @@ import numpy as np
 from mpirl.acting.envs import EnvVector
 from mpirl.acting.messages import PackedArrays
 from mpirl.nets.actor_critic import ActorCritic
+from mpirl.nets.recurrent import is_recurrent
 from mpirl.replay import ENDED, TERMINATED, VALID
 from mpirl.runtime import timing
 
@@ -30,6 +31,11 @@ class RolloutCollector:
     A collector with ``min_steps`` may end a rollout early, once it has that many steps, when
     ``collect``'s ``cut()`` says so; ``out["length"]`` then says how many it holds, and the
     observation after the last one is at that index.
+
+    With a recurrent policy (``mpirl.nets.recurrent``) the collector holds each env's state,
+    zeroes it where an episode ends, and writes into the message the state at the rollout's
+    start (``state``) and the steps after which it was zeroed (``resets``): what a learner
+    needs to run the core over the rollout as the actor did.
     """
 
     def __init__(self, model: ActorCritic, envs: EnvVector, n_steps: int, gamma: float,
@@ -38,6 +44,7 @@ class RolloutCollector:
         self.model, self.envs, self.n_steps, self.gamma, self.rng = model, envs, n_steps, gamma, rng
         self.clip_rewards, self.episodic_life = clip_rewards, episodic_life
         self.min_steps = min_steps
+        self.state = model.initial_state(envs.n) if is_recurrent(model) else None
 
     def collect(self, out: PackedArrays, progress: float = 0.0,
                 cut: Callable[[], bool] | None = None) -> None:
@@ -48,6 +55,12 @@ class RolloutCollector:
         bootstrap = out["bootstrap"]
         bootstrap[:] = 0.0
         logp = out.views.get("logp")
+        state = self.state
+        acting = {} if state is None else {"state": state}
+        if state is not None:
+            out["state"][:] = state
+            resets = out["resets"]
+            resets[:] = 0.0
         length = self.n_steps
         check_from = self.n_steps if cut is None or self.min_steps is None else self.min_steps
         for t in range(self.n_steps):
@@ -59,19 +72,24 @@ class RolloutCollector:
             obs[t] = envs.obs
             timing.switch("inference")
             if logp is None:
-                a = model.act(envs.obs, self.rng)
+                a = model.act(envs.obs, self.rng, **acting)
             else:
-                a, logp[t] = model.act_logp(envs.obs, self.rng)
+                a, logp[t] = model.act_logp(envs.obs, self.rng, **acting)
             actions[t] = a
             timing.switch("env")
             _, r, terminated, truncated, final_obs = envs.step(model.to_env(a))
             if final_obs:
                 timing.switch("inference")
                 idx = list(final_obs)
-                values = model.predict_values(np.stack([final_obs[i] for i in idx]))
+                seen = {} if state is None else {"state": state[:, idx]}
+                values = model.predict_values(np.stack([final_obs[i] for i in idx]), **seen)
                 bootstrap[t, idx] = self.gamma * values
             rewards[t] = np.sign(r) if self.clip_rewards else r
             dones[t] = terminated | truncated
+            if state is not None:  # a new episode starts from the zero state
+                ended = terminated | truncated
+                state[:, ended] = 0.0
+                resets[t] = ended
             if self.episodic_life:
                 dones[t] = np.maximum(dones[t], envs.life_lost)
         obs[length] = envs.obs
@@ -81,12 +99,21 @@ class RolloutCollector:
         out["episodes"][:] = (len(returns), sum(returns), sum(lengths))
 
     def state_dict(self) -> dict:
-        return {"rng": self.rng.bit_generator.state, "envs": self.envs.state_dict()}
+        state = {"rng": self.rng.bit_generator.state, "envs": self.envs.state_dict()}
+        if self.state is not None:
+            state["recurrent"] = self.state.copy()
+        return state
 
     def load_state_dict(self, state: dict, epoch: int) -> int:
         """Continue from ``state_dict()``; returns how many envs had to start a new episode."""
         self.rng.bit_generator.state = state["rng"]
-        return self.envs.load_state_dict(state["envs"], epoch)
+        restarted = self.envs.load_state_dict(state["envs"], epoch)
+        if self.state is not None:
+            saved = state.get("recurrent")
+            if saved is not None and saved.shape == self.state.shape:
+                self.state[:] = saved
+            self.state[:, self.envs.restarted] = 0.0  # envs on a new episode start afresh
+        return restarted
 
 
 class TransitionCollector:

@@ -13,8 +13,11 @@ from typing import Any, Mapping
 import gymnasium as gym
 import numpy as np
 
+from mpirl.acting import partial
 from mpirl.config.fields import ConfigError
 from mpirl.runtime.rng import env_seed
+
+partial.register()  # the partially observed tasks mpirl ships (mpirl/CartPoleNoVel-v1)
 
 ATARI_FRAME_STACK = 4
 
@@ -275,6 +278,7 @@ class EnvVector:
         self.done_returns: list[float] = []
         self.done_lengths: list[int] = []
         self.done_envs: list[int] = []
+        self.restarted: list[int] = []  # the envs the last load_state_dict started anew
 
     def step(self, actions: np.ndarray, hold: np.ndarray | None = None):
         """Step every env (but those where ``hold`` is True, which keep their observation and
@@ -342,7 +346,7 @@ class EnvVector:
         if len(state["envs"]) != self.n:
             raise ValueError(f"saved state has {len(state['envs'])} envs, this vector {self.n}")
         self.done_returns, self.done_lengths, self.done_envs = (list(x) for x in state["done"])
-        restarted = 0
+        self.restarted = []
         for i, (env, snap) in enumerate(zip(self.envs, state["envs"])):
             if snap is not None and env_restorable(env):
                 load_env_state(env, snap)
@@ -350,8 +354,8 @@ class EnvVector:
                 self._ret[i], self._len[i] = state["ret"][i], state["len"][i]
             else:
                 self._new_episode(i, epoch)
-                restarted += 1
-        return restarted
+                self.restarted.append(i)
+        return len(self.restarted)
 
     def _new_episode(self, i: int, epoch: int) -> None:
         seed, rank, stream = self._seeding

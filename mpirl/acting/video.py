@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from mpirl.acting.envs import EnvRef, EnvVector
+from mpirl.acting.evaluation import play_step, playing_state
 from mpirl.config.fields import ConfigError
 
 
@@ -46,11 +47,12 @@ def record_episodes(model, env: EnvRef | str, episodes: int, seed: int, out_dir:
     writers = [_writer(p, fps) for p in paths]
     returns: list[float | None] = [None] * episodes
     rng = np.random.default_rng(0)  # unused by deterministic actions
+    state = playing_state(model, episodes)
     try:
         for i, e in enumerate(envs.envs):
             writers[i].append_data(_frame(e))
         while any(r is None for r in returns):
-            envs.step(model.to_env(model.act(envs.obs, rng, deterministic=True)))
+            play_step(model, envs, rng, state)
             done, _ = envs.pop_episodes_by_env()
             ended = set()
             for i, ret in done:

@@ -7,12 +7,15 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
+
 from mpirl.acting.collect import RolloutCollector
 from mpirl.acting.envs import EnvSpec, is_atari
 from mpirl.acting.messages import Fields, rollout_fields
 from mpirl.algos import rnd
 from mpirl.config.fields import ConfigError, option
 from mpirl.nets.actor_critic import ActorCritic, CNNActorCritic, is_image
+from mpirl.nets.recurrent import RecurrentActorCritic
 
 
 @dataclass
@@ -45,6 +48,31 @@ class ActorCriticOptions:
 
 
 @dataclass
+class RecurrentOptions:
+    """recurrent policies"""
+
+    recurrent: str = option(
+        "none", "Core between the policy's encoder (MLP or CNN) and its heads: none = "
+        "feed-forward, lstm = an LSTM whose state actors carry across steps and zero at episode "
+        "ends; learners replay it over each rollout from the state it started with (PPO's "
+        "minibatches are whole env sequences). For partially observed tasks, e.g. "
+        "mpirl/CartPoleNoVel-v1.", choices=("none", "lstm"))
+    lstm_size: int = option(64, "Units of the LSTM core (--recurrent lstm).",
+                            bounds="[1, 4096]")
+
+    @staticmethod
+    def validate(cfg) -> None:
+        if cfg.recurrent == "none":
+            return
+        if getattr(cfg, "intrinsic", "none") != "none":
+            raise ConfigError(f"--intrinsic {cfg.intrinsic} does not combine with --recurrent "
+                              f"{cfg.recurrent}: use a feed-forward policy with RND")
+        if getattr(cfg, "straggler_cutoff", 0.0) > 0:
+            raise ConfigError(f"--straggler-cutoff does not combine with --recurrent "
+                              f"{cfg.recurrent}: recurrent rollouts are replayed whole")
+
+
+@dataclass
 class RolloutLearnerOptions:
     """normalization and CNN precision on synchronous learners"""
 
@@ -60,11 +88,20 @@ class RolloutLearnerOptions:
                                     "discounted return (clipped to +-10).")
 
 
+def recurrent(cfg) -> bool:
+    return getattr(cfg, "recurrent", "none") != "none"
+
+
 def policy(cfg, env: EnvSpec) -> ActorCritic:
-    """The actor-critic for ``env``: image stacks (channels, height, width) get the CNN."""
+    """The actor-critic for ``env``: image stacks (channels, height, width) get the CNN; with
+    --recurrent lstm an LSTM core sits between the encoder and the heads."""
     kwargs = dict(obs_norm=cfg.normalize_obs, clip_obs=cfg.clip_obs,
                   log_std_init=cfg.log_std_init, squash=cfg.action_bounds == "squash",
                   value_heads=2 if rnd.active(cfg) else 1)
+    if recurrent(cfg):
+        return RecurrentActorCritic(env, list(cfg.hidden_sizes), cfg.activation,
+                                    lstm_size=cfg.lstm_size, cnn=is_image(env),
+                                    bf16=getattr(cfg, "precision", "fp32") == "bf16", **kwargs)
     if is_image(env):
         return CNNActorCritic(env, list(cfg.hidden_sizes), cfg.activation,
                               bf16=cfg.precision == "bf16", **kwargs)
@@ -97,7 +134,17 @@ def min_rollout_steps(cfg) -> int | None:
 def rollout_message(cfg, env: EnvSpec) -> Fields:
     cut = min_rollout_steps(cfg) is not None
     return {**rollout_fields(env, cfg.n_steps, cfg.envs_per_actor, cut=cut),
-            **rnd.message_fields(cfg, env)}
+            **rnd.message_fields(cfg, env), **recurrent_fields(cfg)}
+
+
+def recurrent_fields(cfg) -> Fields:
+    """With --recurrent: the core's state at the rollout's start, (2, envs, --lstm-size), and
+    the steps after which an env's state was zeroed (its episode ended), (steps, envs)."""
+    if not recurrent(cfg):
+        return {}
+    T, N = cfg.n_steps, cfg.envs_per_actor
+    return {"state": ((2, N, cfg.lstm_size), np.dtype(np.float32)),
+            "resets": ((T, N), np.dtype(np.float32))}
 
 
 def check_precision(setup) -> None:

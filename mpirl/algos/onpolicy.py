@@ -5,11 +5,35 @@ learner (``mpirl.algos.normalization``). Rollouts cut short (--straggler-cutoff)
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from mpirl.acting.messages import ON_POLICY_KEYS, PackedArrays
 from mpirl.algos.api import LearnerContext, Trainer
 from mpirl.algos.normalization import RolloutNormalization
+from mpirl.nets.recurrent import is_recurrent
 from mpirl.runtime import timing
+
+# what a rollout of a recurrent policy adds: the core's state at its start, and where it was
+# zeroed (``mpirl.algos.actor_critic.recurrent_fields``)
+RECURRENT_KEYS = ("state", "resets")
+
+
+def rollout_keys(message: PackedArrays, keys: tuple[str, ...] = ON_POLICY_KEYS
+                 ) -> tuple[str, ...]:
+    """``keys``, and the recurrent state's fields where the message has them."""
+    return keys + tuple(k for k in RECURRENT_KEYS if k in message.views)
+
+
+def rollout_outputs(model, obs: torch.Tensor, batch: dict[str, np.ndarray]
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Policy outputs and values of a rollout's observations ``obs`` (T+1, N, ...), flat in
+    (step, env) order: a recurrent policy runs its core over the rollout from the state it
+    started with, zeroed where the actor zeroed it."""
+    if is_recurrent(model):
+        def tensor(key: str) -> torch.Tensor:
+            return torch.from_numpy(batch[key]).to(obs.device)
+        return model.unroll(obs, tensor("state"), tensor("resets"))
+    return model(obs.reshape((-1,) + tuple(obs.shape[2:])))
 
 
 class OnPolicyTrainer(Trainer):
@@ -23,7 +47,7 @@ class OnPolicyTrainer(Trainer):
         self.norm = RolloutNormalization(ctx.cfg, ctx.policy, ctx.comm, ctx.streams)
 
     def ingest(self, messages: list[PackedArrays]) -> None:
-        for key in ON_POLICY_KEYS:
+        for key in rollout_keys(messages[0]):
             parts = [m[key] for m in messages]
             self.batch[key] = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
         self.batch.pop("lengths", None)

@@ -148,7 +148,10 @@ class ActorCritic(nn.Module):
                  ) -> tuple[np.ndarray, np.ndarray]:
         """Sampled actions (the same draws as ``act``) and their log-probabilities under the
         policy: what a learner that trains on older rollouts needs of the behaviour policy."""
-        out = self._policy_np(obs)
+        return self._sample_logp(self._policy_np(obs), rng)
+
+    def _sample_logp(self, out: np.ndarray, rng: np.random.Generator
+                     ) -> tuple[np.ndarray, np.ndarray]:
         actions = self._sample(out, rng, False)
         if self.spec.discrete:
             shifted = out - out.max(-1, keepdims=True)
@@ -202,19 +205,7 @@ class CNNActorCritic(ActorCritic):
         self.bf16 = bf16
 
     def _build(self, spec: EnvSpec, obs_dim: int, hidden_sizes: list[int], act) -> None:
-        channels, height, width = spec.obs_shape
-        gain = math.sqrt(2)
-        convs = [nn.Conv2d(channels, 32, 8, 4), nn.Conv2d(32, 64, 4, 2), nn.Conv2d(64, 64, 3, 1)]
-        for conv in convs:
-            nn.init.orthogonal_(conv.weight, gain=gain)
-            nn.init.zeros_(conv.bias)
-        with torch.no_grad():
-            flat = nn.Sequential(*convs)(torch.zeros(1, channels, height, width)).numel()
-        fc = nn.Linear(flat, 512)
-        nn.init.orthogonal_(fc.weight, gain=gain)
-        nn.init.zeros_(fc.bias)
-        self.trunk = nn.Sequential(convs[0], nn.ReLU(), convs[1], nn.ReLU(), convs[2], nn.ReLU(),
-                                   nn.Flatten(), fc, nn.ReLU())
+        self.trunk = nature_cnn(spec.obs_shape)
         self.pi = mlp([512, spec.n_actions], act, out_gain=0.01)
         self.vf = mlp([512, self.value_heads], act, out_gain=1.0)
 
@@ -233,6 +224,23 @@ class CNNActorCritic(ActorCritic):
     @torch.inference_mode()
     def _policy_np(self, obs: np.ndarray) -> np.ndarray:
         return self._policy_out(self._flat(torch.from_numpy(obs))).numpy()
+
+
+def nature_cnn(obs_shape: tuple[int, ...]) -> nn.Sequential:
+    """The Nature CNN trunk over (channels, height, width) frames: 512 ReLU features."""
+    channels, height, width = obs_shape
+    gain = math.sqrt(2)
+    convs = [nn.Conv2d(channels, 32, 8, 4), nn.Conv2d(32, 64, 4, 2), nn.Conv2d(64, 64, 3, 1)]
+    for conv in convs:
+        nn.init.orthogonal_(conv.weight, gain=gain)
+        nn.init.zeros_(conv.bias)
+    with torch.no_grad():
+        flat = nn.Sequential(*convs)(torch.zeros(1, channels, height, width)).numel()
+    fc = nn.Linear(flat, 512)
+    nn.init.orthogonal_(fc.weight, gain=gain)
+    nn.init.zeros_(fc.bias)
+    return nn.Sequential(convs[0], nn.ReLU(), convs[1], nn.ReLU(), convs[2], nn.ReLU(),
+                         nn.Flatten(), fc, nn.ReLU())
 
 
 def is_image(spec: EnvSpec) -> bool:

@@ -21,7 +21,7 @@ from mpirl.nets.mlp import activate_, linear_stack
 def supports(model) -> bool:
     """Whether ``model`` is an MLP actor-critic this module can differentiate by hand."""
     if (not isinstance(model, ActorCritic) or isinstance(model, CNNActorCritic)
-            or model.value_heads != 1):
+            or model.value_heads != 1 or getattr(model, "recurrent", False)):
         return False
     layers = list(model.pi) + list(model.vf)
     return all(isinstance(m, (nn.Linear, nn.Tanh, nn.ReLU)) for m in layers)

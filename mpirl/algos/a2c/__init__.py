@@ -18,7 +18,7 @@ ALGORITHM = register(Algorithm(
     execution=SYNCHRONOUS,
     model_averaging=True,
     options=(actor_critic.ActorCriticOptions, actor_critic.EntropyOptions,
-             actor_critic.RolloutLearnerOptions),
+             actor_critic.RolloutLearnerOptions, actor_critic.RecurrentOptions),
     policy=actor_critic.policy,
     collector=actor_critic.collector,
     message=actor_critic.rollout_message,

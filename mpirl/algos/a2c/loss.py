@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from mpirl.algos.onpolicy import rollout_outputs
 from mpirl.algos.returns import gae
 
 
@@ -62,7 +63,7 @@ class A2C:
         device = next(model.parameters()).device
         obs = torch.from_numpy(batch["obs"]).to(device)
         T, N = batch["rewards"].shape
-        out, values_all = model(obs.reshape(((T + 1) * N,) + tuple(obs.shape[2:])))
+        out, values_all = rollout_outputs(model, obs, batch)
         v = values_all.detach().cpu().numpy().reshape(T + 1, N)
         rewards = batch["rewards"] + batch["bootstrap"]
         adv, ret = gae(rewards, v[:T], v[T], batch["dones"], cfg.gamma, cfg.gae_lambda)

@@ -2,9 +2,10 @@
 weights (``mpirl.algos.a2c.loss``)."""
 from __future__ import annotations
 
-from mpirl.acting.messages import ON_POLICY_KEYS, PackedArrays
+from mpirl.acting.messages import PackedArrays
 from mpirl.algos.a2c.loss import A2C
 from mpirl.algos.api import Worker, WorkerContext
+from mpirl.algos.onpolicy import rollout_keys
 
 
 class A3CWorker(Worker):
@@ -17,4 +18,4 @@ class A3CWorker(Worker):
         self.algo = A2C(ctx.cfg, ctx.policy, self.grads, optimizer=None)
 
     def gradient(self, message: PackedArrays) -> dict:
-        return self.algo.gradient({k: message[k] for k in ON_POLICY_KEYS})
+        return self.algo.gradient({k: message[k] for k in rollout_keys(message)})

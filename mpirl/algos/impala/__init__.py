@@ -40,9 +40,9 @@ DEFAULTS = {"envs_per_actor": 32, "n_steps": 8, "lr": 3e-3}
 
 def message(cfg, env):
     """An on-policy rollout with the behaviour policy's log-probability of each action (and
-    RND's fields with --intrinsic rnd)."""
+    RND's fields with --intrinsic rnd, the core's state with --recurrent)."""
     return {**rollout_fields(env, cfg.n_steps, cfg.envs_per_actor, logp=True),
-            **rnd.message_fields(cfg, env)}
+            **rnd.message_fields(cfg, env), **actor_critic.recurrent_fields(cfg)}
 
 
 def validate(cfg) -> None:
@@ -57,7 +57,8 @@ ALGORITHM = register(Algorithm(
     description="IMPALA: asynchronous actors, V-trace learners",
     execution=STREAMING,
     options=(ImpalaOptions, actor_critic.ActorCriticOptions, actor_critic.EntropyOptions,
-             actor_critic.RolloutLearnerOptions, rnd.IntrinsicOptions),
+             actor_critic.RolloutLearnerOptions, actor_critic.RecurrentOptions,
+             rnd.IntrinsicOptions),
     defaults=DEFAULTS,
     policy=actor_critic.policy,
     collector=actor_critic.collector,

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from mpirl.algos.onpolicy import rollout_outputs
 from mpirl.algos.returns import vtrace
 from mpirl.nets.backprop import ActorCriticPass, categorical, supports
 
@@ -74,8 +75,8 @@ class Impala:
         def tensor(a: np.ndarray) -> torch.Tensor:
             return torch.from_numpy(a).to(self.device)
 
-        obs = tensor(batch["obs"])
-        obs = obs.reshape(((T + 1) * N,) + tuple(obs.shape[2:]))
+        obs_tn = tensor(batch["obs"])
+        obs = obs_tn.reshape(((T + 1) * N,) + tuple(obs_tn.shape[2:]))
         actions = tensor(batch["actions"])
         actions = actions.reshape((T * N,) + tuple(actions.shape[2:]))
         discounts = cfg.gamma * (1.0 - tensor(batch["dones"]))
@@ -87,7 +88,7 @@ class Impala:
                                                     rewards, T, N)
             averager.check_loss(loss.total)
         else:
-            out, values_all = self.model(obs)
+            out, values_all = rollout_outputs(self.model, obs_tn, batch)
             logp, entropy = self.model.log_prob_entropy(out[:T * N], actions)
             log_rhos = logp.detach().reshape(T, N) - behaviour
             bars = (cfg.rho_bar, cfg.c_bar, cfg.pg_rho_bar, cfg.gae_lambda)

@@ -8,7 +8,7 @@ import numpy as np
 from mpirl.acting.messages import ON_POLICY_KEYS, PackedArrays
 from mpirl.algos import rnd
 from mpirl.algos.impala.loss import Impala
-from mpirl.algos.onpolicy import OneUpdateTrainer
+from mpirl.algos.onpolicy import OneUpdateTrainer, rollout_keys
 from mpirl.algos.optim import StepTogether
 from mpirl.algos.rnd import RND
 from mpirl.runtime import timing
@@ -34,7 +34,7 @@ class ImpalaTrainer(OneUpdateTrainer):
 
     def ingest(self, messages: list[PackedArrays]) -> None:
         # copied: the unrolls' buffers take the next arrivals while this learner trains
-        for key in KEYS:
+        for key in rollout_keys(messages[0], KEYS):
             self.batch[key] = np.concatenate([m[key] for m in messages], axis=1)
         if self.rnd is not None:
             self.rnd.take_in(messages)

@@ -71,6 +71,12 @@ def minibatches(setup) -> int:
     if smallest * cfg.n_steps * cfg.envs_per_actor < count:
         raise ConfigError(f"--batch-size {cfg.batch_size} makes {count} minibatches, more "
                           f"than a learner has samples")
+    if actor_critic.recurrent(cfg) and smallest * cfg.envs_per_actor < count:
+        raise ConfigError(f"--batch-size {cfg.batch_size} makes {count} minibatches, more "
+                          f"than a learner has env sequences ({smallest} acting rank(s) x "
+                          f"--envs-per-actor {cfg.envs_per_actor}): a recurrent policy's "
+                          f"minibatches are whole sequences; raise --batch-size or "
+                          f"--envs-per-actor")
     cut = actor_critic.min_rollout_steps(cfg)
     if cut is not None and smallest * cut * cfg.envs_per_actor < count:
         raise ConfigError(f"--batch-size {cfg.batch_size} makes {count} minibatches, more "
@@ -94,7 +100,8 @@ ALGORITHM = register(Algorithm(
     cut_rollouts=True,
     options=(PPOOptions, MinibatchOptions, actor_critic.ActorCriticOptions,
              actor_critic.EntropyOptions,
-             actor_critic.RolloutLearnerOptions, IntrinsicOptions),
+             actor_critic.RolloutLearnerOptions, actor_critic.RecurrentOptions,
+             IntrinsicOptions),
     defaults=DEFAULTS,
     policy=actor_critic.policy,
     collector=actor_critic.collector,

@@ -19,10 +19,39 @@ import numpy as np
 import torch
 
 from mpirl.algos.moments import Moments
+from mpirl.algos.onpolicy import rollout_outputs
 from mpirl.algos.ppo import mlp_backprop
 from mpirl.algos.ppo.loss import ppo_loss
 from mpirl.algos.returns import gae, valid_steps
+from mpirl.nets.recurrent import is_recurrent
 from mpirl.runtime import timing
+
+
+class Sequences:
+    """A recurrent policy's minibatches: some env columns of the batch, every step of each,
+    run through the core from the state their rollout started with."""
+
+    def __init__(self, model, obs: torch.Tensor, batch: dict[str, np.ndarray]):
+        self.model, self.obs = model, obs
+        dev = obs.device
+        self.state = torch.from_numpy(batch["state"]).to(dev)
+        self.resets = torch.from_numpy(batch["resets"]).to(dev)
+        self.T, self.N = self.resets.shape
+        self.step_index = torch.arange(self.T, device=dev).unsqueeze(1) * self.N
+
+    def steps(self, columns: np.ndarray) -> torch.Tensor:
+        """The flat (step, env) indices of ``columns``' steps, in the order ``outputs`` gives
+        them: step-major."""
+        cols = torch.from_numpy(columns).to(self.obs.device)
+        return (self.step_index + cols.unsqueeze(0)).reshape(-1)
+
+    def outputs(self, columns: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """Policy outputs and values of ``columns``' T steps (with gradient)."""
+        cols = torch.from_numpy(columns).to(self.obs.device)
+        out, values = self.model.unroll(self.obs[:, cols], self.state[:, cols],
+                                        self.resets[:, cols])
+        m = self.T * len(columns)
+        return out[:m], values[:m]
 
 
 class PPO:
@@ -86,12 +115,12 @@ class PPO:
         cfg, model, averager, dev = self.cfg, self.model, self.averager, self.device
         T, N = batch["rewards"].shape
         n = T * N
-        obs_all = torch.from_numpy(batch["obs"]).to(dev)
-        obs_all = obs_all.reshape(((T + 1) * N,) + tuple(obs_all.shape[2:]))
+        obs_tn = torch.from_numpy(batch["obs"]).to(dev)
+        obs_all = obs_tn.reshape(((T + 1) * N,) + tuple(obs_tn.shape[2:]))
         actions = torch.from_numpy(batch["actions"]).to(dev)
         actions = actions.reshape((n,) + tuple(actions.shape[2:]))
         with torch.no_grad():
-            out, values_all = model(obs_all)
+            out, values_all = rollout_outputs(model, obs_tn, batch)
             old_logp, _ = model.log_prob_entropy(out[:n], actions)
         values = values_all.cpu().numpy().reshape(T + 1, N, *values_all.shape[1:])
         adv, ret = self._advantages(batch, values)
@@ -107,17 +136,27 @@ class PPO:
         # the steps trained on: all, or those of rollouts cut short before their end
         kept = None if lengths is None else np.flatnonzero(valid_steps(lengths, T))
         count = n if kept is None else len(kept)
+        # a recurrent policy's minibatches are whole env sequences (columns), replayed through
+        # the core from their start
+        sequences = Sequences(model, obs_tn, batch) if is_recurrent(model) else None
+        if sequences is not None:
+            count = N
         bounds = np.linspace(0, count, self.minibatches + 1).astype(np.int64)
         stats: list[dict] = []
         for _ in range(cfg.n_epochs):
-            if kept is not None:
+            if sequences is not None:
+                order = rng.permutation(N)
+            elif kept is not None:
                 order = torch.from_numpy(kept[rng.permutation(count)]).to(dev)
             elif self.minibatches > 1:
                 order = torch.from_numpy(rng.permutation(n)).to(dev)
             else:
                 order = None
             for k in range(self.minibatches):
-                if order is None:
+                if sequences is not None:
+                    columns = order[bounds[k]:bounds[k + 1]]
+                    part = sequences.steps(columns)
+                elif order is None:
                     part = slice(None)
                 else:
                     part = order[bounds[k]:bounds[k + 1]]
@@ -132,7 +171,10 @@ class PPO:
                     scalars = [loss.total, loss.policy, loss.value, loss.entropy,
                                loss.approx_kl, loss.clip_fraction]
                 else:
-                    out_b, v_b = model(obs[part])
+                    if sequences is not None:
+                        out_b, v_b = sequences.outputs(columns)
+                    else:
+                        out_b, v_b = model(obs[part])
                     logp, entropy = model.log_prob_entropy(out_b, actions[part])
                     loss = ppo_loss(logp, old_logp[part], adv_t[part], v_b, old_values[part],
                                     ret_t[part], entropy, clip, cfg.clip_range_vf, cfg.vf_coef,

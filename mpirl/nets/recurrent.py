@@ -1,0 +1,199 @@
+"""Recurrent actor-critics: an encoder (an MLP over the flattened observation, or the Nature
+CNN over stacked frames), an LSTM core, and policy and value heads on the core's output.
+
+The recurrent state is explicit: whoever acts holds it, one (h, c) pair per env as an array
+(2, envs, ``lstm_size``) from ``initial_state``, passes it to ``act`` (which advances it in
+place) and zeroes an env's state where its episode ends. A learner runs the core over a whole
+unroll from the state the actor had at its start (``unroll``), zeroing the state after every
+step that ended an episode, exactly as the actor did, so its outputs are the actor's.
+
+Actors of the MLP version step the core in numpy (``_step_np``), as feed-forward actors run
+their MLP: at an actor's handful of rows torch's fixed cost per call would dominate.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from mpirl.acting.envs import EnvSpec
+from mpirl.nets.actor_critic import ActorCritic, nature_cnn
+from mpirl.nets.mlp import activate_, linear_stack, mlp
+
+
+def _sigmoid_(x: np.ndarray) -> np.ndarray:
+    """Logistic function in place, computed through tanh (no overflow for large |x|)."""
+    x *= 0.5
+    np.tanh(x, out=x)
+    x += 1.0
+    x *= 0.5
+    return x
+
+
+class RecurrentActorCritic(ActorCritic):
+    """Encoder, LSTM core (``lstm_size`` units) and linear policy and value heads.
+
+    ``cnn``: the encoder is the Nature CNN over uint8 frame stacks (``bf16``: under bfloat16
+    autocast, as ``CNNActorCritic``); otherwise an MLP of ``hidden_sizes`` with the activation
+    after every layer. The other arguments are ``ActorCritic``'s.
+    """
+
+    recurrent = True
+
+    def __init__(self, spec: EnvSpec, hidden_sizes: list[int], activation: str = "tanh",
+                 lstm_size: int = 64, cnn: bool = False, bf16: bool = False, **kwargs):
+        self.lstm_size, self.cnn, self.bf16 = lstm_size, cnn, bf16
+        super().__init__(spec, hidden_sizes, activation, **kwargs)
+
+    def _build(self, spec: EnvSpec, obs_dim: int, hidden_sizes: list[int], act) -> None:
+        if self.cnn:
+            self.trunk, features = nature_cnn(spec.obs_shape), 512
+        else:  # an MLP whose every layer is followed by the activation
+            self.trunk = nn.Sequential(*mlp([obs_dim, *hidden_sizes, hidden_sizes[-1]], act,
+                                            out_gain=1.0)[:-1])
+            features = hidden_sizes[-1]
+        self.core = nn.LSTM(features, self.lstm_size)
+        for name, weight in self.core.named_parameters():
+            if name.startswith("weight"):
+                nn.init.orthogonal_(weight)
+            else:  # forget-gate bias 1: the state is kept until the core learns otherwise
+                nn.init.zeros_(weight)
+                weight.data[self.lstm_size:2 * self.lstm_size] = 0.5
+        self.pi = mlp([self.lstm_size, spec.n_actions], act, out_gain=0.01)
+        self.vf = mlp([self.lstm_size, self.value_heads], act, out_gain=1.0)
+
+    # ------------------------------------------------------------------ learners
+    def _features(self, obs: torch.Tensor) -> torch.Tensor:
+        """The encoder's output for a flat batch of observations."""
+        x = self._input(obs)
+        if not self.cnn:
+            return self.trunk(x.reshape(obs.shape[0], -1))
+        x = x if self.obs_norm else x * (1.0 / 255.0)
+        if not self.bf16:
+            return self.trunk(x)
+        with torch.autocast(x.device.type, dtype=torch.bfloat16):
+            features = self.trunk(x)
+        return features.float()
+
+    def unroll(self, obs: torch.Tensor, state: torch.Tensor, resets: torch.Tensor | None
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Policy outputs and values over an unroll: ``obs`` (L, N, ...) from ``state``
+        (2, N, lstm_size), the state zeroed after step t where ``resets[t]`` (L - 1, N) is
+        nonzero. Returns them flat in (step, env) order: (L x N, ...), as ``forward`` gives
+        them for a flat batch."""
+        L, N = obs.shape[:2]
+        x = self._features(obs.reshape((L * N,) + tuple(obs.shape[2:]))).reshape(L, N, -1)
+        h, c = state[0:1], state[1:2]
+        # the core runs over the stretches between the steps after which some env's state
+        # was zeroed: one fused LSTM call per stretch, not one cell call per step
+        ends: list[int] = []
+        if resets is not None and L > 1:
+            ends = (torch.nonzero(resets[:L - 1].any(1)).flatten() + 1).tolist()
+        outputs, start = [], 0
+        for end in ends + [L]:
+            if start > 0:
+                keep = (1.0 - resets[start - 1].float()).unsqueeze(-1)
+                h, c = h * keep, c * keep
+            y, (h, c) = self.core(x[start:end], (h, c))
+            outputs.append(y)
+            start = end
+        hidden = torch.cat(outputs).reshape(L * N, self.lstm_size)
+        return self.pi(hidden), self._values(self.vf(hidden))
+
+    def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One step from the zero state for a flat batch (the first step of an episode); an
+        unroll goes through ``unroll``."""
+        state = torch.zeros(2, obs.shape[0], self.lstm_size, device=obs.device)
+        return self.unroll(obs.unsqueeze(0), state, None)
+
+    def value(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.forward(obs)[1].reshape(obs.shape[0], -1)[:, 0]
+
+    # ------------------------------------------------------------------ actors
+    def initial_state(self, n: int) -> np.ndarray:
+        """The state of ``n`` envs at an episode's start: (2, n, lstm_size) zeros."""
+        return np.zeros((2, n, self.lstm_size), dtype=np.float32)
+
+    def _core_arrays(self):
+        params = self._param_list
+        if params is None:
+            params = self._param_list = list(self.parameters())
+        ptrs = [p.data_ptr() for p in params]
+        if self._arrays is None or self._arrays[0] != ptrs:  # the parameters moved: re-view
+            def arr(t: torch.Tensor) -> np.ndarray:
+                return t.detach().numpy()
+            trunk = [] if self.cnn else [(arr(lin.weight).T, arr(lin.bias), a)
+                                         for lin, a in linear_stack(self.trunk)]
+            core = (arr(self.core.weight_ih_l0).T, arr(self.core.weight_hh_l0).T,
+                    arr(self.core.bias_ih_l0) + arr(self.core.bias_hh_l0))
+            heads = [(arr(lin.weight).T, arr(lin.bias)) for lin, _ in
+                     (linear_stack(self.pi)[0], linear_stack(self.vf)[0])]
+            stats = None
+            if self.obs_norm:
+                stats = (arr(self.normalizer.mean), arr(self.normalizer.var))
+            self._arrays = (ptrs, trunk, core, heads, stats)
+        return self._arrays[1:]
+
+    def _encode_np(self, obs: np.ndarray) -> np.ndarray:
+        trunk, _, _, stats = self._core_arrays()
+        if self.cnn:
+            with torch.inference_mode():
+                return self._features(torch.from_numpy(obs)).numpy()
+        x = obs.astype(np.float32, copy=False)
+        if stats is not None:
+            mean, var = stats
+            x = np.clip((x - mean) / np.sqrt(var + np.float32(1e-8)), -self.clip_obs,
+                        self.clip_obs)
+        x = x.reshape(len(obs), -1)
+        for weight_t, bias, act in trunk:
+            x = x @ weight_t
+            x += bias
+            activate_(x, act)
+        return x
+
+    def _step_np(self, obs: np.ndarray, state: np.ndarray) -> np.ndarray:
+        """Advance ``state`` (2, n, lstm_size) in place over ``obs`` (n, ...); returns the
+        core's output (n, lstm_size)."""
+        _, (w_ih_t, w_hh_t, bias), _, _ = self._core_arrays()
+        H = self.lstm_size
+        gates = self._encode_np(obs) @ w_ih_t
+        gates += state[0] @ w_hh_t
+        gates += bias
+        i, f = _sigmoid_(gates[:, :H]), _sigmoid_(gates[:, H:2 * H])
+        g, o = np.tanh(gates[:, 2 * H:3 * H]), _sigmoid_(gates[:, 3 * H:])
+        c = state[1]
+        c *= f
+        c += i * g
+        state[0] = o * np.tanh(c)
+        return state[0]
+
+    def _require(self, state: np.ndarray | None, n: int) -> np.ndarray:
+        if state is None or state.shape != (2, n, self.lstm_size):
+            raise ValueError(f"a recurrent policy acts with its state: pass state=, an array "
+                             f"(2, {n}, {self.lstm_size}) from initial_state({n})")
+        return state
+
+    def act(self, obs: np.ndarray, rng: np.random.Generator, deterministic: bool = False,
+            state: np.ndarray | None = None) -> np.ndarray:
+        """Actions for a batch of observations, advancing ``state`` (one row per env) in
+        place."""
+        hidden = self._step_np(obs, self._require(state, len(obs)))
+        return self._sample(self._head_np(hidden, 0), rng, deterministic)
+
+    def act_logp(self, obs: np.ndarray, rng: np.random.Generator,
+                 state: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        hidden = self._step_np(obs, self._require(state, len(obs)))
+        return self._sample_logp(self._head_np(hidden, 0), rng)
+
+    def _head_np(self, hidden: np.ndarray, which: int) -> np.ndarray:
+        weight_t, bias = self._core_arrays()[2][which]
+        return hidden @ weight_t + bias
+
+    def predict_values(self, obs: np.ndarray, state: np.ndarray | None = None) -> np.ndarray:
+        """The (extrinsic) values of ``obs`` seen from ``state`` (left unchanged)."""
+        scratch = self._require(state, len(obs)).copy()
+        return self._head_np(self._step_np(obs, scratch), 1)[:, 0]
+
+
+def is_recurrent(model) -> bool:
+    return getattr(model, "recurrent", False)
