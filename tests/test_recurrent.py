@@ -63,6 +63,10 @@ def test_the_learner_replays_the_actors_lstm_over_each_rollout(env_id):
         ended += int(message["resets"].sum())
         np.testing.assert_allclose(_replayed_logp(model, message), message["logp"],
                                    rtol=1e-4, atol=1e-4)
+        with torch.no_grad():  # an update changes every weight in place
+            for p in model.parameters():
+                if p.requires_grad:
+                    p.add_(0.05 * torch.randn_like(p))
     if env_id == NO_VELOCITY_ID:  # random CartPole episodes last ~20 steps
         assert ended > 0
         assert not np.allclose(_replayed_logp(model, message, resets=False), message["logp"],

@@ -124,8 +124,9 @@ class RecurrentActorCritic(ActorCritic):
                 return t.detach().numpy()
             trunk = [] if self.cnn else [(arr(lin.weight).T, arr(lin.bias), a)
                                          for lin, a in linear_stack(self.trunk)]
+            # views only: the weights change in place with every update
             core = (arr(self.core.weight_ih_l0).T, arr(self.core.weight_hh_l0).T,
-                    arr(self.core.bias_ih_l0) + arr(self.core.bias_hh_l0))
+                    arr(self.core.bias_ih_l0), arr(self.core.bias_hh_l0))
             heads = [(arr(lin.weight).T, arr(lin.bias)) for lin, _ in
                      (linear_stack(self.pi)[0], linear_stack(self.vf)[0])]
             stats = None
@@ -154,11 +155,12 @@ class RecurrentActorCritic(ActorCritic):
     def _step_np(self, obs: np.ndarray, state: np.ndarray) -> np.ndarray:
         """Advance ``state`` (2, n, lstm_size) in place over ``obs`` (n, ...); returns the
         core's output (n, lstm_size)."""
-        _, (w_ih_t, w_hh_t, bias), _, _ = self._core_arrays()
+        _, (w_ih_t, w_hh_t, b_ih, b_hh), _, _ = self._core_arrays()
         H = self.lstm_size
         gates = self._encode_np(obs) @ w_ih_t
         gates += state[0] @ w_hh_t
-        gates += bias
+        gates += b_ih
+        gates += b_hh
         i, f = _sigmoid_(gates[:, :H]), _sigmoid_(gates[:, H:2 * H])
         g, o = np.tanh(gates[:, 2 * H:3 * H]), _sigmoid_(gates[:, 3 * H:])
         c = state[1]
