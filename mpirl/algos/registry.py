@@ -25,7 +25,7 @@ from mpirl.config.fields import ConfigError
 
 # the built-in algorithms, in the order --help lists them: the package mpirl.algos.<name> of
 # each registers it
-BUILTIN = ("a2c", "ppo", "dqn", "sac", "td3", "d4pg", "a3c", "impala")
+BUILTIN = ("a2c", "ppo", "dqn", "sac", "td3", "d4pg", "a3c", "impala", "r2d2")
 PLUGINS_VAR = "MPIRL_PLUGINS"
 ENTRY_POINTS = "mpirl.algorithms"
 

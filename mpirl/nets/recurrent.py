@@ -30,6 +30,70 @@ def _sigmoid_(x: np.ndarray) -> np.ndarray:
     return x
 
 
+def lstm(features: int, size: int) -> nn.LSTM:
+    """A one-layer LSTM core: orthogonal weights, zero biases but for the forget gate's (1 in
+    all: the state is kept until the core learns otherwise)."""
+    core = nn.LSTM(features, size)
+    for name, weight in core.named_parameters():
+        if name.startswith("weight"):
+            nn.init.orthogonal_(weight)
+        else:  # the two bias vectors add up
+            nn.init.zeros_(weight)
+            weight.data[size:2 * size] = 0.5
+    return core
+
+
+def run_core(core: nn.LSTM, x: torch.Tensor, state: torch.Tensor,
+             zero_before: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``core`` over inputs ``x`` (L, N, features) from ``state`` (2, N, size), an env's state
+    zeroed before step t where ``zero_before[t]`` (L, N) is nonzero. Returns the outputs
+    (L, N, size) and the state after the last step (2, N, size).
+
+    The core runs over the stretches between the steps where some env's state is zeroed: one
+    fused LSTM call per stretch, not one cell call per step."""
+    L = x.shape[0]
+    h, c = state[0:1], state[1:2]
+    cuts: list[int] = []
+    if zero_before is not None:
+        cuts = torch.nonzero(zero_before.any(1)).flatten().tolist()
+    outputs, start = [], 0
+    for end in [t for t in cuts if t > 0] + [L]:
+        if start in cuts:
+            keep = (1.0 - zero_before[start].float()).unsqueeze(-1)
+            h, c = h * keep, c * keep
+        y, (h, c) = core(x[start:end], (h, c))
+        outputs.append(y)
+        start = end
+    return torch.cat(outputs), torch.cat([h, c])
+
+
+def lstm_step_np(x: np.ndarray, state: np.ndarray, w_ih_t: np.ndarray, w_hh_t: np.ndarray,
+                 b_ih: np.ndarray, b_hh: np.ndarray) -> np.ndarray:
+    """One LSTM step in numpy (torch's gate order: input, forget, cell, output): advances
+    ``state`` (2, n, size) in place over inputs ``x`` (n, features); returns the output."""
+    H = state.shape[-1]
+    gates = x @ w_ih_t
+    gates += state[0] @ w_hh_t
+    gates += b_ih
+    gates += b_hh
+    i, f = _sigmoid_(gates[:, :H]), _sigmoid_(gates[:, H:2 * H])
+    g, o = np.tanh(gates[:, 2 * H:3 * H]), _sigmoid_(gates[:, 3 * H:])
+    c = state[1]
+    c *= f
+    c += i * g
+    state[0] = o * np.tanh(c)
+    return state[0]
+
+
+def core_arrays(core: nn.LSTM) -> tuple[np.ndarray, ...]:
+    """``lstm_step_np``'s weight arguments: views of a CPU core's parameters (they change in
+    place with every update; a copy would go stale)."""
+    def arr(t: torch.Tensor) -> np.ndarray:
+        return t.detach().numpy()
+    return (arr(core.weight_ih_l0).T, arr(core.weight_hh_l0).T, arr(core.bias_ih_l0),
+            arr(core.bias_hh_l0))
+
+
 class RecurrentActorCritic(ActorCritic):
     """Encoder, LSTM core (``lstm_size`` units) and linear policy and value heads.
 
@@ -52,13 +116,7 @@ class RecurrentActorCritic(ActorCritic):
             self.trunk = nn.Sequential(*mlp([obs_dim, *hidden_sizes, hidden_sizes[-1]], act,
                                             out_gain=1.0)[:-1])
             features = hidden_sizes[-1]
-        self.core = nn.LSTM(features, self.lstm_size)
-        for name, weight in self.core.named_parameters():
-            if name.startswith("weight"):
-                nn.init.orthogonal_(weight)
-            else:  # forget-gate bias 1: the state is kept until the core learns otherwise
-                nn.init.zeros_(weight)
-                weight.data[self.lstm_size:2 * self.lstm_size] = 0.5
+        self.core = lstm(features, self.lstm_size)
         self.pi = mlp([self.lstm_size, spec.n_actions], act, out_gain=0.01)
         self.vf = mlp([self.lstm_size, self.value_heads], act, out_gain=1.0)
 
@@ -83,21 +141,11 @@ class RecurrentActorCritic(ActorCritic):
         them for a flat batch."""
         L, N = obs.shape[:2]
         x = self._features(obs.reshape((L * N,) + tuple(obs.shape[2:]))).reshape(L, N, -1)
-        h, c = state[0:1], state[1:2]
-        # the core runs over the stretches between the steps after which some env's state
-        # was zeroed: one fused LSTM call per stretch, not one cell call per step
-        ends: list[int] = []
-        if resets is not None and L > 1:
-            ends = (torch.nonzero(resets[:L - 1].any(1)).flatten() + 1).tolist()
-        outputs, start = [], 0
-        for end in ends + [L]:
-            if start > 0:
-                keep = (1.0 - resets[start - 1].float()).unsqueeze(-1)
-                h, c = h * keep, c * keep
-            y, (h, c) = self.core(x[start:end], (h, c))
-            outputs.append(y)
-            start = end
-        hidden = torch.cat(outputs).reshape(L * N, self.lstm_size)
+        zero_before = None
+        if resets is not None:  # zeroed after step t = before step t + 1
+            zero_before = torch.cat([torch.zeros_like(resets[:1]), resets[:L - 1]])
+        hidden, _ = run_core(self.core, x, state, zero_before)
+        hidden = hidden.reshape(L * N, self.lstm_size)
         return self.pi(hidden), self._values(self.vf(hidden))
 
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -124,9 +172,7 @@ class RecurrentActorCritic(ActorCritic):
                 return t.detach().numpy()
             trunk = [] if self.cnn else [(arr(lin.weight).T, arr(lin.bias), a)
                                          for lin, a in linear_stack(self.trunk)]
-            # views only: the weights change in place with every update
-            core = (arr(self.core.weight_ih_l0).T, arr(self.core.weight_hh_l0).T,
-                    arr(self.core.bias_ih_l0), arr(self.core.bias_hh_l0))
+            core = core_arrays(self.core)
             heads = [(arr(lin.weight).T, arr(lin.bias)) for lin, _ in
                      (linear_stack(self.pi)[0], linear_stack(self.vf)[0])]
             stats = None
@@ -155,19 +201,7 @@ class RecurrentActorCritic(ActorCritic):
     def _step_np(self, obs: np.ndarray, state: np.ndarray) -> np.ndarray:
         """Advance ``state`` (2, n, lstm_size) in place over ``obs`` (n, ...); returns the
         core's output (n, lstm_size)."""
-        _, (w_ih_t, w_hh_t, b_ih, b_hh), _, _ = self._core_arrays()
-        H = self.lstm_size
-        gates = self._encode_np(obs) @ w_ih_t
-        gates += state[0] @ w_hh_t
-        gates += b_ih
-        gates += b_hh
-        i, f = _sigmoid_(gates[:, :H]), _sigmoid_(gates[:, H:2 * H])
-        g, o = np.tanh(gates[:, 2 * H:3 * H]), _sigmoid_(gates[:, 3 * H:])
-        c = state[1]
-        c *= f
-        c += i * g
-        state[0] = o * np.tanh(c)
-        return state[0]
+        return lstm_step_np(self._encode_np(obs), state, *self._core_arrays()[1])
 
     def _require(self, state: np.ndarray | None, n: int) -> np.ndarray:
         if state is None or state.shape != (2, n, self.lstm_size):

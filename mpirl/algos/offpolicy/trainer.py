@@ -26,16 +26,26 @@ class ReplayTrainer(Trainer):
     def __init__(self, ctx: LearnerContext):
         super().__init__(ctx)
         cfg = self.cfg = ctx.cfg
-        env = ctx.env
         # this learner's part of every minibatch, in proportion to its env streams
         self.batch = batch_split(cfg.batch_size, list(ctx.learner_streams))[ctx.rank]
-        prio = Prioritization(alpha=cfg.priority_alpha) if cfg.prioritized else None
-        self.replay = ReplayShard(replay_rows(cfg.replay_size, ctx.total_streams), ctx.streams,
-                                  env.obs_shape, env.obs_dtype, env.action_shape,
-                                  env.action_dtype, cfg.n_step, cfg.gamma, prio)
+        self.replay = self.make_replay()
         self.rng = ctx.rng("replay")
         self.credit = 0.0          # fractional updates owed to the replay ratio
         self._window = [0, 0]      # updates and env steps since the last log row
+
+    def make_replay(self):
+        """This learner's replay shard (``add``, ``sample``, ``update_priorities``, ``fill``,
+        ``written``, ``rows``, ``nbytes``, ``state_dict``)."""
+        cfg, env = self.cfg, self.ctx.env
+        prio = Prioritization(alpha=cfg.priority_alpha) if cfg.prioritized else None
+        return ReplayShard(replay_rows(cfg.replay_size, self.ctx.total_streams),
+                           self.ctx.streams, env.obs_shape, env.obs_dtype, env.action_shape,
+                           env.action_dtype, cfg.n_step, cfg.gamma, prio)
+
+    # samples of the replay ratio one update trains on
+    @property
+    def samples_per_update(self) -> int:
+        return self.cfg.batch_size
 
     @abc.abstractmethod
     def update(self, sample: Sample, weighted: bool) -> dict:
@@ -64,7 +74,7 @@ class ReplayTrainer(Trainer):
     def updates_due(self, steps: int) -> int:
         if not self._ready():
             return 0
-        self.credit += self.cfg.replay_ratio * steps / self.cfg.batch_size
+        self.credit += self.cfg.replay_ratio * steps / self.samples_per_update
         due = int(self.credit)
         self.credit -= due
         return due
@@ -99,7 +109,8 @@ class ReplayTrainer(Trainer):
         updates, steps = self._window
         self._window = [0, 0]
         return {"updates": self.updates,
-                "replay_ratio": updates * self.cfg.batch_size / steps if steps else float("nan"),
+                "replay_ratio": (updates * self.samples_per_update / steps if steps
+                                 else float("nan")),
                 "replay_fill": self.replay.fill(),
                 "updates_per_s": updates / seconds if seconds > 0 else float("nan")}
 
