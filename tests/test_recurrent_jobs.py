@@ -58,3 +58,43 @@ def test_memory_solves_cartpole_without_velocities(tmp_path):
                    "--run-dir", str(run), *QUIET], ranks=4, timeout=300)
     assert res.returncode == 0, res.stderr
     assert max(evaluations(run)) >= 475, evaluations(run)
+
+
+R2D2_SMALL = ["--algo", "r2d2", "--env", NOVEL, "--lstm-size", "16", "--batch-size", "8",
+              "--replay-ratio", "8", "--learning-starts", "400", "--replay-size", "20000"]
+
+
+def test_a_stopped_and_resumed_r2d2_run_with_its_replay_ends_like_an_uninterrupted_one(
+        tmp_path):
+    """The actors' LSTM states and episode starts, and the learners' sequence replay with its
+    priorities, go into the checkpoint: the resumed run repeats the uninterrupted one."""
+    args = [*R2D2_SMALL, "--total-steps", "4800", "--log-every", "800", "--eval-every", "2400",
+            "--eval-episodes", "2", "--checkpoint-every", "40", "--checkpoint-replay",
+            "--seed", "5", *QUIET]
+    whole, parts = whole_and_resumed(tmp_path, args, 4800)
+    rows = learning_rows(whole)
+    assert int(rows[-1]["updates"]) > 0
+    assert learning_rows(parts) == rows
+    assert same_weights(parts, whole)
+
+
+def test_r2d2_with_two_learners_each_sampling_its_shard(tmp_path):
+    run = tmp_path / "run"
+    res = run_job(["mpirl.train", *R2D2_SMALL, "--learners", "2", "--total-steps", "6000",
+                   "--eval-every", "3000", "--eval-episodes", "2", "--run-dir", str(run),
+                   "--no-tensorboard"], ranks=4)
+    assert res.returncode == 0, res.stderr
+    assert "sequence replay:" in res.stdout
+    s = summary(run)
+    assert s["env_steps"] >= 6000 and s["updates"] > 0
+
+
+# R2D2 with its defaults reaches 475 at 30k-50k steps on seeds 0-2 (README)
+@pytest.mark.slow
+def test_r2d2_solves_cartpole_without_velocities(tmp_path):
+    run = tmp_path / "run"
+    res = run_job(["mpirl.train", "--algo", "r2d2", "--env", NOVEL, "--seed", "1",
+                   "--target-return", "475", "--run-dir", str(run), *QUIET], ranks=4,
+                  timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert max(evaluations(run)) >= 475, evaluations(run)

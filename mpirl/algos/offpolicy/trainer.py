@@ -125,7 +125,8 @@ class ReplayTrainer(Trainer):
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict:
-        return {"updates": self.updates, "credit": self.credit}
+        # the partial log window too: a resumed run's next row counts what this one had
+        return {"updates": self.updates, "credit": self.credit, "window": list(self._window)}
 
     def own_state_dict(self) -> dict:
         own = {"rng": self.rng.bit_generator.state}
@@ -136,6 +137,7 @@ class ReplayTrainer(Trainer):
     def load_state_dict(self, shared: dict | None, own: dict | None) -> None:
         if shared:
             self.updates, self.credit = shared["updates"], shared["credit"]
+            self._window = list(shared.get("window", self._window))
         if own:
             self.rng.bit_generator.state = own["rng"]
             if "replay" in own:
