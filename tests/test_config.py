@@ -100,11 +100,11 @@ def test_presets_ship_with_the_package_and_resolve_from_any_directory(tmp_path, 
     (["--algo", "dqn", "--clip-range", "0.1"],
      "--clip-range is an option of ppo, not of --algo dqn"),
     (["--algo", "a3c", "--learners", "2"],
-     "--learners is an option of a2c, ppo, dqn, sac, td3, d4pg and impala, not of --algo "
-     "a3c"),
+     "--learners is an option of a2c, ppo, dqn, sac, td3, d4pg, impala and r2d2, not of "
+     "--algo a3c"),
     (["--servers", "2"], "--servers is an option of a3c, not of --algo a2c"),
     (["--algo", "a2c", "--batch-size", "64"],
-     "--batch-size is an option of ppo, dqn, sac, td3 and d4pg, not of --algo a2c"),
+     "--batch-size is an option of ppo, dqn, sac, td3, d4pg and r2d2, not of --algo a2c"),
 ])
 def test_an_option_the_chosen_algorithm_does_not_read_is_refused(argv, needle):
     with pytest.raises(ConfigError, match=needle):
@@ -116,7 +116,7 @@ def test_a_config_file_key_of_another_algorithm_is_refused_with_the_file_named(t
     path.write_text("algo: dqn\nreplay_size: 5000\n")
     assert parse_config(["--config", str(path)]).replay_size == 5000
     with pytest.raises(ConfigError, match=f"key 'replay_size' in config file {path} is an "
-                                          "option of dqn, sac, td3 and d4pg, not of --algo ppo"):
+                                          "option of dqn, sac, td3, d4pg and r2d2, not of --algo ppo"):
         parse_config(["--config", str(path), "--algo", "ppo"])
 
 
@@ -133,13 +133,13 @@ def test_options_are_grouped_by_the_algorithms_that_read_them_in_help():
     assert "general options (every algorithm):" in text
     sections = {title.split(" (")[0]: title for title in text.splitlines()
                 if title.endswith("):") and not title.startswith(" ")}
-    assert sections["PPO"] == "PPO (ppo):" and sections["DQN"] == "DQN (dqn):"
-    assert sections["minibatches"] == "minibatches (ppo, dqn, sac, td3, d4pg):"
-    assert sections["distributed replay"] == "distributed replay (dqn, sac, td3, d4pg):"
-    assert sections["learners and actors"].endswith("(a2c, ppo, dqn, sac, td3, d4pg, impala):")
+    assert sections["PPO"] == "PPO (ppo):" and sections["DQN"] == "DQN (dqn, r2d2):"
+    assert sections["minibatches"] == "minibatches (ppo, dqn, sac, td3, d4pg, r2d2):"
+    assert sections["distributed replay"] == "distributed replay (dqn, sac, td3, d4pg, r2d2):"
+    assert sections["learners and actors"].endswith("(a2c, ppo, dqn, sac, td3, d4pg, impala, r2d2):")
     assert sections["entropy"] == "entropy (a2c, ppo, sac, a3c, impala):"
     assert sections["asynchronous actors"] == "asynchronous actors (impala):"
-    ppo = text[text.index("PPO (ppo):"):text.index("minibatches (ppo, dqn, sac, td3, d4pg):")]
+    ppo = text[text.index("PPO (ppo):"):text.index("minibatches (ppo, dqn, sac, td3, d4pg, r2d2):")]
     assert "--clip-range" in ppo and "--replay-size" not in ppo
 
 
