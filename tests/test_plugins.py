@@ -35,7 +35,7 @@ def test_a_plugin_trains_cartpole_checkpoints_and_resumes_exactly(tmp_path, plug
 def test_a_plugin_has_its_options_in_help_and_its_checks(tmp_path, plugin):
     res = run_job(["mpirl.train", "--help"])
     assert res.returncode == 0, res.stderr
-    assert "{a2c,ppo,dqn,sac,td3,d4pg,a3c,impala,reinforce}" in res.stdout
+    assert "{a2c,ppo,dqn,sac,td3,d4pg,a3c,impala,r2d2,reinforce}" in res.stdout
     assert "REINFORCE (reinforce):" in res.stdout and "--reinforce-baseline" in res.stdout
     for args, needle in [
         (["--algo", "reinforce", "--clip-range", "0.1"],
@@ -78,7 +78,7 @@ def test_an_installed_package_registers_its_algorithm_through_an_entry_point(tmp
     monkeypatch.delenv("MPIRL_PLUGINS", raising=False)
     res = run_job(["mpirl.train", "--help"])
     assert res.returncode == 0, res.stderr
-    assert "{a2c,ppo,dqn,sac,td3,d4pg,a3c,impala,reinforce}" in res.stdout
+    assert "{a2c,ppo,dqn,sac,td3,d4pg,a3c,impala,r2d2,reinforce}" in res.stdout
 
 
 def test_a_plugin_whose_option_clashes_with_another_is_bad_input(tmp_path, monkeypatch):
