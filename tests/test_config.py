@@ -116,7 +116,8 @@ def test_a_config_file_key_of_another_algorithm_is_refused_with_the_file_named(t
     path.write_text("algo: dqn\nreplay_size: 5000\n")
     assert parse_config(["--config", str(path)]).replay_size == 5000
     with pytest.raises(ConfigError, match=f"key 'replay_size' in config file {path} is an "
-                                          "option of dqn, sac, td3, d4pg and r2d2, not of --algo ppo"):
+                                          "option of dqn, sac, td3, d4pg and r2d2, not of "
+                                          "--algo ppo"):
         parse_config(["--config", str(path), "--algo", "ppo"])
 
 
@@ -136,7 +137,8 @@ def test_options_are_grouped_by_the_algorithms_that_read_them_in_help():
     assert sections["PPO"] == "PPO (ppo):" and sections["DQN"] == "DQN (dqn, r2d2):"
     assert sections["minibatches"] == "minibatches (ppo, dqn, sac, td3, d4pg, r2d2):"
     assert sections["distributed replay"] == "distributed replay (dqn, sac, td3, d4pg, r2d2):"
-    assert sections["learners and actors"].endswith("(a2c, ppo, dqn, sac, td3, d4pg, impala, r2d2):")
+    assert sections["learners and actors"].endswith(
+        "(a2c, ppo, dqn, sac, td3, d4pg, impala, r2d2):")
     assert sections["entropy"] == "entropy (a2c, ppo, sac, a3c, impala):"
     assert sections["asynchronous actors"] == "asynchronous actors (impala):"
     ppo = text[text.index("PPO (ppo):"):text.index("minibatches (ppo, dqn, sac, td3, d4pg, r2d2):")]

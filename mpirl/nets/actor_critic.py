@@ -126,17 +126,7 @@ class ActorCritic(nn.Module):
                          self.normalizer.var.detach().numpy())
             self._arrays = (ptrs, layers, stats)
         _, layers, stats = self._arrays
-        x = obs.astype(np.float32, copy=False)
-        if stats is not None:
-            mean, var = stats
-            x = np.clip((x - mean) / np.sqrt(var + np.float32(1e-8)), -self.clip_obs,
-                        self.clip_obs)
-        x = x.reshape(len(obs), -1)
-        for weight_t, bias, act in layers:
-            x = x @ weight_t
-            x += bias
-            activate_(x, act)
-        return x
+        return mlp_np(obs, layers, stats, self.clip_obs)
 
     def act(self, obs: np.ndarray, rng: np.random.Generator, deterministic: bool = False
             ) -> np.ndarray:
@@ -210,13 +200,7 @@ class CNNActorCritic(ActorCritic):
         self.vf = mlp([512, self.value_heads], act, out_gain=1.0)
 
     def _flat(self, obs: torch.Tensor) -> torch.Tensor:
-        x = self._input(obs)
-        x = x if self.obs_norm else x * (1.0 / 255.0)
-        if not self.bf16:
-            return self.trunk(x)
-        with torch.autocast(x.device.type, dtype=torch.bfloat16):
-            features = self.trunk(x)
-        return features.float()
+        return cnn_features(self.trunk, self._input(obs), self.obs_norm, self.bf16)
 
     def _policy_out(self, x: torch.Tensor) -> torch.Tensor:
         return self.pi(x)
@@ -224,6 +208,23 @@ class CNNActorCritic(ActorCritic):
     @torch.inference_mode()
     def _policy_np(self, obs: np.ndarray) -> np.ndarray:
         return self._policy_out(self._flat(torch.from_numpy(obs))).numpy()
+
+
+def mlp_np(obs: np.ndarray, layers: list, stats: tuple[np.ndarray, np.ndarray] | None = None,
+           clip_obs: float = 10.0) -> np.ndarray:
+    """An MLP in numpy over a batch of observations, flattened: ``layers`` of (transposed
+    weight, bias, activation name), after normalizing by ``stats`` (mean, var) and clipping
+    to +-``clip_obs`` where given."""
+    x = obs.astype(np.float32, copy=False)
+    if stats is not None:
+        mean, var = stats
+        x = np.clip((x - mean) / np.sqrt(var + np.float32(1e-8)), -clip_obs, clip_obs)
+    x = x.reshape(len(obs), -1)
+    for weight_t, bias, act in layers:
+        x = x @ weight_t
+        x += bias
+        activate_(x, act)
+    return x
 
 
 def nature_cnn(obs_shape: tuple[int, ...]) -> nn.Sequential:
@@ -241,6 +242,18 @@ def nature_cnn(obs_shape: tuple[int, ...]) -> nn.Sequential:
     nn.init.zeros_(fc.bias)
     return nn.Sequential(convs[0], nn.ReLU(), convs[1], nn.ReLU(), convs[2], nn.ReLU(),
                          nn.Flatten(), fc, nn.ReLU())
+
+
+def cnn_features(trunk: nn.Module, x: torch.Tensor, normalized: bool, bf16: bool
+                 ) -> torch.Tensor:
+    """The CNN trunk's float32 features of frames ``x`` (scaled to [0, 1] unless
+    ``normalized``), under bfloat16 autocast with ``bf16``."""
+    x = x if normalized else x * (1.0 / 255.0)
+    if not bf16:
+        return trunk(x)
+    with torch.autocast(x.device.type, dtype=torch.bfloat16):
+        features = trunk(x)
+    return features.float()
 
 
 def is_image(spec: EnvSpec) -> bool:

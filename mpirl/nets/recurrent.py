@@ -17,8 +17,8 @@ import torch
 from torch import nn
 
 from mpirl.acting.envs import EnvSpec
-from mpirl.nets.actor_critic import ActorCritic, nature_cnn
-from mpirl.nets.mlp import activate_, linear_stack, mlp
+from mpirl.nets.actor_critic import ActorCritic, cnn_features, mlp_np, nature_cnn
+from mpirl.nets.mlp import linear_stack, mlp
 
 
 def _sigmoid_(x: np.ndarray) -> np.ndarray:
@@ -126,12 +126,7 @@ class RecurrentActorCritic(ActorCritic):
         x = self._input(obs)
         if not self.cnn:
             return self.trunk(x.reshape(obs.shape[0], -1))
-        x = x if self.obs_norm else x * (1.0 / 255.0)
-        if not self.bf16:
-            return self.trunk(x)
-        with torch.autocast(x.device.type, dtype=torch.bfloat16):
-            features = self.trunk(x)
-        return features.float()
+        return cnn_features(self.trunk, x, self.obs_norm, self.bf16)
 
     def unroll(self, obs: torch.Tensor, state: torch.Tensor, resets: torch.Tensor | None
                ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -186,17 +181,7 @@ class RecurrentActorCritic(ActorCritic):
         if self.cnn:
             with torch.inference_mode():
                 return self._features(torch.from_numpy(obs)).numpy()
-        x = obs.astype(np.float32, copy=False)
-        if stats is not None:
-            mean, var = stats
-            x = np.clip((x - mean) / np.sqrt(var + np.float32(1e-8)), -self.clip_obs,
-                        self.clip_obs)
-        x = x.reshape(len(obs), -1)
-        for weight_t, bias, act in trunk:
-            x = x @ weight_t
-            x += bias
-            activate_(x, act)
-        return x
+        return mlp_np(obs, trunk, stats, self.clip_obs)
 
     def _step_np(self, obs: np.ndarray, state: np.ndarray) -> np.ndarray:
         """Advance ``state`` (2, n, lstm_size) in place over ``obs`` (n, ...); returns the

@@ -55,6 +55,19 @@ class DQN:
             for t, p in zip(self.target.parameters(), self.model.parameters()):
                 t.copy_(p)
 
+    def step(self, loss: torch.Tensor) -> tuple[float, bool]:
+        """Backward, average over the learners, clip, and step unless the averaged gradient
+        is not finite (the same verdict on every learner). Returns (gradient norm, skipped)."""
+        self.averager.zero_grad()
+        self.averager.backward(loss)
+        self.averager.average()
+        grad_norm = self.averager.clip_norm_(self.cfg.max_grad_norm)
+        skipped = not self.averager.finite
+        if not skipped:
+            self.optimizer.step()
+            self.averager.stepped()
+        return grad_norm, skipped
+
     def _tensor(self, a: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(a).to(self.device, non_blocking=True)
 
@@ -62,7 +75,6 @@ class DQN:
         """One averaged gradient step on this learner's part of the global minibatch. Returns
         the statistics, ``skipped`` (the same verdict on every learner) and the absolute TD
         errors (for the priorities)."""
-        cfg = self.cfg
         self.averager.announce()
         obs, next_obs = self._tensor(batch.obs), self._tensor(batch.next_obs)
         with torch.no_grad():
@@ -72,14 +84,7 @@ class DQN:
         q = self.model(obs)
         loss, td = dqn_loss(q, self._tensor(batch.actions), targets,
                             self._tensor(batch.weights) if weighted else None)
-        self.averager.zero_grad()
-        self.averager.backward(loss)
-        self.averager.average()
-        grad_norm = self.averager.clip_norm_(cfg.max_grad_norm)
-        skipped = not self.averager.finite
-        if not skipped:
-            self.optimizer.step()
-            self.averager.stepped()
+        grad_norm, skipped = self.step(loss)
         td = td.abs()
         q = q.detach()
         loss_, q_mean, q_max, td_abs = torch.stack([loss.detach(), q.mean(), q.max(),

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from mpirl.algos.dqn.loss import DQN
 from mpirl.replay import ENDED, TERMINATED, VALID
 
 EPS = 1e-3  # h's linear term
@@ -78,22 +79,9 @@ def td_targets(rewards, flags, q_boot, gamma: float, n: int, rescaled: bool) -> 
     return returns + discount * boot
 
 
-class R2D2:
+class R2D2(DQN):
     """Updates ``model`` from minibatches of stored sequences; ``target`` is its periodic
-    copy."""
-
-    STAT_KEYS = ("loss", "q_mean", "grad_norm", "q_max", "td_abs")
-
-    def __init__(self, cfg, model, target, averager, optimizer):
-        self.cfg, self.model, self.target = cfg, model, target
-        self.averager, self.optimizer = averager, optimizer
-        self.device = next(model.parameters()).device
-        self.sync_target()
-
-    def sync_target(self) -> None:
-        with torch.no_grad():
-            for t, p in zip(self.target.parameters(), self.model.parameters()):
-                t.copy_(p)
+    copy (DQN's statistics and target copy)."""
 
     def update(self, batch: dict[str, np.ndarray], weights: np.ndarray | None) -> dict:
         """``batch``: sequences of L = --seq-len + --n-step steps, (B, L, ...) arrays obs,
@@ -132,14 +120,7 @@ class R2D2:
         if weights is not None:
             per_sequence = per_sequence * torch.from_numpy(weights).to(dev)
         loss = per_sequence.mean()
-        self.averager.zero_grad()
-        self.averager.backward(loss)
-        self.averager.average()
-        grad_norm = self.averager.clip_norm_(cfg.max_grad_norm)
-        skipped = not self.averager.finite
-        if not skipped:
-            self.optimizer.step()
-            self.averager.stepped()
+        grad_norm, skipped = self.step(loss)
         with torch.no_grad():
             td = (targets - taken.detach()) * mask
             priorities = sequence_priorities(td, mask, cfg.priority_eta)

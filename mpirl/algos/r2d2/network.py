@@ -13,8 +13,8 @@ import torch
 from torch import nn
 
 from mpirl.acting.envs import EnvSpec
-from mpirl.nets.actor_critic import is_image, nature_cnn
-from mpirl.nets.mlp import activate_, linear_stack, mlp
+from mpirl.nets.actor_critic import is_image, mlp_np, nature_cnn
+from mpirl.nets.mlp import linear_stack, mlp
 from mpirl.nets.recurrent import core_arrays, lstm, lstm_step_np, run_core
 
 
@@ -93,11 +93,7 @@ class RecurrentQNetwork(nn.Module):
             with torch.inference_mode():
                 x = self._features(torch.from_numpy(obs)).numpy()
         else:
-            x = obs.reshape(len(obs), -1).astype(np.float32, copy=False)
-            for weight_t, bias, act in trunk:
-                x = x @ weight_t
-                x += bias
-                activate_(x, act)
+            x = mlp_np(obs, trunk)
         hidden = lstm_step_np(x, state, *core)
         q = hidden @ heads[0][0] + heads[0][1]
         if self.dueling:
