@@ -24,9 +24,9 @@ from mpirl.nets.recurrent import RecurrentActorCritic
 def _collector(env_id: str, model, n_envs: int, n_steps: int, seed: int = 0):
     envs = EnvVector(env_id, n_envs, seed, rank=0)
     cfg = SimpleNamespace(recurrent="lstm", n_steps=n_steps, envs_per_actor=n_envs,
-                          lstm_size=model.lstm_size)
+                          lstm_size=model.lstm_size, separate_critic=model.separate)
     fields = {**rollout_fields(envs.spec, n_steps, n_envs, logp=True),
-              **actor_critic.recurrent_fields(cfg), **report_fields()}
+              **actor_critic.recurrent_fields(cfg, envs.spec), **report_fields()}
     rollouts = RolloutCollector(model, envs, n_steps, 0.99, np.random.default_rng(seed))
     return rollouts, PackedArrays(fields)
 
@@ -73,30 +73,45 @@ def test_the_learner_replays_the_actors_lstm_over_each_rollout(env_id):
                                atol=1e-3)
 
 
-def test_the_lstm_on_the_nature_cnn_replays_what_it_acted():
-    spec = EnvSpec((4, 84, 84), np.dtype(np.uint8), True, 6, None, None)
+@pytest.mark.parametrize("cnn,separate", [(True, True), (False, True), (False, False)])
+def test_policy_and_critic_cores_replay_what_the_actor_computed(cnn, separate):
+    """Step by step as an actor (values as the collector bootstraps them: from the state
+    before the step), then one unroll as a learner: the same log-probabilities and values, for
+    the CNN's shared core and for the MLP's separate or shared actor and critic cores."""
+    if cnn:
+        spec = EnvSpec((4, 84, 84), np.dtype(np.uint8), True, 6, None, None)
+    else:
+        spec = EnvSpec((3,), np.dtype(np.float32), True, 4, None, None)
     torch.manual_seed(0)
-    model = RecurrentActorCritic(spec, [64], "relu", lstm_size=32, cnn=True)
+    model = RecurrentActorCritic(spec, [64], "relu", lstm_size=32, cnn=cnn,
+                                 separate_critic=separate)
+    assert model.initial_state(3).shape == ((4 if separate and not cnn else 2), 3, 32)
     rng = np.random.default_rng(0)
     T, N = 6, 3
-    frames = rng.integers(0, 255, (T + 1, N, 4, 84, 84), dtype=np.uint8)
+    if cnn:
+        frames = rng.integers(0, 255, (T + 1, N, 4, 84, 84), dtype=np.uint8)
+    else:
+        frames = rng.standard_normal((T + 1, N, 3)).astype(np.float32)
     state = model.initial_state(N)
     start = state.copy()
     resets = np.zeros((T, N), np.float32)
     resets[2, 1] = 1.0
-    actions, logps = [], []
+    actions, logps, values = [], [], []
     for t in range(T):
+        values.append(model.predict_values(frames[t], state=state))
         a, logp = model.act_logp(frames[t], rng, state=state)
         actions.append(a)
         logps.append(logp)
         state[:, resets[t] > 0] = 0.0
     batch = {"state": start, "resets": resets}
     with torch.no_grad():
-        out, values = rollout_outputs(model, torch.from_numpy(frames), batch)
+        out, replayed = rollout_outputs(model, torch.from_numpy(frames), batch)
         logp, _ = model.log_prob_entropy(out[:T * N], torch.from_numpy(np.stack(actions)
                                                                        ).reshape(-1))
     np.testing.assert_allclose(logp.numpy().reshape(T, N), np.stack(logps), atol=1e-4)
-    assert values.shape == (T * N + N,)
+    assert replayed.shape == (T * N + N,)
+    np.testing.assert_allclose(replayed.numpy()[:T * N].reshape(T, N), np.stack(values),
+                               rtol=1e-4, atol=1e-4)
 
 
 def test_recurrent_ppo_minibatches_are_whole_sequences_and_its_update_learns_nothing_wrong():

@@ -11,10 +11,10 @@ NOVEL = "mpirl/CartPoleNoVel-v1"
 
 
 def test_a_stopped_and_resumed_recurrent_ppo_run_ends_like_an_uninterrupted_one(tmp_path):
-    """The actors' LSTM states are checkpointed with their envs: the resumed run repeats the
-    uninterrupted one (rows and final weights)."""
+    """The actors' LSTM states (here of separate policy and critic cores) are checkpointed
+    with their envs: the resumed run repeats the uninterrupted one (rows and final weights)."""
     args = ["--algo", "ppo", "--env", NOVEL, "--recurrent", "lstm", "--lstm-size", "16",
-            "--normalize-obs", "--n-epochs", "4", "--total-steps", "12288",
+            "--separate-critic", "--normalize-obs", "--n-epochs", "4", "--total-steps", "12288",
             "--log-every", "1024", "--eval-every", "6144", "--eval-episodes", "3",
             "--checkpoint-every", "8", "--seed", "3", *QUIET]
     whole, parts = whole_and_resumed(tmp_path, args, 12288)

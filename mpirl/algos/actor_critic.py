@@ -59,6 +59,11 @@ class RecurrentOptions:
         "mpirl/CartPoleNoVel-v1.", choices=("none", "lstm"))
     lstm_size: int = option(64, "Units of the LSTM core (--recurrent lstm).",
                             bounds="[1, 4096]")
+    separate_critic: bool = option(
+        True, "--recurrent with an MLP policy: the critic has its own encoder and LSTM (with "
+        "one core for both heads, the value regression shapes most of it under A2C's and "
+        "IMPALA's unnormalized advantages); off = one core for both (PPO's default). The CNN "
+        "shares its trunk and core.")
 
     @staticmethod
     def validate(cfg) -> None:
@@ -101,7 +106,8 @@ def policy(cfg, env: EnvSpec) -> ActorCritic:
     if recurrent(cfg):
         return RecurrentActorCritic(env, list(cfg.hidden_sizes), cfg.activation,
                                     lstm_size=cfg.lstm_size, cnn=is_image(env),
-                                    bf16=getattr(cfg, "precision", "fp32") == "bf16", **kwargs)
+                                    bf16=getattr(cfg, "precision", "fp32") == "bf16",
+                                    separate_critic=cfg.separate_critic, **kwargs)
     if is_image(env):
         return CNNActorCritic(env, list(cfg.hidden_sizes), cfg.activation,
                               bf16=cfg.precision == "bf16", **kwargs)
@@ -134,16 +140,18 @@ def min_rollout_steps(cfg) -> int | None:
 def rollout_message(cfg, env: EnvSpec) -> Fields:
     cut = min_rollout_steps(cfg) is not None
     return {**rollout_fields(env, cfg.n_steps, cfg.envs_per_actor, cut=cut),
-            **rnd.message_fields(cfg, env), **recurrent_fields(cfg)}
+            **rnd.message_fields(cfg, env), **recurrent_fields(cfg, env)}
 
 
-def recurrent_fields(cfg) -> Fields:
-    """With --recurrent: the core's state at the rollout's start, (2, envs, --lstm-size), and
-    the steps after which an env's state was zeroed (its episode ended), (steps, envs)."""
+def recurrent_fields(cfg, env: EnvSpec) -> Fields:
+    """With --recurrent: the cores' state at the rollout's start, (rows, envs, --lstm-size)
+    (``RecurrentActorCritic.state_rows``: 4 with a separate critic core, else 2), and the
+    steps after which an env's state was zeroed (its episode ended), (steps, envs)."""
     if not recurrent(cfg):
         return {}
     T, N = cfg.n_steps, cfg.envs_per_actor
-    return {"state": ((2, N, cfg.lstm_size), np.dtype(np.float32)),
+    rows = 4 if cfg.separate_critic and not is_image(env) else 2
+    return {"state": ((rows, N, cfg.lstm_size), np.dtype(np.float32)),
             "resets": ((T, N), np.dtype(np.float32))}
 
 

@@ -97,56 +97,73 @@ def core_arrays(core: nn.LSTM) -> tuple[np.ndarray, ...]:
 class RecurrentActorCritic(ActorCritic):
     """Encoder, LSTM core (``lstm_size`` units) and linear policy and value heads.
 
-    ``cnn``: the encoder is the Nature CNN over uint8 frame stacks (``bf16``: under bfloat16
-    autocast, as ``CNNActorCritic``); otherwise an MLP of ``hidden_sizes`` with the activation
-    after every layer. The other arguments are ``ActorCritic``'s.
+    The encoder is an MLP of ``hidden_sizes`` with the activation after every layer, or
+    (``cnn``) the Nature CNN over uint8 frame stacks (``bf16`` as ``CNNActorCritic``). With
+    ``separate_critic`` an MLP policy's critic has its own encoder and core, as the feed-forward
+    MLP actor-critic has separate networks (with one core for both heads, the value's
+    regression, whose gradient dwarfs the policy's on unnormalized advantages, shapes most of
+    it); the CNN shares its trunk and core between the heads. The state holds (h, c) of each
+    core: ``state_rows`` = 4 or 2 rows of (envs, lstm_size). The other arguments are
+    ``ActorCritic``'s.
     """
 
     recurrent = True
 
     def __init__(self, spec: EnvSpec, hidden_sizes: list[int], activation: str = "tanh",
-                 lstm_size: int = 64, cnn: bool = False, bf16: bool = False, **kwargs):
+                 lstm_size: int = 64, cnn: bool = False, bf16: bool = False,
+                 separate_critic: bool = True, **kwargs):
         self.lstm_size, self.cnn, self.bf16 = lstm_size, cnn, bf16
+        self.separate = separate_critic and not cnn
+        self.state_rows = 4 if self.separate else 2
         super().__init__(spec, hidden_sizes, activation, **kwargs)
 
     def _build(self, spec: EnvSpec, obs_dim: int, hidden_sizes: list[int], act) -> None:
         if self.cnn:
             self.trunk, features = nature_cnn(spec.obs_shape), 512
-        else:  # an MLP whose every layer is followed by the activation
-            self.trunk = nn.Sequential(*mlp([obs_dim, *hidden_sizes, hidden_sizes[-1]], act,
-                                            out_gain=1.0)[:-1])
-            features = hidden_sizes[-1]
+        else:
+            def encoder() -> nn.Sequential:  # every layer followed by the activation
+                return nn.Sequential(*mlp([obs_dim, *hidden_sizes, hidden_sizes[-1]], act,
+                                          out_gain=1.0)[:-1])
+            self.trunk, features = encoder(), hidden_sizes[-1]
+            if self.separate:
+                self.vf_trunk, self.vf_core = encoder(), lstm(features, self.lstm_size)
         self.core = lstm(features, self.lstm_size)
         self.pi = mlp([self.lstm_size, spec.n_actions], act, out_gain=0.01)
         self.vf = mlp([self.lstm_size, self.value_heads], act, out_gain=1.0)
 
     # ------------------------------------------------------------------ learners
-    def _features(self, obs: torch.Tensor) -> torch.Tensor:
-        """The encoder's output for a flat batch of observations."""
+    def _features(self, obs: torch.Tensor, trunk: nn.Module | None = None) -> torch.Tensor:
+        """An encoder's output (the policy's, or ``trunk``) for a flat batch of
+        observations."""
         x = self._input(obs)
         if not self.cnn:
-            return self.trunk(x.reshape(obs.shape[0], -1))
+            return (trunk or self.trunk)(x.reshape(obs.shape[0], -1))
         return cnn_features(self.trunk, x, self.obs_norm, self.bf16)
 
     def unroll(self, obs: torch.Tensor, state: torch.Tensor, resets: torch.Tensor | None
                ) -> tuple[torch.Tensor, torch.Tensor]:
         """Policy outputs and values over an unroll: ``obs`` (L, N, ...) from ``state``
-        (2, N, lstm_size), the state zeroed after step t where ``resets[t]`` (L - 1, N) is
-        nonzero. Returns them flat in (step, env) order: (L x N, ...), as ``forward`` gives
-        them for a flat batch."""
+        (state_rows, N, lstm_size), the state zeroed after step t where ``resets[t]``
+        (L - 1, N) is nonzero. Returns them flat in (step, env) order: (L x N, ...), as
+        ``forward`` gives them for a flat batch."""
         L, N = obs.shape[:2]
-        x = self._features(obs.reshape((L * N,) + tuple(obs.shape[2:]))).reshape(L, N, -1)
+        flat = obs.reshape((L * N,) + tuple(obs.shape[2:]))
         zero_before = None
         if resets is not None:  # zeroed after step t = before step t + 1
             zero_before = torch.cat([torch.zeros_like(resets[:1]), resets[:L - 1]])
-        hidden, _ = run_core(self.core, x, state, zero_before)
-        hidden = hidden.reshape(L * N, self.lstm_size)
-        return self.pi(hidden), self._values(self.vf(hidden))
+        x = self._features(flat).reshape(L, N, -1)
+        hidden, _ = run_core(self.core, x, state[0:2], zero_before)
+        critic = hidden
+        if self.separate:
+            x = self._features(flat, self.vf_trunk).reshape(L, N, -1)
+            critic, _ = run_core(self.vf_core, x, state[2:4], zero_before)
+        return (self.pi(hidden.reshape(L * N, -1)),
+                self._values(self.vf(critic.reshape(L * N, -1))))
 
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One step from the zero state for a flat batch (the first step of an episode); an
         unroll goes through ``unroll``."""
-        state = torch.zeros(2, obs.shape[0], self.lstm_size, device=obs.device)
+        state = torch.zeros(self.state_rows, obs.shape[0], self.lstm_size, device=obs.device)
         return self.unroll(obs.unsqueeze(0), state, None)
 
     def value(self, obs: torch.Tensor) -> torch.Tensor:
@@ -154,8 +171,8 @@ class RecurrentActorCritic(ActorCritic):
 
     # ------------------------------------------------------------------ actors
     def initial_state(self, n: int) -> np.ndarray:
-        """The state of ``n`` envs at an episode's start: (2, n, lstm_size) zeros."""
-        return np.zeros((2, n, self.lstm_size), dtype=np.float32)
+        """The state of ``n`` envs at an episode's start: (state_rows, n, lstm_size) zeros."""
+        return np.zeros((self.state_rows, n, self.lstm_size), dtype=np.float32)
 
     def _core_arrays(self):
         params = self._param_list
@@ -165,55 +182,61 @@ class RecurrentActorCritic(ActorCritic):
         if self._arrays is None or self._arrays[0] != ptrs:  # the parameters moved: re-view
             def arr(t: torch.Tensor) -> np.ndarray:
                 return t.detach().numpy()
-            trunk = [] if self.cnn else [(arr(lin.weight).T, arr(lin.bias), a)
-                                         for lin, a in linear_stack(self.trunk)]
-            core = core_arrays(self.core)
+
+            def layers(trunk) -> list:
+                return [(arr(lin.weight).T, arr(lin.bias), a) for lin, a in linear_stack(trunk)]
+            cores = [(None if self.cnn else layers(self.trunk), core_arrays(self.core))]
+            if self.separate:
+                cores.append((layers(self.vf_trunk), core_arrays(self.vf_core)))
             heads = [(arr(lin.weight).T, arr(lin.bias)) for lin, _ in
                      (linear_stack(self.pi)[0], linear_stack(self.vf)[0])]
             stats = None
             if self.obs_norm:
                 stats = (arr(self.normalizer.mean), arr(self.normalizer.var))
-            self._arrays = (ptrs, trunk, core, heads, stats)
+            self._arrays = (ptrs, cores, heads, stats)
         return self._arrays[1:]
 
-    def _encode_np(self, obs: np.ndarray) -> np.ndarray:
-        trunk, _, _, stats = self._core_arrays()
+    def _step_np(self, obs: np.ndarray, state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Advance ``state`` in place over ``obs`` (n, ...); returns the policy core's and
+        the critic core's outputs (n, lstm_size) each."""
+        cores, _, stats = self._core_arrays()
         if self.cnn:
             with torch.inference_mode():
-                return self._features(torch.from_numpy(obs)).numpy()
-        return mlp_np(obs, trunk, stats, self.clip_obs)
-
-    def _step_np(self, obs: np.ndarray, state: np.ndarray) -> np.ndarray:
-        """Advance ``state`` (2, n, lstm_size) in place over ``obs`` (n, ...); returns the
-        core's output (n, lstm_size)."""
-        return lstm_step_np(self._encode_np(obs), state, *self._core_arrays()[1])
+                x = self._features(torch.from_numpy(obs)).numpy()
+            hidden = lstm_step_np(x, state[0:2], *cores[0][1])
+            return hidden, hidden
+        outputs = [lstm_step_np(mlp_np(obs, trunk, stats, self.clip_obs), state[2 * i:2 * i + 2],
+                                *arrays)
+                   for i, (trunk, arrays) in enumerate(cores)]
+        return outputs[0], outputs[-1]
 
     def _require(self, state: np.ndarray | None, n: int) -> np.ndarray:
-        if state is None or state.shape != (2, n, self.lstm_size):
+        shape = (self.state_rows, n, self.lstm_size)
+        if state is None or state.shape != shape:
             raise ValueError(f"a recurrent policy acts with its state: pass state=, an array "
-                             f"(2, {n}, {self.lstm_size}) from initial_state({n})")
+                             f"{shape} from initial_state({n})")
         return state
 
     def act(self, obs: np.ndarray, rng: np.random.Generator, deterministic: bool = False,
             state: np.ndarray | None = None) -> np.ndarray:
-        """Actions for a batch of observations, advancing ``state`` (one row per env) in
+        """Actions for a batch of observations, advancing ``state`` (one column per env) in
         place."""
-        hidden = self._step_np(obs, self._require(state, len(obs)))
+        hidden, _ = self._step_np(obs, self._require(state, len(obs)))
         return self._sample(self._head_np(hidden, 0), rng, deterministic)
 
     def act_logp(self, obs: np.ndarray, rng: np.random.Generator,
                  state: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        hidden = self._step_np(obs, self._require(state, len(obs)))
+        hidden, _ = self._step_np(obs, self._require(state, len(obs)))
         return self._sample_logp(self._head_np(hidden, 0), rng)
 
     def _head_np(self, hidden: np.ndarray, which: int) -> np.ndarray:
-        weight_t, bias = self._core_arrays()[2][which]
+        weight_t, bias = self._core_arrays()[1][which]
         return hidden @ weight_t + bias
 
     def predict_values(self, obs: np.ndarray, state: np.ndarray | None = None) -> np.ndarray:
         """The (extrinsic) values of ``obs`` seen from ``state`` (left unchanged)."""
         scratch = self._require(state, len(obs)).copy()
-        return self._head_np(self._step_np(obs, scratch), 1)[:, 0]
+        return self._head_np(self._step_np(obs, scratch)[1], 1)[:, 0]
 
 
 def is_recurrent(model) -> bool:

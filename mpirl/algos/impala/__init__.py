@@ -42,7 +42,7 @@ def message(cfg, env):
     """An on-policy rollout with the behaviour policy's log-probability of each action (and
     RND's fields with --intrinsic rnd, the core's state with --recurrent)."""
     return {**rollout_fields(env, cfg.n_steps, cfg.envs_per_actor, logp=True),
-            **rnd.message_fields(cfg, env), **actor_critic.recurrent_fields(cfg)}
+            **rnd.message_fields(cfg, env), **actor_critic.recurrent_fields(cfg, env)}
 
 
 def validate(cfg) -> None:
