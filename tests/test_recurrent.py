@@ -173,6 +173,8 @@ def test_cartpole_without_velocities_is_cartpole_seen_in_part():
                                               "--recurrent lstm"),
     (["--algo", "ppo", "--straggler-cutoff", "0.5"], "--straggler-cutoff does not combine"),
     (["--algo", "dqn"], "--recurrent is an option of"),
+    (["--algo", "r2d2", "--no-separate-critic"],
+     "--separate-critic is an option of a2c, ppo and impala, not of --algo r2d2"),
 ])
 def test_what_a_recurrent_policy_does_not_combine_with_is_refused(args, needle):
     with pytest.raises(ConfigError, match=needle):

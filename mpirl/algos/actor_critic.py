@@ -59,11 +59,6 @@ class RecurrentOptions:
         "mpirl/CartPoleNoVel-v1.", choices=("none", "lstm"))
     lstm_size: int = option(64, "Units of the LSTM core (--recurrent lstm).",
                             bounds="[1, 4096]")
-    separate_critic: bool = option(
-        True, "--recurrent with an MLP policy: the critic has its own encoder and LSTM (with "
-        "one core for both heads, the value regression shapes most of it under A2C's and "
-        "IMPALA's unnormalized advantages); off = one core for both (PPO's default). The CNN "
-        "shares its trunk and core.")
 
     @staticmethod
     def validate(cfg) -> None:
@@ -75,6 +70,17 @@ class RecurrentOptions:
         if getattr(cfg, "straggler_cutoff", 0.0) > 0:
             raise ConfigError(f"--straggler-cutoff does not combine with --recurrent "
                               f"{cfg.recurrent}: recurrent rollouts are replayed whole")
+
+
+@dataclass
+class CriticCoreOptions:
+    """recurrent actor-critics"""
+
+    separate_critic: bool = option(
+        True, "--recurrent with an MLP policy: the critic has its own encoder and LSTM (with "
+        "one core for both heads, the value regression shapes most of it under A2C's and "
+        "IMPALA's unnormalized advantages); off = one core for both (PPO's default). The CNN "
+        "shares its trunk and core.")
 
 
 @dataclass

@@ -58,7 +58,7 @@ ALGORITHM = register(Algorithm(
     execution=STREAMING,
     options=(ImpalaOptions, actor_critic.ActorCriticOptions, actor_critic.EntropyOptions,
              actor_critic.RolloutLearnerOptions, actor_critic.RecurrentOptions,
-             rnd.IntrinsicOptions),
+             actor_critic.CriticCoreOptions, rnd.IntrinsicOptions),
     defaults=DEFAULTS,
     policy=actor_critic.policy,
     collector=actor_critic.collector,

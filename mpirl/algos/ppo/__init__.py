@@ -104,7 +104,7 @@ ALGORITHM = register(Algorithm(
     options=(PPOOptions, MinibatchOptions, actor_critic.ActorCriticOptions,
              actor_critic.EntropyOptions,
              actor_critic.RolloutLearnerOptions, actor_critic.RecurrentOptions,
-             IntrinsicOptions),
+             actor_critic.CriticCoreOptions, IntrinsicOptions),
     defaults=DEFAULTS,
     policy=actor_critic.policy,
     collector=actor_critic.collector,
