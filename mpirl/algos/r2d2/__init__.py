@@ -57,7 +57,9 @@ class R2D2Options:
                 f"--seq-len {cfg.seq_len}")
 
 
-# CartPole settings (mpirl/CartPoleNoVel-v1 included): DQN's, per sequence step
+# CartPole settings (mpirl/CartPoleNoVel-v1 included), from DQN's: on CartPoleNoVel (4 ranks,
+# seed 0) a replay ratio of 8 trained steps per env step reached 280 in 200k steps, 32 reached
+# 500 at 35k but fell back late, and 32 with 5-step returns 483 at 30k, holding 500 to 200k
 DEFAULTS = {"total_steps": 200_000, "envs_per_actor": 4, "n_steps": 16, "optimizer": "adam",
             "lr": 1e-3, "lr_schedule": "linear", "hidden_sizes": [64], "activation": "relu",
             "max_grad_norm": 10.0, "eval_every": 5_000, "log_every": 5_000, "batch_size": 32,
