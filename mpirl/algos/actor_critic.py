@@ -151,12 +151,12 @@ def rollout_message(cfg, env: EnvSpec) -> Fields:
 
 def recurrent_fields(cfg, env: EnvSpec) -> Fields:
     """With --recurrent: the cores' state at the rollout's start, (rows, envs, --lstm-size)
-    (``RecurrentActorCritic.state_rows``: 4 with a separate critic core, else 2), and the
+    (``RecurrentActorCritic.rows``: 4 with a separate critic core, else 2), and the
     steps after which an env's state was zeroed (its episode ended), (steps, envs)."""
     if not recurrent(cfg):
         return {}
     T, N = cfg.n_steps, cfg.envs_per_actor
-    rows = 4 if cfg.separate_critic and not is_image(env) else 2
+    rows = RecurrentActorCritic.rows(cfg.separate_critic, is_image(env))
     return {"state": ((rows, N, cfg.lstm_size), np.dtype(np.float32)),
             "resets": ((T, N), np.dtype(np.float32))}
 

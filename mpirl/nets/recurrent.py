@@ -114,8 +114,13 @@ class RecurrentActorCritic(ActorCritic):
                  separate_critic: bool = True, **kwargs):
         self.lstm_size, self.cnn, self.bf16 = lstm_size, cnn, bf16
         self.separate = separate_critic and not cnn
-        self.state_rows = 4 if self.separate else 2
+        self.state_rows = self.rows(separate_critic, cnn)
         super().__init__(spec, hidden_sizes, activation, **kwargs)
+
+    @staticmethod
+    def rows(separate_critic: bool, cnn: bool) -> int:
+        """Rows of the state: (h, c) of the policy's core, and of the critic's if it has one."""
+        return 4 if separate_critic and not cnn else 2
 
     def _build(self, spec: EnvSpec, obs_dim: int, hidden_sizes: list[int], act) -> None:
         if self.cnn:

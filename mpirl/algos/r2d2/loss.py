@@ -102,9 +102,8 @@ class R2D2(DQN):
             if burn > 0:
                 q_burn, state = model.unroll(obs[:burn], state, firsts[:burn])
         q_rest, _ = model.unroll(obs[burn:], state, firsts[burn:])
-        q_online = q_rest if burn == 0 else torch.cat([q_burn, q_rest.detach()])
-        with torch.no_grad():
-            online = q_online.detach() if burn == 0 else q_online
+        with torch.no_grad():  # the online network's greedy actions, over every step
+            online = q_rest.detach() if burn == 0 else torch.cat([q_burn, q_rest.detach()])
             best = online.argmax(-1, keepdim=True)
             q_boot = q_target.gather(-1, best).squeeze(-1).transpose(0, 1)  # (B, L)
             rewards = torch.from_numpy(batch["rewards"]).to(dev)
