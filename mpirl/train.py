@@ -37,7 +37,7 @@ from mpirl.execution.setup import RunSetup
 from mpirl.files.atomic import DiskFull
 from mpirl.files.resume import load_for_resume, rank_parts, relayout_note, same_layout
 from mpirl.files.rundir import RunDir
-from mpirl.nets.actor_critic import is_image
+from mpirl.acting.envs import is_image
 from mpirl.runtime import exit_codes, slurm, timing
 from mpirl.runtime.threads import cpu_share, limit_threads
 
@@ -132,6 +132,7 @@ def _prepare(world, request: _Request):
     except ConfigError as e:
         error = str(e)
     _settle(world, error)
+    setup.share_acting_policy(world)
 
     run_dir = None
     if rank == 0:

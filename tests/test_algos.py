@@ -151,6 +151,57 @@ def test_the_flat_optimizer_steps_with_either_choice(optimizer):
     assert not torch.equal(params.vector.detach(), before)
 
 
+@pytest.mark.parametrize("eps", [1e-5, 1e-8])
+def test_the_flat_adam_steps_exactly_as_torchs_fused_adam(eps):
+    """The learners' Adam (no torch.optim: its first use imports torch._dynamo, seconds of
+    start-up) gives the numbers of ``torch.optim.Adam(fused=True)``, which DQN, SAC, TD3 and
+    D4PG used before."""
+    from mpirl.algos.optim import FlatAdam
+    torch.manual_seed(0)
+    ours = torch.nn.Parameter(torch.randn(300))
+    ref = torch.nn.Parameter(ours.detach().clone())
+    flat = FlatAdam(ours, lr=3e-3, eps=eps)
+    torch_opt = torch.optim.Adam([ref], lr=3e-3, eps=eps, fused=True)
+    for i in range(6):
+        g = torch.randn(300)
+        ours.grad, ref.grad = g.clone(), g.clone()
+        if i == 3:
+            flat.param_groups[0]["lr"] = torch_opt.param_groups[0]["lr"] = 1e-3
+        flat.step()
+        torch_opt.step()
+    assert torch.equal(ours.detach(), ref.detach())
+
+
+@pytest.mark.parametrize("kind", ["adam", "rmsprop"])
+def test_a_flat_optimizer_continues_from_a_torch_optimizers_state(kind):
+    """Checkpoints written when A2C, DQN and the continuous learners used torch's optimizers
+    hold torch's state layout (one entry per parameter): the flat optimizers continue from it
+    as torch's own optimizer would."""
+    from mpirl.algos.optim import FlatAdam, FlatRMSprop
+    torch.manual_seed(1)
+    shapes = [(4, 3), (4,), (2, 4)]
+    ref = [torch.nn.Parameter(torch.randn(s)) for s in shapes]
+    make = {"adam": lambda p: torch.optim.Adam(p, lr=1e-2, eps=1e-5),
+            "rmsprop": lambda p: torch.optim.RMSprop(p, lr=1e-2, alpha=0.99, eps=1e-5)}[kind]
+    torch_opt = make(ref)
+    grads = [[torch.randn(s) for s in shapes] for _ in range(4)]
+    for step in grads[:3]:
+        for p, g in zip(ref, step):
+            p.grad = g.clone()
+        torch_opt.step()
+    flat = torch.nn.Parameter(torch.cat([p.detach().reshape(-1) for p in ref]))
+    ours = (FlatAdam(flat, lr=0.5) if kind == "adam" else FlatRMSprop(flat, lr=0.5))
+    ours.load_state_dict(torch_opt.state_dict())
+    assert ours.param_groups[0]["lr"] == 1e-2
+    for p, g in zip(ref, grads[3]):
+        p.grad = g.clone()
+    torch_opt.step()
+    flat.grad = torch.cat([g.reshape(-1) for g in grads[3]])
+    ours.step()
+    torch.testing.assert_close(flat.detach(), torch.cat([p.detach().reshape(-1) for p in ref]),
+                               rtol=1e-5, atol=1e-6)
+
+
 def test_the_flat_rmsprop_steps_as_torchs_rmsprop():
     from mpirl.algos.optim import FlatRMSprop
     torch.manual_seed(0)

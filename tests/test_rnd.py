@@ -15,7 +15,8 @@ from mpirl.algos.moments import Moments
 from mpirl.algos.ppo.loss import ppo_loss
 from mpirl.algos.ppo.update import PPO
 from mpirl.algos.returns import running_returns
-from mpirl.algos.rnd import INIT_FIELD, RND, SOURCE_FIELD, RandomStartCollector
+from mpirl.algos.rnd import INIT_FIELD, SOURCE_FIELD, RandomStartCollector
+from mpirl.algos.rnd_learning import RND
 from mpirl.config.sources import parse_config
 from mpirl.nets.actor_critic import ActorCritic
 

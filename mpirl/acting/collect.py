@@ -4,16 +4,19 @@ picks one (or brings its own with the same ``collect``, ``state_dict``, ``load_s
 and ``envs``)."""
 from __future__ import annotations
 
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
 from mpirl.acting.envs import EnvVector
 from mpirl.acting.messages import PackedArrays
-from mpirl.nets.actor_critic import ActorCritic
-from mpirl.nets.recurrent import is_recurrent
+from mpirl.nets.acting import is_recurrent
 from mpirl.replay import ENDED, TERMINATED, VALID
 from mpirl.runtime import timing
+
+if TYPE_CHECKING:
+    from mpirl.nets.acting import ActorCriticActing
+    from mpirl.nets.actor_critic import ActorCritic
 
 
 class RolloutCollector:
@@ -38,8 +41,8 @@ class RolloutCollector:
     needs to run the core over the rollout as the actor did.
     """
 
-    def __init__(self, model: ActorCritic, envs: EnvVector, n_steps: int, gamma: float,
-                 rng: np.random.Generator, clip_rewards: bool = False,
+    def __init__(self, model: ActorCritic | ActorCriticActing, envs: EnvVector, n_steps: int,
+                 gamma: float, rng: np.random.Generator, clip_rewards: bool = False,
                  episodic_life: bool = False, min_steps: int | None = None):
         self.model, self.envs, self.n_steps, self.gamma, self.rng = model, envs, n_steps, gamma, rng
         self.clip_rewards, self.episodic_life = clip_rewards, episodic_life

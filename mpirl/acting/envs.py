@@ -372,3 +372,8 @@ class EnvVector:
             env.close()
             vars(env.unwrapped).clear()
         self.envs = []
+
+
+def is_image(spec: EnvSpec) -> bool:
+    """Stacked frames: (channels, height, width) of uint8."""
+    return len(spec.obs_shape) == 3 and spec.obs_dtype == np.uint8

@@ -5,7 +5,7 @@ import numpy as np
 
 from mpirl.acting.envs import EnvRef, EnvVector
 from mpirl.nets.actor_critic import ActorCritic
-from mpirl.nets.recurrent import is_recurrent
+from mpirl.nets.acting import is_recurrent
 
 
 def play_step(model, envs: EnvVector, rng: np.random.Generator,

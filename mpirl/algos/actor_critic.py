@@ -6,16 +6,19 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from mpirl.acting.collect import RolloutCollector
-from mpirl.acting.envs import EnvSpec, is_atari
+from mpirl.acting.envs import EnvSpec, is_atari, is_image
 from mpirl.acting.messages import Fields, rollout_fields
 from mpirl.algos import rnd
 from mpirl.config.fields import ConfigError, option
-from mpirl.nets.actor_critic import ActorCritic, CNNActorCritic, is_image
-from mpirl.nets.recurrent import RecurrentActorCritic
+from mpirl.nets.acting import recurrent_state_rows
+
+if TYPE_CHECKING:
+    from mpirl.nets.actor_critic import ActorCritic
 
 
 @dataclass
@@ -106,6 +109,8 @@ def recurrent(cfg) -> bool:
 def policy(cfg, env: EnvSpec) -> ActorCritic:
     """The actor-critic for ``env``: image stacks (channels, height, width) get the CNN; with
     --recurrent lstm an LSTM core sits between the encoder and the heads."""
+    from mpirl.nets.actor_critic import ActorCritic, CNNActorCritic
+    from mpirl.nets.recurrent import RecurrentActorCritic
     kwargs = dict(obs_norm=cfg.normalize_obs, clip_obs=cfg.clip_obs,
                   log_std_init=cfg.log_std_init, squash=cfg.action_bounds == "squash",
                   value_heads=2 if rnd.active(cfg) else 1)
@@ -151,12 +156,12 @@ def rollout_message(cfg, env: EnvSpec) -> Fields:
 
 def recurrent_fields(cfg, env: EnvSpec) -> Fields:
     """With --recurrent: the cores' state at the rollout's start, (rows, envs, --lstm-size)
-    (``RecurrentActorCritic.rows``: 4 with a separate critic core, else 2), and the
+    (``recurrent_state_rows``: 4 with a separate critic core, else 2), and the
     steps after which an env's state was zeroed (its episode ended), (steps, envs)."""
     if not recurrent(cfg):
         return {}
     T, N = cfg.n_steps, cfg.envs_per_actor
-    rows = RecurrentActorCritic.rows(cfg.separate_critic, is_image(env))
+    rows = recurrent_state_rows(cfg.separate_critic, is_image(env))
     return {"state": ((rows, N, cfg.lstm_size), np.dtype(np.float32)),
             "resets": ((T, N), np.dtype(np.float32))}
 

@@ -36,6 +36,7 @@ gradient of the policy's parameters, which the servers apply with the configured
 from __future__ import annotations
 
 import abc
+import importlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol, Sequence
 
@@ -362,6 +363,14 @@ def _every_iteration(_: Any) -> Publication:
     return EveryIteration()
 
 
+def _resolve(ref):
+    """A class given as itself or as "module:Class"."""
+    if not isinstance(ref, str):
+        return ref
+    module, _, name = ref.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
 @dataclass(frozen=True)
 class Algorithm:
     """Everything that makes an algorithm itself, declared in one place and registered once.
@@ -383,8 +392,11 @@ class Algorithm:
     policy: Callable[[Any, EnvSpec], "torch.nn.Module"]       # (cfg, env) -> Policy module
     collector: Callable[[ActingContext], Collector]
     message: Callable[[Any, EnvSpec], Fields]                 # experience fields per message
-    trainer: type[Trainer] | None = None    # its learners, on SYNCHRONOUS
-    worker: type[Worker] | None = None      # its workers, on PARAMETER_SERVER
+    # its learners (on SYNCHRONOUS, STREAMING) or workers (on PARAMETER_SERVER): the class, or
+    # "module:Class" to import it only where one runs (``trainer_class``, ``worker_class``),
+    # so that acting ranks, which never train, need not import torch
+    trainer: type[Trainer] | str | None = None
+    worker: type[Worker] | str | None = None
     publication: Callable[[Any], Publication] = _every_iteration
     options: tuple[type, ...] = ()
     defaults: Mapping[str, Any] = field(default_factory=dict)
@@ -402,7 +414,18 @@ class Algorithm:
     model_averaging: bool = False
     cut_rollouts: bool = False
 
+    @property
+    def trainer_class(self) -> type[Trainer]:
+        return _resolve(self.trainer)
+
+    @property
+    def worker_class(self) -> type[Worker]:
+        return _resolve(self.worker)
+
     def __post_init__(self) -> None:
+        for ref in (self.trainer, self.worker):
+            if isinstance(ref, str) and ref.count(":") != 1:
+                raise ValueError(f"algorithm {self.name!r}: {ref!r} is not 'module:Class'")
         if not self.name.isidentifier() or self.name != self.name.lower():
             raise ValueError(f"algorithm name {self.name!r}: use lower-case letters, digits "
                              "and underscores")

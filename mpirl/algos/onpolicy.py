@@ -10,7 +10,7 @@ import torch
 from mpirl.acting.messages import ON_POLICY_KEYS, PackedArrays
 from mpirl.algos.api import LearnerContext, Trainer
 from mpirl.algos.normalization import RolloutNormalization
-from mpirl.nets.recurrent import is_recurrent
+from mpirl.nets.acting import is_recurrent
 from mpirl.runtime import timing
 
 # what a rollout of a recurrent policy adds: the core's state at its start, and where it was

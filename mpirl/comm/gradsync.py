@@ -261,7 +261,7 @@ def optimizer_tensors(optimizer) -> list[torch.Tensor]:
         return [v for state in optimizer.state.values() for v in state.values()
                 if torch.is_tensor(v) and v.dim() > 0]
     return [v for v in vars(optimizer).values()
-            if torch.is_tensor(v) and v is not getattr(optimizer, "param", None)]
+            if torch.is_tensor(v) and v.dim() > 0 and v is not getattr(optimizer, "param", None)]
 
 
 class FlatParameters:

@@ -136,6 +136,14 @@ class GeneralOptions:
                     f"--env-wrapper must be 'package.module:function', got {cfg.env_wrapper!r}")
 
 
+@dataclass
+class MinibatchOptions:
+    """minibatches"""
+
+    batch_size: int = option(256, "Minibatch per gradient update, summed over the learners.",
+                             bounds="[1, inf)")
+
+
 def env_kwargs(cfg) -> dict:
     """--env-kwargs as a dict (ConfigError if it is not a JSON object)."""
     if not cfg.env_kwargs:

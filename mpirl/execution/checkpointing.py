@@ -6,23 +6,30 @@ learners share and the run's counters. New algorithms get checkpoints by filling
 """
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from mpirl import comm
 from mpirl.files.checkpoint import Checkpoint, CheckpointStore
 
 
 def process_rng_state() -> dict:
-    """This process's global random streams (torch and numpy)."""
-    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state()}
+    """This process's global random streams: numpy's, and torch's where this process has
+    imported torch (an actor that acts in numpy never does)."""
+    state = {"numpy": np.random.get_state()}
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        state["torch"] = torch.get_rng_state()
+    return state
 
 
 def restore_process_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
+    torch = sys.modules.get("torch")
+    if torch is not None and "torch" in state:
+        torch.set_rng_state(state["torch"])
     np.random.set_state(tuple(state["numpy"]))
 
 

@@ -3,8 +3,10 @@ counts, and seeded factories for each rank's policy, envs, collector and message
 from __future__ import annotations
 
 import math
+from functools import cached_property
+from typing import TYPE_CHECKING
 
-import torch
+import numpy as np
 
 from mpirl.acting.envs import EnvSpec, EnvVector, describe_env, env_ref, make_env
 from mpirl.acting.messages import Fields, PackedArrays, report_fields
@@ -13,6 +15,9 @@ from mpirl.algos.api import ActingContext, Collector
 from mpirl.config.fields import ConfigError
 from mpirl.execution.layout import Layout
 from mpirl.runtime import rng
+
+if TYPE_CHECKING:
+    import torch
 
 
 _NEEDS = {"discrete": "a Discrete action space", "box": "continuous (Box) actions"}
@@ -54,7 +59,14 @@ class RunSetup:
         self.iterations = math.ceil(cfg.total_steps / self.steps_per_iteration)
         check_action_space(cfg, self.algorithm, spec)
         self.algorithm.check(self)
-        self.n_params = sum(p.numel() for p in self.make_policy("cpu").parameters())
+        # the policy in numpy (``mpirl.nets.acting``) that acting ranks act with, where it has
+        # one: the lead builds it and sends it to every rank (``share_acting_policy``)
+        self.acting = None
+
+    @cached_property
+    def n_params(self) -> int:
+        """The policy's parameter count (builds one: torch)."""
+        return sum(p.numel() for p in self.make_policy("cpu").parameters())
 
     # ------------------------------------------------------------------ counts
     def messages_of(self, learner: int) -> int:
@@ -86,6 +98,28 @@ class RunSetup:
         """The algorithm's policy network, with the same initial weights on every rank."""
         rng.seed_initial_weights(self.cfg.seed)
         return self.algorithm.policy(self.cfg, self.spec).to(device)
+
+    def share_acting_policy(self, world) -> None:
+        """Collective: the lead builds the policy and gives every rank its numpy twin
+        (``mpirl.nets.acting``, initial weights included), or None where the policy acts in
+        torch or no rank acts for a learner. Acting ranks that have a twin never import
+        torch, whose import is most of a rank's start-up time."""
+        from mpirl import comm
+        twin = None
+        if world.Get_rank() == 0 and not self.layout.self_acting:
+            acting = getattr(self.make_policy("cpu"), "acting", None)
+            twin = acting() if acting is not None else None
+        self.acting = comm.broadcast_object(world, twin)
+
+    def actor_policy(self) -> tuple[object, np.ndarray]:
+        """What an acting rank acts with, and the float32 array its learner's weights are
+        received into (the policy's own memory): the numpy twin where there is one, else the
+        torch module on the CPU."""
+        if self.acting is not None:
+            return self.acting, self.acting.vector
+        from mpirl.comm import FlatParameters
+        model = self.make_policy("cpu")
+        return model, FlatParameters(model).vector.numpy()
 
     def make_envs(self, rank: int) -> EnvVector:
         return EnvVector(env_ref(self.cfg), self.cfg.envs_per_actor, self.cfg.seed, rank)

@@ -10,7 +10,8 @@ learner holds identically (weights, optimizer, counters); ``ranks`` one entry pe
 (RNG streams, env states, partial statistics). The payload is loaded with
 ``torch.load(weights_only=True)``: tensors, numbers, strings and containers only, never code.
 numpy arrays are stored as raw bytes plus dtype and shape. The checksum catches truncated and
-corrupted files, which the archive format alone does not always notice.
+corrupted files, which the archive format alone does not always notice. Only the lead, which
+writes and reads the files, needs torch: ranks that act in numpy hand in numpy state.
 """
 from __future__ import annotations
 
@@ -20,12 +21,12 @@ import os
 import pickle
 import re
 import struct
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from mpirl.files.atomic import write_atomically
 
@@ -43,7 +44,8 @@ class CheckpointError(Exception):
 def encode(obj: Any) -> Any:
     """Turn nested state into what ``weights_only`` loading accepts: containers, numbers,
     strings, None and CPU tensors. numpy arrays and scalars keep their exact dtype."""
-    if isinstance(obj, torch.Tensor):
+    torch = sys.modules.get("torch")  # a tensor can only come from a process that has it
+    if torch is not None and isinstance(obj, torch.Tensor):
         return obj.detach().cpu().clone()
     if isinstance(obj, np.ndarray):
         return {"__ndarray__": _raw(obj)}
@@ -63,6 +65,7 @@ def encode(obj: Any) -> Any:
 def _raw(arr: np.ndarray) -> dict:
     if arr.dtype.hasobject:
         raise TypeError("cannot store an object array in a checkpoint")
+    import torch
     data = np.frombuffer(np.ascontiguousarray(arr).tobytes(), dtype=np.uint8)
     return {"dtype": arr.dtype.str, "shape": list(arr.shape),
             "data": torch.from_numpy(data.copy())}
@@ -107,6 +110,7 @@ def load_tensors(source: Path | io.BytesIO, path: Path) -> Any:
     """``torch.load`` with ``weights_only=True``: tensors, numbers, strings and containers,
     never code. Raises ValueError naming ``path`` and what is wrong, in place of torch's advice
     to load again without ``weights_only`` (which would run whatever the file holds)."""
+    import torch
     try:
         return torch.load(source, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
@@ -118,6 +122,7 @@ def load_tensors(source: Path | io.BytesIO, path: Path) -> Any:
 
 
 def to_bytes(ckpt: Checkpoint) -> bytes:
+    import torch
     buf = io.BytesIO()
     torch.save(encode({"format": FORMAT, "meta": ckpt.meta, "shared": ckpt.shared,
                        "ranks": ckpt.ranks}), buf)

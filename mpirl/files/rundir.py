@@ -5,8 +5,8 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
 import yaml
 
 from mpirl.config.fields import ConfigError
@@ -14,6 +14,9 @@ from mpirl.config.schema import Config
 from mpirl.config.sources import config_from_dict
 from mpirl.files.atomic import write_atomically
 from mpirl.files.checkpoint import CheckpointStore, load_tensors
+
+if TYPE_CHECKING:
+    import torch
 
 POLICY_FILE = "policy.pt"
 CHECKPOINT_DIR = "checkpoints"
@@ -80,6 +83,7 @@ class RunDir:
         return cfg
 
     def save_policy(self, model: torch.nn.Module) -> None:
+        import torch
         state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
         self._atomic_write(POLICY_FILE, lambda f: torch.save(state, f))
 

@@ -13,8 +13,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from mpirl.acting.envs import EnvSpec
-from mpirl.nets.mlp import activate_, linear_stack, mlp, sequential
+from mpirl.acting.envs import EnvSpec, is_image  # noqa: F401  (is_image: also here)
+from mpirl.nets.acting import ActorCriticActing, gaussian_to_env, sample, sample_logp
+from mpirl.nets.mlp import ActsInNumpy, mlp, parameter_layout, sequential, stack_names
 
 _LOG_2PI = math.log(2 * math.pi)
 
@@ -29,7 +30,7 @@ class ObsStatistics(nn.Module):
         self.var = nn.Parameter(torch.ones(shape), requires_grad=False)
 
 
-class ActorCritic(nn.Module):
+class ActorCritic(ActsInNumpy, nn.Module):
     """Separate policy and value MLPs over the flattened observation.
 
     ``obs_norm``: observations are normalized by running statistics (``normalizer``, set by the
@@ -54,8 +55,6 @@ class ActorCritic(nn.Module):
         self.squash = squash and not spec.discrete
         self.clip_obs = clip_obs
         self.obs_norm = obs_norm
-        self._param_list: list[nn.Parameter] | None = None  # for ``_policy_np``
-        self._arrays = None
         if obs_norm:  # the last submodule: trainable parameters form a prefix of the flat vector
             self.normalizer = ObsStatistics(tuple(spec.obs_shape))
 
@@ -110,60 +109,32 @@ class ActorCritic(nn.Module):
     def _policy_out(self, x: torch.Tensor) -> torch.Tensor:
         return sequential(self.pi, x)
 
+    def _make_acting(self) -> ActorCriticActing:
+        return ActorCriticActing(
+            parameter_layout(self), self.spec, stack_names(self.pi, "pi"),
+            stack_names(self.vf, "vf"), None if self.spec.discrete else "log_std",
+            ("normalizer.mean", "normalizer.var") if self.obs_norm else None, self.clip_obs,
+            self.squash)
+
     def _policy_np(self, obs: np.ndarray) -> np.ndarray:
         """The policy output for a few observations, in numpy: at an actor's handful of rows,
         torch's fixed cost per call would be most of the forward pass."""
-        params = self._param_list
-        if params is None:
-            params = self._param_list = list(self.parameters())
-        ptrs = [p.data_ptr() for p in params]
-        if self._arrays is None or self._arrays[0] != ptrs:  # the parameters moved: re-view
-            layers = [(lin.weight.detach().numpy().T, lin.bias.detach().numpy(), act)
-                      for lin, act in linear_stack(self.pi)]
-            stats = None
-            if self.obs_norm:
-                stats = (self.normalizer.mean.detach().numpy(),
-                         self.normalizer.var.detach().numpy())
-            self._arrays = (ptrs, layers, stats)
-        _, layers, stats = self._arrays
-        return mlp_np(obs, layers, stats, self.clip_obs)
+        return self.acting().policy_out(obs)
+
+    def _log_std_np(self) -> np.ndarray | None:
+        return None if self.spec.discrete else self.log_std.detach().numpy()
 
     def act(self, obs: np.ndarray, rng: np.random.Generator, deterministic: bool = False
             ) -> np.ndarray:
         """Actions for a batch of observations: sampled with ``rng``, or the mode. Gaussian
         actions are unbounded samples: ``to_env`` maps them into the action bounds."""
-        return self._sample(self._policy_np(obs), rng, deterministic)
+        return sample(self._policy_np(obs), rng, deterministic, self._log_std_np())
 
     def act_logp(self, obs: np.ndarray, rng: np.random.Generator
                  ) -> tuple[np.ndarray, np.ndarray]:
         """Sampled actions (the same draws as ``act``) and their log-probabilities under the
         policy: what a learner that trains on older rollouts needs of the behaviour policy."""
-        return self._sample_logp(self._policy_np(obs), rng)
-
-    def _sample_logp(self, out: np.ndarray, rng: np.random.Generator
-                     ) -> tuple[np.ndarray, np.ndarray]:
-        actions = self._sample(out, rng, False)
-        if self.spec.discrete:
-            shifted = out - out.max(-1, keepdims=True)
-            logp_all = shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
-            return actions, logp_all[np.arange(len(out)), actions]
-        log_std = self.log_std.detach().numpy()
-        z = (actions - out) / np.exp(log_std)
-        return actions, (-0.5 * z * z - log_std - 0.5 * _LOG_2PI).sum(-1)
-
-    def _sample(self, out: np.ndarray, rng: np.random.Generator, deterministic: bool
-                ) -> np.ndarray:
-        if self.spec.discrete:
-            if deterministic:
-                return out.argmax(-1)
-            p = np.exp(out - out.max(-1, keepdims=True))
-            cdf = np.cumsum(p, -1)
-            u = rng.random((out.shape[0], 1)) * cdf[:, -1:]
-            return np.minimum((cdf < u).sum(-1), out.shape[-1] - 1)
-        if deterministic:
-            return out.astype(np.float32)
-        std = np.exp(self.log_std.detach().numpy())
-        return (out + std * rng.standard_normal(out.shape)).astype(np.float32)
+        return sample_logp(self._policy_np(obs), rng, self._log_std_np())
 
     def to_env(self, actions: np.ndarray) -> np.ndarray:
         """What the env receives for ``act``'s actions: Gaussian samples clipped (or squashed
@@ -171,15 +142,15 @@ class ActorCritic(nn.Module):
         spec = self.spec
         if spec.discrete:
             return actions
-        if self.squash:
-            unit = (np.tanh(actions) + 1.0) * 0.5
-            return (spec.action_low + unit * (spec.action_high - spec.action_low)
-                    ).astype(np.float32)
-        return np.clip(actions, spec.action_low, spec.action_high).reshape(actions.shape)
+        return gaussian_to_env(actions, spec.action_low, spec.action_high, self.squash)
 
-    @torch.inference_mode()
     def predict_values(self, obs: np.ndarray) -> np.ndarray:
-        return self.value(torch.from_numpy(obs)).numpy()
+        """The (extrinsic) state values of a few observations, (batch,)."""
+        acting = self.acting()
+        if acting is not None:
+            return acting.predict_values(obs)
+        with torch.inference_mode():
+            return self.value(torch.from_numpy(obs)).numpy()
 
 
 class CNNActorCritic(ActorCritic):
@@ -205,26 +176,12 @@ class CNNActorCritic(ActorCritic):
     def _policy_out(self, x: torch.Tensor) -> torch.Tensor:
         return self.pi(x)
 
+    def _make_acting(self) -> None:
+        return None  # convolutions act in torch
+
     @torch.inference_mode()
     def _policy_np(self, obs: np.ndarray) -> np.ndarray:
         return self._policy_out(self._flat(torch.from_numpy(obs))).numpy()
-
-
-def mlp_np(obs: np.ndarray, layers: list, stats: tuple[np.ndarray, np.ndarray] | None = None,
-           clip_obs: float = 10.0) -> np.ndarray:
-    """An MLP in numpy over a batch of observations, flattened: ``layers`` of (transposed
-    weight, bias, activation name), after normalizing by ``stats`` (mean, var) and clipping
-    to +-``clip_obs`` where given."""
-    x = obs.astype(np.float32, copy=False)
-    if stats is not None:
-        mean, var = stats
-        x = np.clip((x - mean) / np.sqrt(var + np.float32(1e-8)), -clip_obs, clip_obs)
-    x = x.reshape(len(obs), -1)
-    for weight_t, bias, act in layers:
-        x = x @ weight_t
-        x += bias
-        activate_(x, act)
-    return x
 
 
 def nature_cnn(obs_shape: tuple[int, ...]) -> nn.Sequential:
@@ -254,8 +211,3 @@ def cnn_features(trunk: nn.Module, x: torch.Tensor, normalized: bool, bf16: bool
     with torch.autocast(x.device.type, dtype=torch.bfloat16):
         features = trunk(x)
     return features.float()
-
-
-def is_image(spec: EnvSpec) -> bool:
-    """Stacked frames: (channels, height, width) of uint8."""
-    return len(spec.obs_shape) == 3 and spec.obs_dtype == np.uint8

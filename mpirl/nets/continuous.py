@@ -21,10 +21,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from mpirl.acting.envs import EnvSpec
-from mpirl.nets.mlp import activate_, linear_stack, sequential
-
-# SAC's bounds on the log standard deviation (Haarnoja et al. 2018; as in its reference code)
-LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
+from mpirl.nets.acting import LOG_STD_MAX, LOG_STD_MIN, SquashedActing
+from mpirl.nets.mlp import ActsInNumpy, parameter_layout, sequential, stack_names
 
 
 def _activation(name: str) -> type[nn.Module]:
@@ -40,7 +38,7 @@ def _plain_mlp(sizes: list[int], activation: type[nn.Module]) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-class ContinuousPolicy(nn.Module):
+class ContinuousPolicy(ActsInNumpy, nn.Module):
     """obs -> action in [-1, 1]^A. ``stochastic``: the last layer gives a mean and a log
     standard deviation per action dimension (``split``)."""
 
@@ -54,9 +52,6 @@ class ContinuousPolicy(nn.Module):
         obs_dim = int(np.prod(spec.obs_shape))
         out = self.n_actions * (2 if stochastic else 1)
         self.pi = _plain_mlp([obs_dim, *hidden_sizes, out], _activation(activation))
-        self._low = np.asarray(spec.action_low, dtype=np.float32)
-        self._scale = (np.asarray(spec.action_high, dtype=np.float32) - self._low) / 2.0
-        self._arrays = None
 
     # ------------------------------------------------------------------ learners (torch)
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
@@ -70,39 +65,19 @@ class ContinuousPolicy(nn.Module):
         return mean, log_std.clamp(LOG_STD_MIN, LOG_STD_MAX)
 
     # ------------------------------------------------------------------ actors (numpy)
-    def _forward_np(self, obs: np.ndarray) -> np.ndarray:
-        """The MLP's output for a few observations, in numpy: an actor acts on a handful of
-        rows, where torch's fixed cost per call would be most of the work."""
-        ptrs = [p.data_ptr() for p in self.parameters()]
-        if self._arrays is None or self._arrays[0] != ptrs:  # the parameters moved: re-view
-            layers = [(lin.weight.detach().numpy().T, lin.bias.detach().numpy(), act)
-                      for lin, act in linear_stack(self.pi)]
-            self._arrays = (ptrs, layers)
-        x = obs.astype(np.float32, copy=False).reshape(len(obs), -1)
-        for weight_t, bias, act in self._arrays[1]:
-            x = x @ weight_t
-            x += bias
-            activate_(x, act)
-        return x
+    def _make_acting(self) -> SquashedActing:
+        return SquashedActing(parameter_layout(self), self.spec, stack_names(self.pi, "pi"),
+                              self.stochastic)
 
     def act(self, obs: np.ndarray, rng: np.random.Generator | None = None,
             deterministic: bool = False) -> np.ndarray:
         """Actions in [-1, 1]^A: a squashed Gaussian sample drawn with ``rng`` (stochastic,
         unless ``deterministic``), or tanh of the output."""
-        out = self._forward_np(obs)
-        if not self.stochastic:
-            return np.tanh(out)
-        mean = out[:, :self.n_actions]
-        if deterministic or rng is None:
-            return np.tanh(mean)
-        log_std = np.clip(out[:, self.n_actions:], LOG_STD_MIN, LOG_STD_MAX)
-        noise = rng.standard_normal(mean.shape, dtype=np.float32)
-        return np.tanh(mean + np.exp(log_std) * noise)
+        return self.acting().act(obs, rng, deterministic)
 
     def to_env(self, actions: np.ndarray) -> np.ndarray:
         """Actions in [-1, 1]^A scaled into the env's bounds."""
-        return (self._low + (np.asarray(actions, dtype=np.float32) + 1.0) * self._scale
-                ).reshape(len(actions), *self.spec.action_shape)
+        return self.acting().to_env(actions)
 
 
 class Critics(nn.Module):

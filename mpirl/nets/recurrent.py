@@ -17,7 +17,9 @@ import torch
 from torch import nn
 
 from mpirl.acting.envs import EnvSpec
-from mpirl.nets.actor_critic import ActorCritic, cnn_features, mlp_np, nature_cnn
+from mpirl.nets.acting import (is_recurrent, mlp_np, recurrent_state_rows,  # noqa: F401
+                               sample, sample_logp)
+from mpirl.nets.actor_critic import ActorCritic, cnn_features, nature_cnn
 from mpirl.nets.mlp import linear_stack, mlp
 
 
@@ -117,10 +119,7 @@ class RecurrentActorCritic(ActorCritic):
         self.state_rows = self.rows(separate_critic, cnn)
         super().__init__(spec, hidden_sizes, activation, **kwargs)
 
-    @staticmethod
-    def rows(separate_critic: bool, cnn: bool) -> int:
-        """Rows of the state: (h, c) of the policy's core, and of the critic's if it has one."""
-        return 4 if separate_critic and not cnn else 2
+    rows = staticmethod(recurrent_state_rows)
 
     def _build(self, spec: EnvSpec, obs_dim: int, hidden_sizes: list[int], act) -> None:
         if self.cnn:
@@ -175,6 +174,9 @@ class RecurrentActorCritic(ActorCritic):
         return self.forward(obs)[1].reshape(obs.shape[0], -1)[:, 0]
 
     # ------------------------------------------------------------------ actors
+    _param_list: list | None = None  # the parameters, and ``_core_arrays``' views of them
+    _arrays = None
+
     def initial_state(self, n: int) -> np.ndarray:
         """The state of ``n`` envs at an episode's start: (state_rows, n, lstm_size) zeros."""
         return np.zeros((self.state_rows, n, self.lstm_size), dtype=np.float32)
@@ -215,6 +217,9 @@ class RecurrentActorCritic(ActorCritic):
                    for i, (trunk, arrays) in enumerate(cores)]
         return outputs[0], outputs[-1]
 
+    def _make_acting(self) -> None:
+        return None  # acts with its state (in numpy, but through this module)
+
     def _require(self, state: np.ndarray | None, n: int) -> np.ndarray:
         shape = (self.state_rows, n, self.lstm_size)
         if state is None or state.shape != shape:
@@ -227,12 +232,12 @@ class RecurrentActorCritic(ActorCritic):
         """Actions for a batch of observations, advancing ``state`` (one column per env) in
         place."""
         hidden, _ = self._step_np(obs, self._require(state, len(obs)))
-        return self._sample(self._head_np(hidden, 0), rng, deterministic)
+        return sample(self._head_np(hidden, 0), rng, deterministic, self._log_std_np())
 
     def act_logp(self, obs: np.ndarray, rng: np.random.Generator,
                  state: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         hidden, _ = self._step_np(obs, self._require(state, len(obs)))
-        return self._sample_logp(self._head_np(hidden, 0), rng)
+        return sample_logp(self._head_np(hidden, 0), rng, self._log_std_np())
 
     def _head_np(self, hidden: np.ndarray, which: int) -> np.ndarray:
         weight_t, bias = self._core_arrays()[1][which]
@@ -242,7 +247,3 @@ class RecurrentActorCritic(ActorCritic):
         """The (extrinsic) values of ``obs`` seen from ``state`` (left unchanged)."""
         scratch = self._require(state, len(obs)).copy()
         return self._head_np(self._step_np(obs, scratch)[1], 1)[:, 0]
-
-
-def is_recurrent(model) -> bool:
-    return getattr(model, "recurrent", False)

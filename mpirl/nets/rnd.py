@@ -16,25 +16,13 @@ import torch
 from torch import nn
 
 from mpirl.acting.envs import EnvSpec
-from mpirl.nets.actor_critic import is_image
+from mpirl.acting.envs import is_image
+from mpirl.algos.rnd import rnd_input_shape
 from mpirl.nets.mlp import mlp, sequential
 
 RND_HIDDEN = 64
 RND_FEATURES = 64
 CNN_FEATURES = 512
-
-
-def rnd_input_shape(spec: EnvSpec) -> tuple[int, ...]:
-    """The shape of what the networks read: the newest frame of an image stack (1, H, W), else
-    the observation."""
-    if is_image(spec):
-        return (1, *spec.obs_shape[1:])
-    return tuple(spec.obs_shape)
-
-
-def rnd_input(spec: EnvSpec, obs: np.ndarray) -> np.ndarray:
-    """The part of a batch of observations the networks read (a view where possible)."""
-    return obs[:, -1:] if is_image(spec) else obs
 
 
 def _conv_trunk(channels: int, height: int, width: int) -> tuple[nn.Sequential, int]:

@@ -8,18 +8,20 @@ import torch
 
 
 class OptimizerRule:
-    """A torch optimizer (RMSProp or Adam) over a float32 slice, sharing its memory.
+    """RMSProp or Adam over a float32 slice, sharing its memory (``mpirl.algos.optim``'s flat
+    optimizers: no torch.optim, whose first use imports torch._dynamo).
 
     The optimizer statistics live on the server, so every worker's gradient updates the same
     statistics: the shared RMSProp of the A3C paper (Mnih et al. 2016, arXiv:1602.01783, S.4).
     """
 
     def __init__(self, values: np.ndarray, kind: str, lr: float):
-        self.param = torch.nn.Parameter(torch.from_numpy(values), requires_grad=False)
+        from mpirl.algos.optim import FlatAdam, FlatRMSprop
+        self.param = torch.from_numpy(values)
         if kind == "rmsprop":
-            self.optimizer = torch.optim.RMSprop([self.param], lr=lr, alpha=0.99, eps=1e-5)
+            self.optimizer = FlatRMSprop(self.param, lr)
         elif kind == "adam":
-            self.optimizer = torch.optim.Adam([self.param], lr=lr, eps=1e-5)
+            self.optimizer = FlatAdam(self.param, lr)
         else:
             raise ValueError(f"unknown optimizer {kind!r}")
 

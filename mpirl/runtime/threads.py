@@ -3,8 +3,8 @@ BLAS one."""
 from __future__ import annotations
 
 import os
+import sys
 
-import torch
 from threadpoolctl import threadpool_limits
 
 
@@ -31,11 +31,18 @@ def cpu_share(local_ranks: int, requested: int = 0, images: bool = False) -> int
 
 
 def limit_threads(n: int) -> None:
-    torch.set_num_threads(n)
+    """Give torch ``n`` threads: now if this process has imported it, else through
+    OMP_NUM_THREADS, which torch reads when it is imported (ranks that act in numpy never
+    import it, learners import it once they build their networks)."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        os.environ["OMP_NUM_THREADS"] = str(n)
+    else:
+        torch.set_num_threads(n)
+        try:
+            torch.set_num_interop_threads(1)
+        except RuntimeError:  # already set once in this process
+            pass
     # numpy's matrix products in mpirl are small; BLAS threads that spin between them would
     # take the cores torch's threads work on (a 1-rank PPO run fell from 17k to 0.5k steps/s)
     threadpool_limits(limits=1, user_api="blas")
-    try:
-        torch.set_num_interop_threads(1)
-    except RuntimeError:  # already set once in this process
-        pass

@@ -40,4 +40,4 @@ def digesting(trainer_class):
 
 for algorithm in (SAC, TD3, D4PG):
     register(dataclasses.replace(algorithm, name=f"{algorithm.name}_digests",
-                                 trainer=digesting(algorithm.trainer)))
+                                 trainer=digesting(algorithm.trainer_class)))

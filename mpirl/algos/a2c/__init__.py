@@ -8,7 +8,6 @@ applies the same update; actors then act with the new weights.
 from __future__ import annotations
 
 from mpirl.algos import actor_critic
-from mpirl.algos.a2c.trainer import A2CTrainer
 from mpirl.algos.api import SYNCHRONOUS, Algorithm
 from mpirl.algos.registry import register
 
@@ -23,7 +22,7 @@ ALGORITHM = register(Algorithm(
     policy=actor_critic.policy,
     collector=actor_critic.collector,
     message=actor_critic.rollout_message,
-    trainer=A2CTrainer,
+    trainer="mpirl.algos.a2c.trainer:A2CTrainer",
     cheaper_updates="more samples per update (--envs-per-actor, --n-steps) spread its fixed "
     "cost",
     check=actor_critic.check_precision,

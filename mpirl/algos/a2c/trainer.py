@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from mpirl.algos.a2c.loss import A2C
 from mpirl.algos.onpolicy import OneUpdateTrainer
-from mpirl.algos.optim import make_optimizer
+from mpirl.algos.optim import flat_optimizer
 
 
 class A2CTrainer(OneUpdateTrainer):
@@ -12,7 +12,8 @@ class A2CTrainer(OneUpdateTrainer):
 
     def __init__(self, ctx):
         super().__init__(ctx)
-        params = ctx.policy.parameters
-        self.averager = ctx.averager(params())
-        self.optimizer = make_optimizer(ctx.cfg, params())
+        params = list(ctx.policy.parameters())
+        trained = sum(p.numel() for p in params if p.requires_grad)  # statistics come last
+        self.averager = ctx.averager(params)
+        self.optimizer = flat_optimizer(ctx.cfg, ctx.policy_params, self.averager, (0, trained))
         self.algo = A2C(ctx.cfg, ctx.policy, self.averager, self.optimizer)

@@ -9,7 +9,6 @@ worker waits for another.
 from __future__ import annotations
 
 from mpirl.algos import actor_critic
-from mpirl.algos.a3c.worker import A3CWorker
 from mpirl.algos.api import PARAMETER_SERVER, Algorithm
 from mpirl.algos.registry import register
 from mpirl.config.fields import ConfigError
@@ -30,6 +29,6 @@ ALGORITHM = register(Algorithm(
     policy=actor_critic.policy,
     collector=actor_critic.collector,
     message=actor_critic.rollout_message,
-    worker=A3CWorker,
+    worker="mpirl.algos.a3c.worker:A3CWorker",
     validate=_validate,
 ))

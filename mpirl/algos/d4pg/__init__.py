@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mpirl.algos.d4pg.trainer import D4PGTrainer
 from mpirl.algos.offpolicy import continuous
 from mpirl.algos.registry import register
 from mpirl.config.fields import option, require
@@ -51,4 +50,5 @@ ALGORITHM = register(continuous.declare(
     "d4pg", "distributed distributional DDPG (Box actions) on distributed replay",
     options=(D4PGOptions, continuous.NoiseOptions),
     defaults={"n_step": 5, "learning_starts": 1_000, "action_noise": 0.3},
-    policy=continuous.deterministic_policy, collector=_collector, trainer=D4PGTrainer))
+    policy=continuous.deterministic_policy, collector=_collector,
+    trainer="mpirl.algos.d4pg.trainer:D4PGTrainer"))

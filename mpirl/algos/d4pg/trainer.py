@@ -8,7 +8,7 @@ from torch.nn import functional as F
 
 from mpirl.algos.api import LearnerContext
 from mpirl.algos.d4pg.loss import categorical_projection, distributional_critic_loss, policy_loss
-from mpirl.algos.offpolicy.continuous import ActorCriticReplayTrainer
+from mpirl.algos.offpolicy.continuous_trainer import ActorCriticReplayTrainer
 
 
 class D4PGTrainer(ActorCriticReplayTrainer):

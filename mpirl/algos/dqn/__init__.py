@@ -14,10 +14,8 @@ from mpirl.acting.envs import EnvSpec
 from mpirl.acting.messages import Fields, transition_fields
 from mpirl.algos.api import SYNCHRONOUS, Algorithm, EveryUpdates
 from mpirl.algos.dqn.exploration import EpsilonGreedy, actor_epsilon
-from mpirl.algos.dqn.qnetwork import QNetwork
-from mpirl.algos.dqn.trainer import DQNTrainer
 from mpirl.algos.offpolicy import ReplayOptions, check_replay, replay_startup
-from mpirl.algos.optim import MinibatchOptions
+from mpirl.config.general import MinibatchOptions
 from mpirl.algos.registry import register
 from mpirl.config.fields import option
 
@@ -47,7 +45,8 @@ DEFAULTS = {"total_steps": 200_000, "envs_per_actor": 4, "n_steps": 16, "optimiz
 
 
 # ---------------------------------------------------------------------- acting
-def _policy(cfg, env: EnvSpec) -> QNetwork:
+def _policy(cfg, env: EnvSpec):
+    from mpirl.algos.dqn.qnetwork import QNetwork
     return QNetwork(env, list(cfg.hidden_sizes), cfg.activation, cfg.dueling)
 
 
@@ -71,7 +70,7 @@ ALGORITHM = register(Algorithm(
     policy=_policy,
     collector=_collector,
     message=_message,
-    trainer=DQNTrainer,
+    trainer="mpirl.algos.dqn.trainer:DQNTrainer",
     cheaper_updates="a larger --batch-size makes fewer updates at the same --replay-ratio",
     publication=lambda cfg: EveryUpdates(cfg.weights_every),
     check=check_replay,

@@ -9,10 +9,11 @@ from torch import nn
 from torch.nn import functional as F
 
 from mpirl.acting.envs import EnvSpec
-from mpirl.nets.mlp import mlp
+from mpirl.nets.acting import QActing
+from mpirl.nets.mlp import ActsInNumpy, mlp, parameter_layout, stack_names
 
 
-class QNetwork(nn.Module):
+class QNetwork(ActsInNumpy, nn.Module):
     """Action values Q(s, .) from an MLP over the flattened observation. With ``dueling``
     (Wang et al. 2016, arXiv:1511.06581) the last hidden layer feeds a state-value head and an
     advantage head, combined as V + A - mean(A)."""
@@ -50,11 +51,16 @@ class QNetwork(nn.Module):
             q = v + q - q.mean(-1, keepdim=True)
         return q
 
-    @torch.inference_mode()
+    def _make_acting(self) -> QActing:
+        body = stack_names(self.body, "body")
+        value = stack_names(self.value_head, "value_head")[0] if self.dueling else None
+        return QActing(parameter_layout(self), body, stack_names(self.head, "head")[0], value)
+
     def act(self, obs: np.ndarray, rng: np.random.Generator | None = None,
             deterministic: bool = True) -> np.ndarray:
-        """Greedy actions for a batch of observations (exploration is the collector's job)."""
-        return self.forward(torch.from_numpy(obs)).argmax(-1).numpy()
+        """Greedy actions for a batch of observations (exploration is the collector's job),
+        in numpy: an actor's handful of rows would mostly pay torch's fixed cost per call."""
+        return self.acting().act(obs)
 
     def to_env(self, actions: np.ndarray) -> np.ndarray:
         return actions

@@ -7,7 +7,7 @@ import torch
 from mpirl.algos.api import LearnerContext
 from mpirl.algos.dqn.loss import DQN
 from mpirl.algos.offpolicy import ReplayTrainer
-from mpirl.algos.optim import flat_parameter, make_optimizer
+from mpirl.algos.optim import flat_optimizer
 from mpirl.replay import Sample
 
 
@@ -19,8 +19,7 @@ class DQNTrainer(ReplayTrainer):
         cfg = self.cfg
         self.averager = ctx.averager(ctx.policy.parameters(), share=self.batch / cfg.batch_size)
         # hundreds of small updates a second: one fused optimizer kernel
-        self.optimizer = make_optimizer(cfg, [flat_parameter(ctx.policy_params, self.averager)],
-                                        fused=True)
+        self.optimizer = flat_optimizer(cfg, ctx.policy_params, self.averager)
         self.target = ctx.network()
         for p in self.target.parameters():
             p.requires_grad_(False)

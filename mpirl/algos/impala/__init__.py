@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from mpirl.acting.messages import rollout_fields
 from mpirl.algos import actor_critic, rnd
 from mpirl.algos.api import Algorithm
-from mpirl.algos.impala.trainer import ImpalaTrainer
 from mpirl.algos.registry import register
 from mpirl.config.fields import ConfigError, option
 from mpirl.execution import STREAMING
@@ -63,7 +62,7 @@ ALGORITHM = register(Algorithm(
     policy=actor_critic.policy,
     collector=actor_critic.collector,
     message=message,
-    trainer=ImpalaTrainer,
+    trainer="mpirl.algos.impala.trainer:ImpalaTrainer",
     validate=validate,
     check=actor_critic.check_precision,
     startup=rnd.startup,

@@ -6,11 +6,11 @@ from __future__ import annotations
 import numpy as np
 
 from mpirl.acting.messages import ON_POLICY_KEYS, PackedArrays
-from mpirl.algos import rnd
+from mpirl.algos import rnd_learning
 from mpirl.algos.impala.loss import Impala
 from mpirl.algos.onpolicy import OneUpdateTrainer, rollout_keys
 from mpirl.algos.optim import StepTogether
-from mpirl.algos.rnd import RND
+from mpirl.algos.rnd_learning import RND
 from mpirl.runtime import timing
 
 KEYS = ON_POLICY_KEYS + ("logp",)
@@ -23,7 +23,7 @@ class ImpalaTrainer(OneUpdateTrainer):
         super().__init__(ctx)
         # one update per batch, at hundreds a second on small networks: flat optimizers (the
         # policy's, and RND's predictor's with --intrinsic rnd, over one gradient buffer)
-        self.rnd, self.averager, self._optimizers = rnd.learner_parts(ctx)
+        self.rnd, self.averager, self._optimizers = rnd_learning.learner_parts(ctx)
         self.optimizer = self._optimizers[0]
         steps = self.optimizer if self.rnd is None else StepTogether(self._optimizers)
         self.algo = Impala(ctx.cfg, ctx.policy, self.averager, steps, intrinsic=self.rnd)

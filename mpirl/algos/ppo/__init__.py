@@ -13,8 +13,7 @@ from dataclasses import dataclass
 
 from mpirl.algos import actor_critic, rnd
 from mpirl.algos.api import SYNCHRONOUS, Algorithm
-from mpirl.algos.optim import MinibatchOptions
-from mpirl.algos.ppo.trainer import PPOTrainer
+from mpirl.config.general import MinibatchOptions
 from mpirl.algos.registry import register
 from mpirl.algos.rnd import IntrinsicOptions
 from mpirl.config.fields import ConfigError, option
@@ -109,7 +108,7 @@ ALGORITHM = register(Algorithm(
     policy=actor_critic.policy,
     collector=actor_critic.collector,
     message=actor_critic.rollout_message,
-    trainer=PPOTrainer,
+    trainer="mpirl.algos.ppo.trainer:PPOTrainer",
     cheaper_updates="fewer updates per rollout batch (a larger --batch-size, or fewer "
     "--n-epochs) cut it",
     check=_check,

@@ -3,12 +3,12 @@ collected, with a flat optimizer (dozens of small steps per batch, a few in-plac
 each)."""
 from __future__ import annotations
 
-from mpirl.algos import rnd
+from mpirl.algos import rnd_learning
 from mpirl.algos.normalization import merge_over
 from mpirl.algos.onpolicy import OnPolicyTrainer
 from mpirl.algos.optim import StepTogether
 from mpirl.algos.ppo.update import PPO
-from mpirl.algos.rnd import RND
+from mpirl.algos.rnd_learning import RND
 from mpirl.runtime import timing
 
 
@@ -20,7 +20,7 @@ class PPOTrainer(OnPolicyTrainer):
         cfg = ctx.cfg
         # the approximate KL rides in the gradient allreduce: every learner sees its mean; RND's
         # predictor (--intrinsic rnd) trains in the same allreduce
-        self.rnd, self.averager, self._optimizers = rnd.learner_parts(
+        self.rnd, self.averager, self._optimizers = rnd_learning.learner_parts(
             ctx, extras=("approx_kl",))
         self.optimizer = self._optimizers[0]
         steps = self.optimizer if self.rnd is None else StepTogether(self._optimizers)

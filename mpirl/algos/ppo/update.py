@@ -23,7 +23,7 @@ from mpirl.algos.onpolicy import rollout_outputs
 from mpirl.algos.ppo import mlp_backprop
 from mpirl.algos.ppo.loss import ppo_loss
 from mpirl.algos.returns import gae, valid_steps
-from mpirl.nets.recurrent import is_recurrent
+from mpirl.nets.acting import is_recurrent
 from mpirl.runtime import timing
 
 

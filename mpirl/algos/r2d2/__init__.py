@@ -21,14 +21,19 @@ from mpirl.algos.api import SYNCHRONOUS, Algorithm, EveryUpdates
 from mpirl.algos.dqn import DQNOptions
 from mpirl.algos.dqn.exploration import actor_epsilon
 from mpirl.algos.offpolicy import ReplayOptions
-from mpirl.algos.optim import MinibatchOptions
+from mpirl.config.general import MinibatchOptions
 from mpirl.algos.r2d2.collect import SequenceCollector, sequence_fields
-from mpirl.algos.r2d2.network import RecurrentQNetwork
-from mpirl.algos.r2d2.trainer import R2D2Trainer, sequence_rows
 from mpirl.algos.registry import register
 from mpirl.config.fields import ConfigError, option, require
 from mpirl.replay.sequences import SequenceReplay
 from mpirl.runtime.memory import available_bytes
+
+
+def sequence_rows(cfg, total_streams: int) -> int:
+    """Steps per env stream of the sequence replay: --replay-size spread over the streams,
+    rounded down to whole sequence strides."""
+    stride = cfg.seq_len - cfg.seq_overlap
+    return cfg.replay_size // total_streams // stride * stride
 
 
 @dataclass
@@ -67,7 +72,8 @@ DEFAULTS = {"total_steps": 200_000, "envs_per_actor": 4, "n_steps": 16, "optimiz
             "prioritized": True}
 
 
-def _policy(cfg, env: EnvSpec) -> RecurrentQNetwork:
+def _policy(cfg, env: EnvSpec):
+    from mpirl.algos.r2d2.network import RecurrentQNetwork
     return RecurrentQNetwork(env, list(cfg.hidden_sizes), cfg.activation, cfg.lstm_size,
                              cfg.dueling)
 
@@ -129,7 +135,7 @@ ALGORITHM = register(Algorithm(
     policy=_policy,
     collector=_collector,
     message=_message,
-    trainer=R2D2Trainer,
+    trainer="mpirl.algos.r2d2.trainer:R2D2Trainer",
     cheaper_updates="a larger --batch-size makes fewer updates at the same --replay-ratio",
     publication=lambda cfg: EveryUpdates(cfg.weights_every),
     validate=_validate,

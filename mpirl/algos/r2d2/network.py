@@ -13,7 +13,8 @@ import torch
 from torch import nn
 
 from mpirl.acting.envs import EnvSpec
-from mpirl.nets.actor_critic import is_image, mlp_np, nature_cnn
+from mpirl.nets.acting import mlp_np
+from mpirl.nets.actor_critic import is_image, nature_cnn
 from mpirl.nets.mlp import linear_stack, mlp
 from mpirl.nets.recurrent import core_arrays, lstm, lstm_step_np, run_core
 

@@ -7,17 +7,11 @@ import torch
 
 from mpirl.algos.api import LearnerContext
 from mpirl.algos.dqn.trainer import DQNTrainer
+from mpirl.algos.r2d2 import sequence_rows
 from mpirl.algos.r2d2.loss import R2D2, sequence_priorities, td_targets
 from mpirl.replay import VALID
 from mpirl.replay.sequences import FIELDS, SequenceReplay
 from mpirl.runtime import timing
-
-
-def sequence_rows(cfg, total_streams: int) -> int:
-    """Steps per env stream of the sequence replay: --replay-size spread over the streams,
-    rounded down to whole sequence strides."""
-    stride = cfg.seq_len - cfg.seq_overlap
-    return cfg.replay_size // total_streams // stride * stride
 
 
 class SequencePriorities:

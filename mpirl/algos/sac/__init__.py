@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from mpirl.algos.actor_critic import EntropyOptions
 from mpirl.algos.offpolicy import continuous
 from mpirl.algos.registry import register
-from mpirl.algos.sac.trainer import SACTrainer
 from mpirl.config.fields import option, require
 
 
@@ -39,4 +38,5 @@ def _collector(ctx):
 ALGORITHM = register(continuous.declare(
     "sac", "soft actor-critic (Box actions) on distributed replay",
     options=(SACOptions, EntropyOptions), defaults={"ent_coef": 1.0},
-    policy=continuous.stochastic_policy, collector=_collector, trainer=SACTrainer))
+    policy=continuous.stochastic_policy, collector=_collector,
+    trainer="mpirl.algos.sac.trainer:SACTrainer"))

@@ -7,7 +7,7 @@ import math
 import torch
 
 from mpirl.algos.api import LearnerContext
-from mpirl.algos.offpolicy.continuous import ActorCriticReplayTrainer
+from mpirl.algos.offpolicy.continuous_trainer import ActorCriticReplayTrainer
 from mpirl.algos.sac.loss import (critic_loss, policy_loss, soft_q_targets, squashed_sample,
                                   temperature_loss)
 

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 
 from mpirl.algos.offpolicy import continuous
 from mpirl.algos.registry import register
-from mpirl.algos.td3.trainer import TD3Trainer
 from mpirl.config.fields import option
 
 
@@ -35,4 +34,5 @@ ALGORITHM = register(continuous.declare(
     "td3", "twin delayed DDPG (Box actions) on distributed replay",
     options=(TD3Options, continuous.NoiseOptions),
     defaults={"lr": 1e-3, "hidden_sizes": [400, 300]},
-    policy=continuous.deterministic_policy, collector=_collector, trainer=TD3Trainer))
+    policy=continuous.deterministic_policy, collector=_collector,
+    trainer="mpirl.algos.td3.trainer:TD3Trainer"))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 from mpirl.algos.api import LearnerContext
-from mpirl.algos.offpolicy.continuous import ActorCriticReplayTrainer
+from mpirl.algos.offpolicy.continuous_trainer import ActorCriticReplayTrainer
 from mpirl.algos.td3.loss import critic_loss, policy_loss, smoothed_target_actions, td3_targets
 
 

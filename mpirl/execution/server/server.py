@@ -36,7 +36,7 @@ def run_server(setup: RunSetup, comms: comm.RoleComms, run_dir: RunDir,
         rule.optimizer.load_state_dict(own["optimizer"])
     counters = shared["counters"] if shared is not None else None
     if index == 0:
-        hooks = Lead(setup, rule, run_dir, setup.algorithm.worker.stat_keys, counters,
+        hooks = Lead(setup, rule, run_dir, setup.algorithm.worker_class.stat_keys, counters,
                      segment=resume["epoch"] if resume else 0)
     else:
         hooks = Follower(setup, rule, index, counters["env_steps"] if counters else 0)

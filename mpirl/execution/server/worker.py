@@ -28,7 +28,7 @@ class WorkerRank:
         self.values = comm.FlatParameters(self.policy).vector.numpy()  # replies land here
         self.collector = setup.make_collector(self.policy, rank, resume)
         self.message = setup.make_message()
-        self.worker = setup.algorithm.worker(WorkerContext(
+        self.worker = setup.algorithm.worker_class(WorkerContext(
             cfg=cfg, env=setup.spec, policy=self.policy, rank=rank,
             epoch=resume["epoch"] if resume else 0))
         self.stat_keys = self.worker.stat_keys

@@ -26,8 +26,7 @@ class StreamingActor:
         self.group, self.checkpointer = comms.group, checkpointer
         self.rank = comms.rank
         self.learner = setup.layout.learner_of(self.rank)
-        model = setup.make_policy("cpu")
-        self.weights = comm.FlatParameters(model).vector.numpy()  # the model's own memory
+        model, self.weights = setup.actor_policy()  # the weights: the policy's own memory
         self.staging = np.zeros(self.weights.size + HEADER, dtype=np.float32)
         self.collector = setup.make_collector(model, self.rank, resume)
         if resume and resume.get("own"):

@@ -23,8 +23,7 @@ def run_actor(setup: RunSetup, comms: comm.RoleComms, checkpointer: Checkpointer
     """
     rank = comms.rank
     learner = setup.layout.learner_of(rank)
-    model = setup.make_policy("cpu")
-    weights = comm.FlatParameters(model).vector.numpy()  # received straight into the model
+    model, weights = setup.actor_policy()  # weights are received straight into the policy
     control = np.zeros(CONTROL_SIZE, dtype=np.float64)
     collector = setup.make_collector(model, rank, resume)
     if resume and resume.get("own"):

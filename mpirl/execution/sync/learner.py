@@ -70,7 +70,7 @@ class Learner:
             learner_streams=setup.learner_streams,
             steps_per_iteration=setup.steps_per_iteration, epoch=epoch, control=self.control,
             build_policy=setup.make_policy, poll=lambda: self.source.poll())
-        self.trainer = setup.algorithm.trainer(self.ctx)
+        self.trainer = setup.algorithm.trainer_class(self.ctx)
         self.averaging = getattr(cfg, "sync", "gradients") == "average"
         if self.averaging:
             self.ctx.shared_tensors = self._shared_tensors
