@@ -34,3 +34,16 @@ def test_limit_threads_gives_torch_the_share_and_numpys_blas_one_thread():
                    if pool["user_api"] == "blas")
     finally:
         torch.set_num_threads(before)
+
+
+def test_a_rank_that_imports_torch_after_the_limit_gets_it():
+    """Learners import torch only when they build their networks, after the limit is set."""
+    import subprocess
+    import sys
+    code = ("import sys; from mpirl.runtime.threads import limit_threads; "
+            "assert 'torch' not in sys.modules; limit_threads(1); "
+            "import torch; print(torch.get_num_threads())")
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "1"

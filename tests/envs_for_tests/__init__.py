@@ -95,3 +95,22 @@ def short_episodes(env):
 
 def not_a_wrapper(env):
     return "not an env"
+
+
+_REPORTING = []
+
+
+def report_imports(env):
+    """Leaves the env as it is; at the exit of each process that made one, writes whether it
+    imported torch to ``$MPIRL_TEST_IMPORTS_DIR/<pid>`` (which ranks start without it)."""
+    if not _REPORTING:
+        import atexit
+        import sys
+
+        def report():
+            path = os.path.join(os.environ["MPIRL_TEST_IMPORTS_DIR"], str(os.getpid()))
+            with open(path, "w") as f:
+                f.write("torch" if "torch" in sys.modules else "numpy")
+        atexit.register(report)
+        _REPORTING.append(True)
+    return env
