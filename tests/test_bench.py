@@ -46,3 +46,16 @@ def test_compare_bench_interleaves_the_algorithms(tmp_path):
     assert float(rows[0]["vs_first"]) == 1.0 and float(rows[1]["vs_first"]) > 0
     assert rows[0]["policy_lag"] == "" and float(rows[1]["policy_lag"]) >= 0
     assert rows[0]["actor_wait"] != "" and "impala / a2c throughput: median" in res.stdout
+
+
+def test_startup_bench_times_the_first_step_and_counts_ranks_with_torch(tmp_path):
+    out = tmp_path / "startup.csv"
+    res = run_job(["mpirl.bench", "startup", "--ranks", "1", "3", "--rounds", "1",
+                   "--total-steps", "500", "--csv", str(out)])
+    assert res.returncode == 0, res.stderr
+    rows = list(csv.DictReader(open(out)))
+    assert [r["ranks"] for r in rows] == ["1", "3"]
+    for r in rows:
+        assert 0 < float(r["first_step_s"]) <= float(r["all_stepping_s"]) <= float(r["run_s"])
+    # the learner imports torch; A2C's two actors act in numpy without it
+    assert [r["ranks_with_torch"] for r in rows] == ["1/1", "1/3"]

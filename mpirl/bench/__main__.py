@@ -1,0 +1,5 @@
+import sys
+
+from mpirl.bench import main
+
+sys.exit(main())
