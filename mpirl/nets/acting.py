@@ -86,6 +86,40 @@ def gaussian_to_env(actions: np.ndarray, low: np.ndarray, high: np.ndarray, squa
     return np.clip(actions, low, high).reshape(actions.shape)
 
 
+def _sigmoid_(x: np.ndarray) -> np.ndarray:
+    """Logistic function in place, computed through tanh (no overflow for large |x|)."""
+    x *= 0.5
+    np.tanh(x, out=x)
+    x += 1.0
+    x *= 0.5
+    return x
+
+
+def lstm_step_np(x: np.ndarray, state: np.ndarray, w_ih_t: np.ndarray, w_hh_t: np.ndarray,
+                 b_ih: np.ndarray, b_hh: np.ndarray) -> np.ndarray:
+    """One LSTM step in numpy (torch's gate order: input, forget, cell, output): advances
+    ``state`` (2, n, size) in place over inputs ``x`` (n, features); returns the output."""
+    H = state.shape[-1]
+    gates = x @ w_ih_t
+    gates += state[0] @ w_hh_t
+    gates += b_ih
+    gates += b_hh
+    i, f = _sigmoid_(gates[:, :H]), _sigmoid_(gates[:, H:2 * H])
+    g, o = np.tanh(gates[:, 2 * H:3 * H]), _sigmoid_(gates[:, 3 * H:])
+    c = state[1]
+    c *= f
+    c += i * g
+    state[0] = o * np.tanh(c)
+    return state[0]
+
+
+def lstm_names(prefix: str) -> tuple[str, str, str, str]:
+    """The parameter names of a one-layer ``nn.LSTM`` called ``prefix`` in its module, in
+    ``lstm_step_np``'s order (its weights are read transposed)."""
+    return (f"{prefix}.weight_ih_l0", f"{prefix}.weight_hh_l0", f"{prefix}.bias_ih_l0",
+            f"{prefix}.bias_hh_l0")
+
+
 def is_recurrent(model) -> bool:
     """Whether a policy acts with a state it carries from step to step."""
     return getattr(model, "recurrent", False)
@@ -258,3 +292,112 @@ class SquashedActing(ActingPolicy):
     def to_env(self, actions: np.ndarray) -> np.ndarray:
         return (self._low + (np.asarray(actions, dtype=np.float32) + 1.0) * self._scale
                 ).reshape(len(actions), *self.spec.action_shape)
+
+
+class _Recurrent(ActingPolicy):
+    """What the recurrent twins share: LSTM cores of ``lstm_size`` units over MLP encoders,
+    and a state of ``state_rows`` rows (h, c of each core) of (envs, lstm_size)."""
+
+    recurrent = True
+    _derived = ("_cores", "_stats")
+    stats_names: tuple[str, str] | None = None
+    clip_obs = 10.0
+
+    def __init__(self, layout, cores: list[tuple[list[Layer], tuple[str, ...]]],
+                 lstm_size: int):
+        self.cores, self.lstm_size = cores, lstm_size
+        self.state_rows = 2 * len(cores)
+        super().__init__(layout)
+
+    def _bound(self) -> None:
+        a = self.arrays
+        self._cores = [(self._layers(trunk), (a[w_ih].T, a[w_hh].T, a[b_ih], a[b_hh]))
+                       for trunk, (w_ih, w_hh, b_ih, b_hh) in self.cores]
+        self._stats = None if self.stats_names is None else \
+            tuple(a[n] for n in self.stats_names)
+
+    def initial_state(self, n: int) -> np.ndarray:
+        """The state of ``n`` envs at an episode's start: zeros."""
+        return np.zeros((self.state_rows, n, self.lstm_size), dtype=np.float32)
+
+    def _require(self, state: np.ndarray | None, n: int) -> np.ndarray:
+        shape = (self.state_rows, n, self.lstm_size)
+        if state is None or state.shape != shape:
+            raise ValueError(f"a recurrent policy acts with its state: pass state=, an array "
+                             f"{shape} from initial_state({n})")
+        return state
+
+    def _step(self, obs: np.ndarray, state: np.ndarray) -> list[np.ndarray]:
+        """Advance ``state`` in place over ``obs``; each core's output (n, lstm_size)."""
+        return [lstm_step_np(mlp_np(obs, trunk, self._stats, self.clip_obs),
+                             state[2 * i:2 * i + 2], *core)
+                for i, (trunk, core) in enumerate(self._cores)]
+
+    def _head(self, hidden: np.ndarray, head: tuple[str, str]) -> np.ndarray:
+        return hidden @ self.arrays[head[0]].T + self.arrays[head[1]]
+
+
+class RecurrentActorCriticActing(_Recurrent):
+    """``mpirl.nets.recurrent.RecurrentActorCritic`` (MLP encoder) in numpy: one core, or a
+    second for the critic; Categorical or Gaussian actions."""
+
+    _derived = ("_cores", "_stats", "_log_std")
+
+    def __init__(self, layout, spec, cores, lstm_size: int, pi: tuple[str, str],
+                 vf: tuple[str, str], log_std: str | None, stats: tuple[str, str] | None,
+                 clip_obs: float, squash: bool):
+        self.spec, self.pi, self.vf = spec, pi, vf
+        self.log_std_name, self.stats_names = log_std, stats
+        self.clip_obs, self.squash = clip_obs, squash
+        super().__init__(layout, cores, lstm_size)
+
+    def _bound(self) -> None:
+        super()._bound()
+        self._log_std = None if self.log_std_name is None else self.arrays[self.log_std_name]
+
+    def act(self, obs: np.ndarray, rng: np.random.Generator, deterministic: bool = False,
+            state: np.ndarray | None = None) -> np.ndarray:
+        """Actions for a batch of observations, advancing ``state`` (one column per env) in
+        place."""
+        hidden = self._step(obs, self._require(state, len(obs)))[0]
+        return sample(self._head(hidden, self.pi), rng, deterministic, self._log_std)
+
+    def act_logp(self, obs: np.ndarray, rng: np.random.Generator,
+                 state: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        hidden = self._step(obs, self._require(state, len(obs)))[0]
+        return sample_logp(self._head(hidden, self.pi), rng, self._log_std)
+
+    def predict_values(self, obs: np.ndarray, state: np.ndarray | None = None) -> np.ndarray:
+        """The (extrinsic) values of ``obs`` seen from ``state`` (left unchanged)."""
+        scratch = self._require(state, len(obs)).copy()
+        return self._head(self._step(obs, scratch)[-1], self.vf)[:, 0]
+
+    def to_env(self, actions: np.ndarray) -> np.ndarray:
+        if self.spec.discrete:
+            return actions
+        return gaussian_to_env(actions, self.spec.action_low, self.spec.action_high,
+                               self.squash)
+
+
+class RecurrentQActing(_Recurrent):
+    """``mpirl.algos.r2d2.network.RecurrentQNetwork`` (MLP encoder) in numpy: Q-values of
+    each step, advancing the state; greedy actions."""
+
+    def __init__(self, layout, cores, lstm_size: int, head: tuple[str, str],
+                 value: tuple[str, str] | None):
+        self.head, self.value = head, value
+        super().__init__(layout, cores, lstm_size)
+
+    def q_np(self, obs: np.ndarray, state: np.ndarray) -> np.ndarray:
+        """Q-values (n, actions) of ``obs`` (n, ...), advancing ``state`` (2, n, size) in
+        place."""
+        hidden = self._step(obs, state)[0]
+        q = self._head(hidden, self.head)
+        if self.value is not None:
+            q = self._head(hidden, self.value) + q - q.mean(-1, keepdims=True)
+        return q
+
+    def act(self, obs: np.ndarray, rng: np.random.Generator | None = None,
+            deterministic: bool = True, state: np.ndarray | None = None) -> np.ndarray:
+        """Greedy actions, advancing ``state`` (exploration is the collector's job)."""
+        return self.q_np(obs, self._require(state, len(obs))).argmax(-1)

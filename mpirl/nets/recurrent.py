@@ -7,8 +7,9 @@ place) and zeroes an env's state where its episode ends. A learner runs the core
 unroll from the state the actor had at its start (``unroll``), zeroing the state after every
 step that ended an episode, exactly as the actor did, so its outputs are the actor's.
 
-Actors of the MLP version step the core in numpy (``_step_np``), as feed-forward actors run
-their MLP: at an actor's handful of rows torch's fixed cost per call would dominate.
+Actors of the MLP version step the core in numpy (its twin in ``mpirl.nets.acting``), as
+feed-forward actors run their MLP: at an actor's handful of rows torch's fixed cost per call
+would dominate. The CNN version's actors run the trunk in torch and the core in numpy.
 """
 from __future__ import annotations
 
@@ -17,19 +18,11 @@ import torch
 from torch import nn
 
 from mpirl.acting.envs import EnvSpec
-from mpirl.nets.acting import (is_recurrent, mlp_np, recurrent_state_rows,  # noqa: F401
-                               sample, sample_logp)
+from mpirl.nets.acting import (RecurrentActorCriticActing, is_recurrent,  # noqa: F401
+                               lstm_names, lstm_step_np, recurrent_state_rows, sample,
+                               sample_logp)
 from mpirl.nets.actor_critic import ActorCritic, cnn_features, nature_cnn
-from mpirl.nets.mlp import linear_stack, mlp
-
-
-def _sigmoid_(x: np.ndarray) -> np.ndarray:
-    """Logistic function in place, computed through tanh (no overflow for large |x|)."""
-    x *= 0.5
-    np.tanh(x, out=x)
-    x += 1.0
-    x *= 0.5
-    return x
+from mpirl.nets.mlp import linear_stack, mlp, parameter_layout, stack_names
 
 
 def lstm(features: int, size: int) -> nn.LSTM:
@@ -67,24 +60,6 @@ def run_core(core: nn.LSTM, x: torch.Tensor, state: torch.Tensor,
         outputs.append(y)
         start = end
     return torch.cat(outputs), torch.cat([h, c])
-
-
-def lstm_step_np(x: np.ndarray, state: np.ndarray, w_ih_t: np.ndarray, w_hh_t: np.ndarray,
-                 b_ih: np.ndarray, b_hh: np.ndarray) -> np.ndarray:
-    """One LSTM step in numpy (torch's gate order: input, forget, cell, output): advances
-    ``state`` (2, n, size) in place over inputs ``x`` (n, features); returns the output."""
-    H = state.shape[-1]
-    gates = x @ w_ih_t
-    gates += state[0] @ w_hh_t
-    gates += b_ih
-    gates += b_hh
-    i, f = _sigmoid_(gates[:, :H]), _sigmoid_(gates[:, H:2 * H])
-    g, o = np.tanh(gates[:, 2 * H:3 * H]), _sigmoid_(gates[:, 3 * H:])
-    c = state[1]
-    c *= f
-    c += i * g
-    state[0] = o * np.tanh(c)
-    return state[0]
 
 
 def core_arrays(core: nn.LSTM) -> tuple[np.ndarray, ...]:
@@ -174,51 +149,40 @@ class RecurrentActorCritic(ActorCritic):
         return self.forward(obs)[1].reshape(obs.shape[0], -1)[:, 0]
 
     # ------------------------------------------------------------------ actors
-    _param_list: list | None = None  # the parameters, and ``_core_arrays``' views of them
-    _arrays = None
+    _arrays = None  # the CNN version's views of its core and heads
 
     def initial_state(self, n: int) -> np.ndarray:
         """The state of ``n`` envs at an episode's start: (state_rows, n, lstm_size) zeros."""
         return np.zeros((self.state_rows, n, self.lstm_size), dtype=np.float32)
 
+    def _make_acting(self) -> RecurrentActorCriticActing | None:
+        if self.cnn:
+            return None  # the trunk runs in torch
+        cores = [(stack_names(self.trunk, "trunk"), lstm_names("core"))]
+        if self.separate:
+            cores.append((stack_names(self.vf_trunk, "vf_trunk"), lstm_names("vf_core")))
+        head = [(w, b) for w, b, _ in (stack_names(self.pi, "pi") + stack_names(self.vf, "vf"))]
+        return RecurrentActorCriticActing(
+            parameter_layout(self), self.spec, cores, self.lstm_size, head[0], head[1],
+            None if self.spec.discrete else "log_std",
+            ("normalizer.mean", "normalizer.var") if self.obs_norm else None, self.clip_obs,
+            self.squash)
+
     def _core_arrays(self):
-        params = self._param_list
-        if params is None:
-            params = self._param_list = list(self.parameters())
-        ptrs = [p.data_ptr() for p in params]
+        ptrs = [p.data_ptr() for p in self.parameters()]
         if self._arrays is None or self._arrays[0] != ptrs:  # the parameters moved: re-view
             def arr(t: torch.Tensor) -> np.ndarray:
                 return t.detach().numpy()
-
-            def layers(trunk) -> list:
-                return [(arr(lin.weight).T, arr(lin.bias), a) for lin, a in linear_stack(trunk)]
-            cores = [(None if self.cnn else layers(self.trunk), core_arrays(self.core))]
-            if self.separate:
-                cores.append((layers(self.vf_trunk), core_arrays(self.vf_core)))
             heads = [(arr(lin.weight).T, arr(lin.bias)) for lin, _ in
                      (linear_stack(self.pi)[0], linear_stack(self.vf)[0])]
-            stats = None
-            if self.obs_norm:
-                stats = (arr(self.normalizer.mean), arr(self.normalizer.var))
-            self._arrays = (ptrs, cores, heads, stats)
+            self._arrays = (ptrs, core_arrays(self.core), heads)
         return self._arrays[1:]
 
-    def _step_np(self, obs: np.ndarray, state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Advance ``state`` in place over ``obs`` (n, ...); returns the policy core's and
-        the critic core's outputs (n, lstm_size) each."""
-        cores, _, stats = self._core_arrays()
-        if self.cnn:
-            with torch.inference_mode():
-                x = self._features(torch.from_numpy(obs)).numpy()
-            hidden = lstm_step_np(x, state[0:2], *cores[0][1])
-            return hidden, hidden
-        outputs = [lstm_step_np(mlp_np(obs, trunk, stats, self.clip_obs), state[2 * i:2 * i + 2],
-                                *arrays)
-                   for i, (trunk, arrays) in enumerate(cores)]
-        return outputs[0], outputs[-1]
-
-    def _make_acting(self) -> None:
-        return None  # acts with its state (in numpy, but through this module)
+    def _step_cnn(self, obs: np.ndarray, state: np.ndarray) -> np.ndarray:
+        """Advance ``state`` in place over frames ``obs`` (n, ...); the core's output."""
+        with torch.inference_mode():
+            x = self._features(torch.from_numpy(obs)).numpy()
+        return lstm_step_np(x, state[0:2], *self._core_arrays()[0])
 
     def _require(self, state: np.ndarray | None, n: int) -> np.ndarray:
         shape = (self.state_rows, n, self.lstm_size)
@@ -231,12 +195,18 @@ class RecurrentActorCritic(ActorCritic):
             state: np.ndarray | None = None) -> np.ndarray:
         """Actions for a batch of observations, advancing ``state`` (one column per env) in
         place."""
-        hidden, _ = self._step_np(obs, self._require(state, len(obs)))
+        twin = self.acting()
+        if twin is not None:
+            return twin.act(obs, rng, deterministic, state)
+        hidden = self._step_cnn(obs, self._require(state, len(obs)))
         return sample(self._head_np(hidden, 0), rng, deterministic, self._log_std_np())
 
     def act_logp(self, obs: np.ndarray, rng: np.random.Generator,
                  state: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        hidden, _ = self._step_np(obs, self._require(state, len(obs)))
+        twin = self.acting()
+        if twin is not None:
+            return twin.act_logp(obs, rng, state)
+        hidden = self._step_cnn(obs, self._require(state, len(obs)))
         return sample_logp(self._head_np(hidden, 0), rng, self._log_std_np())
 
     def _head_np(self, hidden: np.ndarray, which: int) -> np.ndarray:
@@ -245,5 +215,8 @@ class RecurrentActorCritic(ActorCritic):
 
     def predict_values(self, obs: np.ndarray, state: np.ndarray | None = None) -> np.ndarray:
         """The (extrinsic) values of ``obs`` seen from ``state`` (left unchanged)."""
+        twin = self.acting()
+        if twin is not None:
+            return twin.predict_values(obs, state)
         scratch = self._require(state, len(obs)).copy()
-        return self._head_np(self._step_np(obs, scratch)[1], 1)[:, 0]
+        return self._head_np(self._step_cnn(obs, scratch), 1)[:, 0]

@@ -26,9 +26,8 @@ def digesting(trainer_class):
             state = self.state_dict()
             parts = [self.ctx.policy_params.vector, state["critics"], *state["targets"],
                      *state.get("extras", [])]
-            for opt in state["optimizers"].values():
-                parts += [v for s in opt["state"].values() for v in s.values()
-                          if isinstance(v, torch.Tensor)]
+            for opt in state["optimizers"].values():  # a flat Adam: its steps and moments
+                parts += [torch.tensor(float(opt["steps"])), opt["exp_avg"], opt["exp_avg_sq"]]
             digest = hashlib.sha256()
             for t in parts:
                 digest.update(t.detach().cpu().numpy().tobytes())

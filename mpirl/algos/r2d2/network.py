@@ -13,13 +13,13 @@ import torch
 from torch import nn
 
 from mpirl.acting.envs import EnvSpec
-from mpirl.nets.acting import mlp_np
+from mpirl.nets.acting import RecurrentQActing, lstm_names
 from mpirl.nets.actor_critic import is_image, nature_cnn
-from mpirl.nets.mlp import linear_stack, mlp
+from mpirl.nets.mlp import ActsInNumpy, linear_stack, mlp, parameter_layout, stack_names
 from mpirl.nets.recurrent import core_arrays, lstm, lstm_step_np, run_core
 
 
-class RecurrentQNetwork(nn.Module):
+class RecurrentQNetwork(ActsInNumpy, nn.Module):
     recurrent = True
 
     def __init__(self, spec: EnvSpec, hidden_sizes: list[int], activation: str = "relu",
@@ -73,28 +73,35 @@ class RecurrentQNetwork(nn.Module):
         return self.unroll(obs.unsqueeze(0), state, None)[0][0]
 
     # ------------------------------------------------------------------ actors
+    def _make_acting(self) -> RecurrentQActing | None:
+        if self.cnn:
+            return None  # the trunk runs in torch
+        heads = [(w, b) for w, b, _ in stack_names(self.head, "head") +
+                 (stack_names(self.value_head, "value_head") if self.dueling else [])]
+        return RecurrentQActing(parameter_layout(self),
+                                [(stack_names(self.trunk, "trunk"), lstm_names("core"))],
+                                self.lstm_size, heads[0], heads[1] if self.dueling else None)
+
     def _views(self):
         ptrs = [p.data_ptr() for p in self.parameters()]
         if self._arrays is None or self._arrays[0] != ptrs:  # the parameters moved: re-view
             def arr(t):
                 return t.detach().numpy()
-            trunk = [] if self.cnn else [(arr(lin.weight).T, arr(lin.bias), a)
-                                         for lin, a in linear_stack(self.trunk)]
             heads = [(arr(lin.weight).T, arr(lin.bias)) for lin, _ in
                      [linear_stack(self.head)[0]] +
                      ([linear_stack(self.value_head)[0]] if self.dueling else [])]
-            self._arrays = (ptrs, trunk, core_arrays(self.core), heads)
+            self._arrays = (ptrs, core_arrays(self.core), heads)
         return self._arrays[1:]
 
     def q_np(self, obs: np.ndarray, state: np.ndarray) -> np.ndarray:
         """Q-values (n, actions) of ``obs`` (n, ...), advancing ``state`` (2, n, size) in
         place."""
-        trunk, core, heads = self._views()
-        if self.cnn:
-            with torch.inference_mode():
-                x = self._features(torch.from_numpy(obs)).numpy()
-        else:
-            x = mlp_np(obs, trunk)
+        twin = self.acting()
+        if twin is not None:
+            return twin.q_np(obs, state)
+        core, heads = self._views()
+        with torch.inference_mode():
+            x = self._features(torch.from_numpy(obs)).numpy()
         hidden = lstm_step_np(x, state, *core)
         q = hidden @ heads[0][0] + heads[0][1]
         if self.dueling:
