@@ -63,7 +63,9 @@ __all__ = ["ActingContext", "Algorithm", "Collector", "ConfigError", "Control",
 # ---------------------------------------------------------------------- acting
 class Policy(Protocol):
     """The network actors act with (a ``torch.nn.Module``): also what evaluation plays and
-    ``policy.pt`` holds."""
+    ``policy.pt`` holds. A module that also has ``acting()``, returning its numpy twin (an
+    ``mpirl.nets.acting.ActingPolicy`` with the same acting methods), has actors that act
+    with the twin the lead sends them and never import torch."""
 
     def act(self, obs: np.ndarray, rng: np.random.Generator, deterministic: bool = False
             ) -> np.ndarray:
