@@ -40,7 +40,7 @@
   python -m mpirl.bench startup [--ranks 1 4 16] [--rounds 3] [--algo a2c] [--env ...]
       Seconds from launching ``mpirun -n K python -m mpirl.train`` to the first env step of
       any rank, to every rank stepping, and to the end of a short run (--total-steps), and
-      how many ranks imported torch; rank counts interleaved, round after round.
+      how many ranks imported torch and their peak memory; rank counts interleaved.
 
   DQN throughput: ``python -m mpirl.bench sps --ranks 4 --envs-per-actor 4 -- --algo dqn``.
 """
