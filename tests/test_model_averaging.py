@@ -78,6 +78,35 @@ def test_ppo_normalizes_and_trains_on_the_steps_collected_only():
     assert all(torch.isfinite(p).all() for p in model.parameters())
 
 
+def test_a2c_trains_on_rollouts_cut_short_as_on_the_rollouts_collected():
+    """The A2C gradient of a batch with columns cut after 1-8 steps is the step-weighted mean
+    of each column's gradient computed on that column as collected (its first n steps, the
+    observation after them bootstrapping); the junk past the cuts changes nothing."""
+    from types import SimpleNamespace
+
+    from mpirl.algos.a2c.loss import A2C
+    rng = np.random.default_rng(3)
+    batch = _cut_batch(rng)
+    cfg = SimpleNamespace(gamma=0.9, gae_lambda=0.8, vf_coef=0.5, ent_coef=0.01,
+                          max_grad_norm=0.0)
+    torch.manual_seed(0)
+    model = ActorCritic(SPEC, [8])
+
+    def gradient(part: dict) -> np.ndarray:
+        averager = GradientAverager(model.parameters(), None)
+        A2C(cfg, model, averager, None).gradient(part)
+        return averager.flat.detach().numpy().copy()
+
+    cut = gradient(batch)
+    lengths = batch["lengths"]
+    expected = sum(n / lengths.sum() * gradient(
+        {"obs": batch["obs"][:n + 1, j:j + 1], "actions": batch["actions"][:n, j:j + 1],
+         **{k: batch[k][:n, j:j + 1] for k in ("rewards", "dones", "bootstrap")}})
+        for j, n in enumerate(lengths))
+    np.testing.assert_allclose(cut, expected, rtol=1e-4, atol=1e-6)
+    assert np.abs(cut).sum() > 0
+
+
 def test_normalization_counts_the_steps_collected_only():
     rng = np.random.default_rng(2)
     batch = _cut_batch(rng)
@@ -97,7 +126,8 @@ def test_normalization_counts_the_steps_collected_only():
 @pytest.mark.parametrize("args,message", [
     (["--algo", "sac", "--sync", "average"], "--sync average is not available for --algo sac"),
     (["--algo", "ppo", "--sync", "average", "--target-kl", "0.01"], "unset --target-kl"),
-    (["--algo", "a2c", "--straggler-cutoff", "0.5"], "--straggler-cutoff is not available"),
+    (["--algo", "dqn", "--straggler-cutoff", "0.5"],
+     r"--straggler-cutoff is not available for --algo dqn: it cuts on-policy rollouts \(a2c, ppo"),
     (["--algo", "ppo", "--straggler-cutoff", "0.5", "--intrinsic", "rnd"],
      "does not combine with --intrinsic"),
     (["--algo", "ppo", "--average-every", "0"], "--average-every"),
@@ -136,9 +166,11 @@ def test_ppo_with_averaging_every_8_updates_solves_cartpole_on_4_learners(tmp_pa
     assert max(evals) >= 475, evals
 
 
-def test_a_slow_actor_is_cut_and_the_run_still_covers_its_budget(tmp_path, monkeypatch):
+@pytest.mark.parametrize("algo", ["ppo", "a2c"])
+def test_a_slow_actor_is_cut_and_the_run_still_covers_its_budget(tmp_path, monkeypatch, algo):
     monkeypatch.setenv("MPIRL_FAULT", "slow@3:20")
-    res = run_job(["mpirl.train", "--algo", "ppo", "--straggler-cutoff", "0.6",
+    res = run_job(["mpirl.train", "--algo", algo, "--straggler-cutoff", "0.6",
+                   "--n-steps", "32", "--envs-per-actor", "8",  # PPO's defaults
                    "--total-steps", "12000", "--log-every", "1000", "--eval-every", "0",
                    "--quiet", "--no-tensorboard", "--run-dir", str(tmp_path)], ranks=4)
     assert res.returncode == 0, res.stderr

@@ -77,10 +77,11 @@ class OnPolicyTrainer(Trainer):
 
 class OneUpdateTrainer(OnPolicyTrainer):
     """One averaged update per iteration by ``algo`` (an object with ``update(batch)``) with
-    ``optimizer``, which the subclass builds (A2C, IMPALA)."""
+    ``optimizer`` and ``averager``, which the subclass builds (A2C, IMPALA)."""
 
     algo = None
     optimizer = None
+    averager = None
 
     def optimizers(self) -> list:
         return [self.optimizer]
@@ -88,6 +89,9 @@ class OneUpdateTrainer(OnPolicyTrainer):
     def train(self, progress: float) -> list[dict]:
         timing.switch("other")
         self.norm.prepare(self.batch)
+        if self.ctx.batch_share is not None and self.averager.average_every is None:
+            # rollouts cut short: this learner's part of the global batch varies
+            self.averager.share = self.ctx.batch_share
         timing.switch("gradient")
         stats = self.algo.update(self.batch)
         self.updates += not stats["skipped"]

@@ -42,7 +42,7 @@ class SyncOptions:
         False, "With --sync average: average the optimizer's moments with the weights (twice "
         "or three times the bytes); unset, each learner keeps its own.")
     straggler_cutoff: float = option(
-        0.0, "PPO: once this share of a learner's actors have delivered their rollouts, "
+        0.0, "A2C, PPO: once this share of a learner's actors have delivered their rollouts, "
         "the others send what they have collected (at least --straggler-min-share of "
         "--n-steps) and the learner trains on the shorter rollouts; 0 = always wait for "
         "whole rollouts.", bounds="[0, 1]")
@@ -57,8 +57,10 @@ class SyncOptions:
             raise ConfigError(f"--sync average is not available for --algo {cfg.algo}: its "
                               "learners average gradients only (--sync gradients)")
         if cfg.straggler_cutoff > 0 and not algorithm.cut_rollouts:
+            from mpirl.algos import registry
+            takers = [a.name for a in registry.algorithms().values() if a.cut_rollouts]
             raise ConfigError(f"--straggler-cutoff is not available for --algo {cfg.algo}: it "
-                              "cuts on-policy rollouts (ppo)")
+                              f"cuts on-policy rollouts ({', '.join(takers)})")
         if cfg.straggler_cutoff > 0 and getattr(cfg, "intrinsic", "none") != "none":
             raise ConfigError("--straggler-cutoff does not combine with --intrinsic yet: RND's "
                               "statistics need whole rollouts")

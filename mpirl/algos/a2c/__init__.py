@@ -3,7 +3,8 @@ synchronous form of OpenAI Baselines).
 
 Learners average the gradient of the A2C loss (policy gradient with n-step or GAE advantages,
 value error, entropy bonus) over all actors' rollouts with one allreduce, so every learner
-applies the same update; actors then act with the new weights.
+applies the same update; actors then act with the new weights. With --straggler-cutoff the
+update takes rollouts cut short (each bootstrapped from where it stopped).
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ ALGORITHM = register(Algorithm(
     description="synchronous advantage actor-critic",
     execution=SYNCHRONOUS,
     model_averaging=True,
+    cut_rollouts=True,
     options=(actor_critic.ActorCriticOptions, actor_critic.EntropyOptions,
              actor_critic.RolloutLearnerOptions, actor_critic.RecurrentOptions,
              actor_critic.CriticCoreOptions),

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from mpirl.algos.onpolicy import rollout_outputs
-from mpirl.algos.returns import gae
+from mpirl.algos.returns import gae, valid_steps
 
 
 @dataclass
@@ -46,7 +46,9 @@ class A2C:
         self.optimizer = optimizer
 
     def update(self, batch: dict[str, np.ndarray]) -> dict[str, float]:
-        """``batch``: obs (T+1, N, ...), actions (T, N, ...), rewards, dones and bootstrap (T, N).
+        """``batch``: obs (T+1, N, ...), actions (T, N, ...), rewards, dones and bootstrap (T, N),
+        and ``lengths`` (N,) where rollouts were cut short: column j then holds its first
+        ``lengths[j]`` steps, bootstrapped from the observation after them.
         The step is skipped (``skipped`` in the result) if any learner's loss or the averaged
         gradient is not finite."""
         stats = self.gradient(batch)
@@ -66,13 +68,21 @@ class A2C:
         out, values_all = rollout_outputs(model, obs, batch)
         v = values_all.detach().cpu().numpy().reshape(T + 1, N)
         rewards = batch["rewards"] + batch["bootstrap"]
-        adv, ret = gae(rewards, v[:T], v[T], batch["dones"], cfg.gamma, cfg.gae_lambda)
+        lengths = batch.get("lengths")  # rollouts cut short (--straggler-cutoff)
+        adv, ret = gae(rewards, v[:T], v[T], batch["dones"], cfg.gamma, cfg.gae_lambda,
+                       lengths)
         out = out.reshape(T + 1, N, -1)[:T].reshape(T * N, -1)
         actions = torch.from_numpy(batch["actions"]).to(device)
-        logp, entropy = model.log_prob_entropy(out, actions.reshape((T * N,) + actions.shape[2:]))
+        actions = actions.reshape((T * N,) + actions.shape[2:])
         values = values_all.reshape(T + 1, N)[:T].reshape(-1)
-        loss = a2c_loss(logp, entropy, values, torch.from_numpy(adv).to(device).reshape(-1),
-                        torch.from_numpy(ret).to(device).reshape(-1), cfg.vf_coef, cfg.ent_coef)
+        adv_t = torch.from_numpy(adv).to(device).reshape(-1)
+        ret_t = torch.from_numpy(ret).to(device).reshape(-1)
+        if lengths is not None:  # the means run over the steps collected
+            kept = torch.from_numpy(np.flatnonzero(valid_steps(lengths, T))).to(device)
+            out, actions, values = out[kept], actions[kept], values[kept]
+            adv_t, ret_t = adv_t[kept], ret_t[kept]
+        logp, entropy = model.log_prob_entropy(out, actions)
+        loss = a2c_loss(logp, entropy, values, adv_t, ret_t, cfg.vf_coef, cfg.ent_coef)
         self.averager.zero_grad()
         self.averager.backward(loss.total)
         self.averager.average()
