@@ -34,6 +34,27 @@ def test_two_learners_hold_identical_networks_after_every_update(tmp_path, monke
 
 
 @pytest.mark.parametrize("algo", ALGOS)
+def test_with_model_averaging_the_learners_agree_every_k_updates_only(tmp_path, monkeypatch,
+                                                                      algo):
+    """--sync average --average-every 4 (with the optimizer moments): every network, target,
+    the temperature and the moments are identical on both learners right after every fourth
+    update, and differ between (each learner trains on its own replay)."""
+    monkeypatch.setenv("MPIRL_PLUGINS", "plugins.continuous_digests")
+    run = tmp_path / "run"
+    res = run_job(["mpirl.train", "--algo", f"{algo}_digests", "--learners", "2", *SMALL,
+                   *SUPPORT.get(algo, []), "--total-steps", "1200", "--eval-every", "0",
+                   "--sync", "average", "--average-every", "4", "--average-moments",
+                   "--run-dir", str(run), *QUIET], ranks=4, timeout=180)
+    assert res.returncode == 0, res.stderr
+    first = (run / "digests-0.txt").read_text().splitlines()
+    second = (run / "digests-1.txt").read_text().splitlines()
+    assert len(first) == len(second) > 200
+    for a, b in zip(first, second):
+        updates = int(a.split()[0])
+        assert (a == b) == (updates % 4 == 0), (a, b)
+
+
+@pytest.mark.parametrize("algo", ALGOS)
 def test_a_stopped_and_resumed_run_with_its_replay_ends_like_an_uninterrupted_one(
         tmp_path, algo):
     """Networks, targets, optimizers, the temperature, the learners' noise streams and the

@@ -187,16 +187,22 @@ class GradientAverager:
         A non-finite norm clears ``finite`` and leaves the gradient as it is."""
         norm = float(torch.linalg.vector_norm(self.flat))
         if not math.isfinite(norm):
-            if self.average_every is not None:
-                self._skip_locally()
-            else:
-                self.finite = False
+            self.nonfinite()
         elif max_norm > 0 and norm > max_norm:
             self.flat.mul_(max_norm / (norm + 1e-6))
         return norm
 
 
     # ------------------------------------------------------------------ model averaging
+    def nonfinite(self) -> None:
+        """The averaged gradient is not finite: with gradient averaging the update is skipped
+        (``finite`` False, the same on every learner); with model averaging this learner
+        steps with a zero gradient and counts the skip (summed at the next averaging step)."""
+        if self.average_every is not None:
+            self._skip_locally()
+        else:
+            self.finite = False
+
     def _skip_locally(self) -> None:
         self.flat.zero_()
         self._nonfinite[0] = 0.0

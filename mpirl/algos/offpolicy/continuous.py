@@ -60,7 +60,7 @@ def declare(name: str, description: str, options: tuple, defaults: dict, policy,
     (then the shared ones), its defaults over ``DEFAULTS``, policy, collector and trainer; the
     rest (replay, checks, messages, weight publication) is common to all of them."""
     return Algorithm(
-        name=name, description=description, execution=SYNCHRONOUS,
+        name=name, description=description, execution=SYNCHRONOUS, model_averaging=True,
         options=(*options, ContinuousOptions, ReplayOptions, MinibatchOptions),
         defaults={**DEFAULTS, **defaults}, policy=policy, collector=collector,
         message=message, trainer=trainer,

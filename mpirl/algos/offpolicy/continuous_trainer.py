@@ -122,6 +122,7 @@ class ActorCriticReplayTrainer(ReplayTrainer):
                 with torch.no_grad():
                     for target, online in self.targets:
                         target.lerp_(online, cfg.tau)
+            averager.stepped()  # --sync average: every K updates, all of it is averaged
         names = list(stats)
         values = torch.stack([torch.as_tensor(stats[k], dtype=torch.float32,
                                               device=self.device) for k in names]).tolist()
@@ -133,14 +134,14 @@ class ActorCriticReplayTrainer(ReplayTrainer):
 
     def _clip(self, max_norm: float) -> float:
         """Clip each network's averaged gradient to ``max_norm`` (0: not at all); returns
-        the norm of all of them before, and clears ``averager.finite`` if it is not
-        finite."""
+        the norm of all of them before; a norm that is not finite is the averager's to handle
+        (``GradientAverager.nonfinite``)."""
         flat = self.averager.flat
         norms = torch.stack([torch.linalg.vector_norm(flat[s]) for s in self.slices.values()])
         values = norms.tolist()
         total = float(np.sqrt(np.sum(np.square(values))))
         if not np.isfinite(total):
-            self.averager.finite = False
+            self.averager.nonfinite()
         elif max_norm > 0:
             for s, norm in zip(self.slices.values(), values):
                 if norm > max_norm:
@@ -150,6 +151,10 @@ class ActorCriticReplayTrainer(ReplayTrainer):
     # ------------------------------------------------------------------ checkpoints
     def optimizers(self) -> list:
         return list(self.opt.values())
+
+    def shared_tensors(self) -> list[torch.Tensor]:
+        """The target networks: --sync average averages them with the trained networks."""
+        return [target for target, _ in self.targets]
 
     def state_dict(self) -> dict:
         state = {**super().state_dict(),
