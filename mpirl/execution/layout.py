@@ -32,9 +32,9 @@ class SyncOptions:
 
     sync: str = option(
         "gradients", "How learners stay together: 'gradients' averages every update's "
-        "gradient (identical weights always); 'average' (a2c, ppo, dqn) lets each learner "
-        "update its own copy from its own actors' data and averages the weights every "
-        "--average-every updates (one allreduce per K updates, no waiting in between).",
+        "gradient (identical weights always); 'average' (a2c, ppo, dqn, sac, td3, d4pg) lets "
+        "each learner update its own copy from its own actors' data and averages the weights "
+        "every --average-every updates (one allreduce per K updates, no waiting in between).",
         choices=("gradients", "average"))
     average_every: int = option(8, "With --sync average: updates between two averaging steps.",
                                 bounds="[1, inf)")
