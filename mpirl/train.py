@@ -132,7 +132,14 @@ def _prepare(world, request: _Request):
     except ConfigError as e:
         error = str(e)
     _settle(world, error)
-    setup.share_acting_policy(world)
+    twin = None
+    if rank == 0:
+        try:
+            twin = setup.acting_twin()
+        except ConfigError as e:
+            error = str(e)
+    _settle(world, error)
+    setup.acting = comm.broadcast_object(world, twin)
 
     run_dir = None
     if rank == 0:

@@ -60,7 +60,7 @@ class RunSetup:
         check_action_space(cfg, self.algorithm, spec)
         self.algorithm.check(self)
         # the policy in numpy (``mpirl.nets.acting``) that acting ranks act with, where it has
-        # one: the lead builds it and sends it to every rank (``share_acting_policy``)
+        # one: the lead builds it and sends it to every rank (``acting_twin``)
         self.acting = None
 
     @cached_property
@@ -99,17 +99,15 @@ class RunSetup:
         rng.seed_initial_weights(self.cfg.seed)
         return self.algorithm.policy(self.cfg, self.spec).to(device)
 
-    def share_acting_policy(self, world) -> None:
-        """Collective: the lead builds the policy and gives every rank its numpy twin
-        (``mpirl.nets.acting``, initial weights included), or None where the policy acts in
-        torch or no rank acts for a learner. Acting ranks that have a twin never import
-        torch, whose import is most of a rank's start-up time."""
-        from mpirl import comm
-        twin = None
-        if world.Get_rank() == 0 and not self.layout.self_acting:
-            acting = getattr(self.make_policy("cpu"), "acting", None)
-            twin = acting() if acting is not None else None
-        self.acting = comm.broadcast_object(world, twin)
+    def acting_twin(self):
+        """The policy's numpy twin (``mpirl.nets.acting``, its initial weights included) for
+        the acting ranks, or None where the policy acts in torch or no rank acts for a
+        learner. The lead builds it and sends it to every rank (``mpirl.train``): acting ranks
+        that have one never import torch, whose import is most of a rank's start-up time."""
+        if self.layout.self_acting:
+            return None
+        acting = getattr(self.make_policy("cpu"), "acting", None)
+        return acting() if acting is not None else None
 
     def actor_policy(self) -> tuple[object, np.ndarray]:
         """What an acting rank acts with, and the float32 array its learner's weights are
