@@ -141,6 +141,9 @@ def test_options_are_grouped_by_the_algorithms_that_read_them_in_help():
         "(a2c, ppo, dqn, sac, td3, d4pg, impala, r2d2):")
     assert sections["entropy"] == "entropy (a2c, ppo, sac, a3c, impala):"
     assert sections["asynchronous actors"] == "asynchronous actors (impala):"
+    assert sections["learner synchronization"].endswith("(a2c, ppo, dqn, sac, td3, d4pg, "
+                                                        "impala, r2d2):")
+    assert sections["slow actors"] == "slow actors (a2c, ppo, dqn, sac, td3, d4pg, r2d2):"
     ppo = text[text.index("PPO (ppo):"):text.index("minibatches (ppo, dqn, sac, td3, d4pg, r2d2):")]
     assert "--clip-range" in ppo and "--replay-size" not in ppo
 

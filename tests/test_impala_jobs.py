@@ -41,6 +41,22 @@ def test_learners_stay_identical_while_their_actors_run_freely(tmp_path, monkeyp
         timing["actor"]["categories"]["wait_weights"]["share"] < 0.2
 
 
+def test_with_model_averaging_the_learners_agree_every_k_updates_only(tmp_path, monkeypatch):
+    """--sync average --average-every 4: each learner updates from its own actors' unrolls and
+    the two hold the same weights right after every fourth update only."""
+    monkeypatch.setenv("MPIRL_PLUGINS", "plugins.impala_digests")
+    run = tmp_path / "run"
+    res = run_job(["mpirl.train", "--algo", "impala_digests", "--learners", "2", "--sync",
+                   "average", "--average-every", "4", "--total-steps", "40000",
+                   "--eval-every", "0", "--run-dir", str(run), *QUIET], ranks=6, timeout=180)
+    assert res.returncode == 0, res.stderr
+    first = (run / "weights-0.txt").read_text().splitlines()
+    second = (run / "weights-1.txt").read_text().splitlines()
+    assert len(first) == len(second) > 20
+    for a, b in zip(first, second):
+        assert (a == b) == (int(a.split()[0]) % 4 == 0), (a, b)
+
+
 def test_unrolls_older_than_the_lag_limit_are_dropped_and_counted(tmp_path):
     run = tmp_path / "run"
     res = run_job(["mpirl.train", "--algo", "impala", "--max-policy-lag", "2",

@@ -22,8 +22,9 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, Callable
 
-from mpirl.execution.layout import (Layout, LearnerOptions, ServerOptions, StreamingOptions,
-                                    SyncOptions, plan_layout, plan_server_layout)
+from mpirl.execution.layout import (Layout, LearnerOptions, ServerOptions, StragglerOptions,
+                                    StreamingOptions, SyncOptions, plan_layout,
+                                    plan_server_layout)
 
 
 @dataclass(frozen=True)
@@ -43,11 +44,12 @@ class ExecutionModel:
 
 
 SYNCHRONOUS = ExecutionModel(
-    "synchronous learners and actors", (LearnerOptions, SyncOptions),
+    "synchronous learners and actors", (LearnerOptions, SyncOptions, StragglerOptions),
     lambda cfg, size: plan_layout(size, cfg.learners), "mpirl.execution.sync")
 
 STREAMING = ExecutionModel(
-    "asynchronous actors and synchronous learners", (LearnerOptions, StreamingOptions),
+    "asynchronous actors and synchronous learners",
+    (LearnerOptions, SyncOptions, StreamingOptions),
     lambda cfg, size: plan_layout(size, cfg.learners), "mpirl.execution.streaming",
     messages_per_iteration=lambda cfg, layout, learner: cfg.batch_unrolls)
 

@@ -32,15 +32,31 @@ class SyncOptions:
 
     sync: str = option(
         "gradients", "How learners stay together: 'gradients' averages every update's "
-        "gradient (identical weights always); 'average' (a2c, ppo, dqn, sac, td3, d4pg) lets "
-        "each learner update its own copy from its own actors' data and averages the weights "
-        "every --average-every updates (one allreduce per K updates, no waiting in between).",
-        choices=("gradients", "average"))
+        "gradient (identical weights always); 'average' (a2c, ppo, dqn, sac, td3, d4pg, "
+        "impala) lets each learner update its own copy from its own actors' data and averages "
+        "the weights every --average-every updates (one allreduce per K updates, no waiting "
+        "in between).", choices=("gradients", "average"))
     average_every: int = option(8, "With --sync average: updates between two averaging steps.",
                                 bounds="[1, inf)")
     average_moments: bool = option(
         False, "With --sync average: average the optimizer's moments with the weights (twice "
         "or three times the bytes); unset, each learner keeps its own.")
+
+    @staticmethod
+    def validate(cfg) -> None:
+        if cfg.sync == "average" and not cfg.algorithm.model_averaging:
+            raise ConfigError(f"--sync average is not available for --algo {cfg.algo}: its "
+                              "learners average gradients only (--sync gradients)")
+        if cfg.sync == "average" and getattr(cfg, "target_kl", None) is not None:
+            raise ConfigError("--target-kl stops every learner's epochs at the same minibatch "
+                              "by averaging the KL at every update, which --sync average does "
+                              "not do: unset --target-kl, or use --sync gradients")
+
+
+@dataclass
+class StragglerOptions:
+    """slow actors"""
+
     straggler_cutoff: float = option(
         0.0, "A2C, PPO: once this share of a learner's actors have delivered their rollouts, "
         "the others send what they have collected (at least --straggler-min-share of "
@@ -52,11 +68,7 @@ class SyncOptions:
 
     @staticmethod
     def validate(cfg) -> None:
-        algorithm = cfg.algorithm
-        if cfg.sync == "average" and not algorithm.model_averaging:
-            raise ConfigError(f"--sync average is not available for --algo {cfg.algo}: its "
-                              "learners average gradients only (--sync gradients)")
-        if cfg.straggler_cutoff > 0 and not algorithm.cut_rollouts:
+        if cfg.straggler_cutoff > 0 and not cfg.algorithm.cut_rollouts:
             from mpirl.algos import registry
             takers = [a.name for a in registry.algorithms().values() if a.cut_rollouts]
             raise ConfigError(f"--straggler-cutoff is not available for --algo {cfg.algo}: it "
@@ -64,10 +76,6 @@ class SyncOptions:
         if cfg.straggler_cutoff > 0 and getattr(cfg, "intrinsic", "none") != "none":
             raise ConfigError("--straggler-cutoff does not combine with --intrinsic yet: RND's "
                               "statistics need whole rollouts")
-        if cfg.sync == "average" and getattr(cfg, "target_kl", None) is not None:
-            raise ConfigError("--target-kl stops every learner's epochs at the same minibatch "
-                              "by averaging the KL at every update, which --sync average does "
-                              "not do: unset --target-kl, or use --sync gradients")
 
 
 @dataclass

@@ -55,6 +55,7 @@ ALGORITHM = register(Algorithm(
     name="impala",
     description="IMPALA: asynchronous actors, V-trace learners",
     execution=STREAMING,
+    model_averaging=True,
     options=(ImpalaOptions, actor_critic.ActorCriticOptions, actor_critic.EntropyOptions,
              actor_critic.RolloutLearnerOptions, actor_critic.RecurrentOptions,
              actor_critic.CriticCoreOptions, rnd.IntrinsicOptions),

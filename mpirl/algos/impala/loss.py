@@ -121,6 +121,7 @@ class Impala:
         skipped = not averager.finite  # the same verdict on every learner
         if not skipped:
             self.optimizer.step()
+            averager.stepped()  # --sync average: every K updates, the weights are averaged
         rhos = log_rhos.exp()
         stats = {"skipped": skipped, "loss": loss.total, "policy_loss": loss.policy,
                  "value_loss": loss.value, "entropy": loss.entropy, "grad_norm": grad_norm,
