@@ -128,6 +128,16 @@ def _add_row(rows: list[dict], row: dict, first: dict | None, label: str) -> dic
     return first
 
 
+def _print_ratios(rows: list[dict], key: str) -> None:
+    """Each configuration's throughput over the first one's, the median of its rounds (the
+    rows' ``vs_first``), configurations named by ``key``."""
+    names = list(dict.fromkeys(r[key] for r in rows))
+    for name in names[1:]:
+        ratios = [r["vs_first"] for r in rows if r[key] == name]
+        print(f"{name} / {names[0]} throughput: median {float(np.median(ratios)):.2f}x "
+              f"(range {min(ratios):.2f}-{max(ratios):.2f}x)")
+
+
 def _interleaved_options(p: argparse.ArgumentParser, total_steps: int) -> None:
     """The options of the commands that run several configurations round after round."""
     p.add_argument("--ranks", type=int, default=4)
@@ -217,20 +227,13 @@ def main(argv: list[str] | None = None) -> int:
         rows = bench_compare(args, train_args)
         print(f"{', '.join(args.algos)} on {args.env}, {args.ranks} ranks, "
               f"{args.total_steps:,} env steps per run ({os.cpu_count()} CPUs here)")
-        for algo in args.algos[1:]:
-            ratios = [r["vs_first"] for r in rows if r["algo"] == algo]
-            print(f"{algo} / {args.algos[0]} throughput: median {float(np.median(ratios)):.2f}x "
-                  f"(range {min(ratios):.2f}-{max(ratios):.2f}x)")
+        _print_ratios(rows, "algo")
         _print_table(rows, _columns(rows))
     elif args.what == "variants":
         rows = bench_variants(args, train_args)
         print(f"{len(args.variant)} variants on {args.env}, {args.ranks} ranks, "
               f"{args.total_steps:,} env steps per run ({os.cpu_count()} CPUs here)")
-        names = list(dict.fromkeys(r["variant"] for r in rows))
-        for name in names[1:]:
-            ratios = [r["vs_first"] for r in rows if r["variant"] == name]
-            print(f"{name} / {names[0]} throughput: median {float(np.median(ratios)):.2f}x "
-                  f"(range {min(ratios):.2f}-{max(ratios):.2f}x)")
+        _print_ratios(rows, "variant")
         _print_table(rows, _columns(rows))
     elif args.what == "a3c":
         rows = bench_a3c(args, train_args)

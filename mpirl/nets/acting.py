@@ -120,6 +120,15 @@ def lstm_names(prefix: str) -> tuple[str, str, str, str]:
             f"{prefix}.bias_hh_l0")
 
 
+def require_state(state: np.ndarray | None, shape: tuple[int, int, int]) -> np.ndarray:
+    """``state`` if it is a recurrent policy's state of ``shape`` (rows, envs, size), else a
+    ValueError that says how to get one."""
+    if state is None or state.shape != shape:
+        raise ValueError(f"a recurrent policy acts with its state: pass state=, an array "
+                         f"{shape} from initial_state({shape[1]})")
+    return state
+
+
 def is_recurrent(model) -> bool:
     """Whether a policy acts with a state it carries from step to step."""
     return getattr(model, "recurrent", False)
@@ -321,11 +330,7 @@ class _Recurrent(ActingPolicy):
         return np.zeros((self.state_rows, n, self.lstm_size), dtype=np.float32)
 
     def _require(self, state: np.ndarray | None, n: int) -> np.ndarray:
-        shape = (self.state_rows, n, self.lstm_size)
-        if state is None or state.shape != shape:
-            raise ValueError(f"a recurrent policy acts with its state: pass state=, an array "
-                             f"{shape} from initial_state({n})")
-        return state
+        return require_state(state, (self.state_rows, n, self.lstm_size))
 
     def _step(self, obs: np.ndarray, state: np.ndarray) -> list[np.ndarray]:
         """Advance ``state`` in place over ``obs``; each core's output (n, lstm_size)."""

@@ -19,8 +19,8 @@ from torch import nn
 
 from mpirl.acting.envs import EnvSpec
 from mpirl.nets.acting import (RecurrentActorCriticActing, is_recurrent,  # noqa: F401
-                               lstm_names, lstm_step_np, recurrent_state_rows, sample,
-                               sample_logp)
+                               lstm_names, lstm_step_np, recurrent_state_rows,
+                               require_state, sample, sample_logp)
 from mpirl.nets.actor_critic import ActorCritic, cnn_features, nature_cnn
 from mpirl.nets.mlp import linear_stack, mlp, parameter_layout, stack_names
 
@@ -185,11 +185,7 @@ class RecurrentActorCritic(ActorCritic):
         return lstm_step_np(x, state[0:2], *self._core_arrays()[0])
 
     def _require(self, state: np.ndarray | None, n: int) -> np.ndarray:
-        shape = (self.state_rows, n, self.lstm_size)
-        if state is None or state.shape != shape:
-            raise ValueError(f"a recurrent policy acts with its state: pass state=, an array "
-                             f"{shape} from initial_state({n})")
-        return state
+        return require_state(state, (self.state_rows, n, self.lstm_size))
 
     def act(self, obs: np.ndarray, rng: np.random.Generator, deterministic: bool = False,
             state: np.ndarray | None = None) -> np.ndarray:
