@@ -231,7 +231,8 @@ def main(argv: list[str] | None = None) -> int:
         _print_table(rows, _columns(rows))
     elif args.what == "variants":
         rows = bench_variants(args, train_args)
-        print(f"{len(args.variant)} variants on {args.env}, {args.ranks} ranks, "
+        env = "the env each sets" if any("--env " in v for v in args.variant) else args.env
+        print(f"{len(args.variant)} variants on {env}, {args.ranks} ranks, "
               f"{args.total_steps:,} env steps per run ({os.cpu_count()} CPUs here)")
         _print_ratios(rows, "variant")
         _print_table(rows, _columns(rows))
