@@ -104,6 +104,46 @@ def test_dqn_huber_loss_and_importance_weights():
     assert weighted.item() == pytest.approx(0.5 * 0.5 ** 2 / 2)
 
 
+@pytest.mark.parametrize("activation", ["relu", "tanh"])
+@pytest.mark.parametrize("dueling", [False, True])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_dqn_written_out_update_equals_autograd(activation, dueling, weighted):
+    """DQN's update with the Q-network's backward pass written out (``DirectQ``) gives
+    autograd's gradient, loss and TD errors: huge TD errors (the Huber loss's linear part)
+    and small ones, importance weights, a learner's share of the global batch."""
+    from types import SimpleNamespace
+
+    from mpirl.algos.dqn.loss import DQN
+    from mpirl.algos.dqn.qnetwork import QNetwork
+    from mpirl.comm.gradsync import GradientAverager
+    from mpirl.replay import Sample
+    spec = EnvSpec((3, 2), np.dtype(np.float32), True, 5, None, None)
+    torch.manual_seed(1)
+    model = QNetwork(spec, [32, 16], activation, dueling)
+    target = QNetwork(spec, [32, 16], activation, dueling)
+    averager = GradientAverager(model.parameters(), None, share=0.3)
+    dqn = DQN(SimpleNamespace(max_grad_norm=0.0), model, target, averager,
+              SimpleNamespace(step=lambda: None))  # gradients only: no step
+    assert dqn.direct is not None
+    rng = np.random.default_rng(0)
+    n = 40
+    batch = Sample(np.arange(n), rng.standard_normal((n, 3, 2), dtype=np.float32) * 3,
+                   rng.integers(0, 5, n), rng.standard_normal(n, dtype=np.float32) * 3,
+                   rng.standard_normal((n, 3, 2), dtype=np.float32),
+                   (rng.random(n) < 0.8).astype(np.float32) * 0.99,
+                   rng.random(n, dtype=np.float32))
+    written = dqn.update(batch, weighted)
+    gradient = averager.flat.clone()
+    dqn.direct = None
+    reference = dqn.update(batch, weighted)
+    assert np.abs(reference["td"]).max() > 2 and np.abs(reference["td"]).min() < 1
+    torch.testing.assert_close(gradient, averager.flat, rtol=1e-5, atol=1e-7)
+    assert gradient.abs().max() > 1e-2
+    for key in ("loss", "q_mean", "q_max", "td_abs", "grad_norm"):
+        assert written[key] == pytest.approx(reference[key], rel=1e-6)
+    np.testing.assert_allclose(written["td"], reference["td"], rtol=1e-6)
+
+
 def test_actor_epsilons_follow_ape_x_and_anneal():
     from mpirl.algos.dqn.exploration import actor_epsilon
     from mpirl.config.schema import Config

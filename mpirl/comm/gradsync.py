@@ -117,9 +117,13 @@ class GradientAverager:
                 self.average_every is None or self.since_average + 1 >= self.average_every):
             self._arrival = announce_arrival(self.comm)  # (averaging: the update before one)
 
-    def zero_grad(self) -> None:
-        """Clear the gradient and the flag slot (not ``extras``: set those each update)."""
-        if self._host is None:
+    def zero_grad(self, gradient: bool = True) -> None:
+        """Clear the gradient and the flag slot (not ``extras``: set those each update).
+        ``gradient=False`` clears the flag only, for a caller that then writes every
+        parameter's gradient whole (``mpirl.algos.dqn.direct``)."""
+        if not gradient:
+            self._nonfinite[0] = 0.0
+        elif self._host is None:
             self.buffer[:self.numel + 1].zero_()
         else:
             self.flat.zero_()

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from mpirl.algos.dqn.direct import DirectQ
 from mpirl.replay import Sample
 
 __all__ = ["DQN", "double_dqn_targets", "dqn_loss"]
@@ -44,10 +45,13 @@ class DQN:
     STAT_KEYS = ("loss", "q_mean", "grad_norm", "q_max", "td_abs")
 
     def __init__(self, cfg, model, target, averager, optimizer):
+        from mpirl.algos.dqn.qnetwork import QNetwork
         self.cfg = cfg
         self.model, self.target = model, target
         self.averager, self.optimizer = averager, optimizer
         self.device = next(model.parameters()).device
+        # the MLP Q-network's passes written out (``direct``): half the time of autograd's
+        self.direct = DirectQ(model) if type(model) is QNetwork else None
         self.sync_target()
 
     def sync_target(self) -> None:
@@ -55,11 +59,13 @@ class DQN:
             for t, p in zip(self.target.parameters(), self.model.parameters()):
                 t.copy_(p)
 
-    def step(self, loss: torch.Tensor) -> tuple[float, bool]:
-        """Backward, average over the learners, clip, and step unless the averaged gradient
-        is not finite (the same verdict on every learner). Returns (gradient norm, skipped)."""
-        self.averager.zero_grad()
-        self.averager.backward(loss)
+    def step(self, loss: torch.Tensor | None) -> tuple[float, bool]:
+        """Backward (``loss`` None: the gradient is already written), average over the
+        learners, clip, and step unless the averaged gradient is not finite (the same verdict
+        on every learner). Returns (gradient norm, skipped)."""
+        if loss is not None:
+            self.averager.zero_grad()
+            self.averager.backward(loss)
         self.averager.average()
         grad_norm = self.averager.clip_norm_(self.cfg.max_grad_norm)
         skipped = not self.averager.finite
@@ -76,6 +82,8 @@ class DQN:
         the statistics, ``skipped`` (the same verdict on every learner) and the absolute TD
         errors (for the priorities)."""
         self.averager.announce()
+        if self.direct is not None:
+            return self._direct_update(batch, weighted)
         obs, next_obs = self._tensor(batch.obs), self._tensor(batch.next_obs)
         with torch.no_grad():
             targets = double_dqn_targets(self.model(next_obs), self.target(next_obs),
@@ -85,8 +93,38 @@ class DQN:
         loss, td = dqn_loss(q, self._tensor(batch.actions), targets,
                             self._tensor(batch.weights) if weighted else None)
         grad_norm, skipped = self.step(loss)
+        return self._stats(loss, q.detach(), td, grad_norm, skipped)
+
+    def _direct_update(self, batch: Sample, weighted: bool) -> dict:
+        """``update`` through ``DirectQ``: the same loss, its gradient by hand. The Huber
+        loss's derivative is its TD error clipped to [-1, 1]."""
+        model, n = self.model, len(batch.actions)
+        obs, next_obs = self._tensor(batch.obs), self._tensor(batch.next_obs)
+        with torch.no_grad():
+            inputs, q_both = self.direct.forward(torch.cat([model._flat(obs),
+                                                            model._flat(next_obs)]))
+            q = q_both[:n]
+            targets = double_dqn_targets(q_both[n:], self.target(next_obs),
+                                         self._tensor(batch.returns),
+                                         self._tensor(batch.discounts))
+            weights = self._tensor(batch.weights) if weighted else None
+            actions = self._tensor(batch.actions).long().unsqueeze(-1)
+            loss, td = dqn_loss(q, actions.squeeze(-1), targets, weights)
+            # d loss / d Q(s, a) of this learner's share of the global mean
+            slope = td.neg().clamp_(-1.0, 1.0).mul_(self.averager.share / max(n, 1))
+            if weights is not None:
+                slope.mul_(weights)
+            self.averager.zero_grad(gradient=False)
+            self.averager.check_loss(loss)
+            self.direct.backward(inputs, torch.zeros_like(q).scatter_(-1, actions,
+                                                                      slope.unsqueeze(-1)))
+        grad_norm, skipped = self.step(None)
+        return self._stats(loss, q, td, grad_norm, skipped)
+
+    @staticmethod
+    def _stats(loss: torch.Tensor, q: torch.Tensor, td: torch.Tensor, grad_norm: float,
+               skipped: bool) -> dict:
         td = td.abs()
-        q = q.detach()
         loss_, q_mean, q_max, td_abs = torch.stack([loss.detach(), q.mean(), q.max(),
                                                    td.mean()]).tolist()  # one transfer
         return {"skipped": skipped, "loss": loss_, "q_mean": q_mean, "q_max": q_max,
