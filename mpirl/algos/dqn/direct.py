@@ -7,6 +7,8 @@ few elementwise passes: the online network sees the observations and the next ob
 one product over both, and each weight's gradient is written by the product that computes it
 straight into the gradient-averaging buffer (the parameters' ``.grad`` views). The gradients are
 autograd's to rounding (tested against it for every variant: ReLU or tanh, dueling or not).
+Unlike the actor-critics' numpy passes (``mpirl.nets.backprop``) these are torch operations,
+so a learner on ``cuda`` runs them too; at DQN's widths torch's products are the faster ones.
 """
 from __future__ import annotations
 
