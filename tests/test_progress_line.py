@@ -50,3 +50,17 @@ def test_a_terminal_gets_a_live_line_and_a_log_gets_rows(tmp_path):
     assert res.returncode == 0, res.stderr
     rows = [line for line in res.stdout.splitlines() if line.startswith("steps ")]
     assert len(rows) == 4 and "\r" not in res.stdout, res.stdout
+
+
+def test_a_row_names_the_loss_the_algorithm_reports(tmp_path, capsys):
+    """SAC, TD3 and D4PG report their critics' loss, not one "loss": the row shows that,
+    never a column of nan."""
+    from mpirl.files.logger import ProgressLogger
+    from mpirl.files.rundir import RunDir
+    log = ProgressLogger(RunDir(tmp_path), enabled=True, tensorboard=False, live=False)
+    log.write({"env_steps": 1000, "sps": 50.0, "episode_return_mean": -900.0, "loss": 0.25})
+    log.write({"env_steps": 2000, "sps": 50.0, "episode_return_mean": -800.0,
+               "value_loss": 1.5, "policy_loss": 3.0})
+    first, second = capsys.readouterr().out.splitlines()
+    assert first.endswith("loss   0.2500") and "critic" not in first
+    assert second.endswith("critic loss   1.5000") and "nan" not in second

@@ -121,7 +121,11 @@ class ProgressLogger:
         elif not self.quiet:
             ret = row.get("episode_return_mean", float("nan"))
             line = (f"steps {row['env_steps']:>10,d}  sps {row['sps']:>9,.0f}  "
-                    f"train return {ret:8.2f}  loss {row.get('loss', float('nan')):8.4f}")
+                    f"train return {ret:8.2f}")
+            for key, label in (("loss", "loss"), ("value_loss", "critic loss")):
+                if key in row:  # actor-critics on replay (SAC...) report their critics' loss
+                    line += f"  {label} {row[key]:8.4f}"
+                    break
             if "eval_return_mean" in row:
                 line += f"  eval return {row['eval_return_mean']:8.2f}"
             print(line, flush=True)
