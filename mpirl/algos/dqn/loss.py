@@ -13,6 +13,7 @@ import torch
 from torch.nn import functional as F
 
 from mpirl.algos.dqn.direct import DirectQ
+from mpirl.algos.dqn.qnetwork import QNetwork
 from mpirl.replay import Sample
 
 __all__ = ["DQN", "double_dqn_targets", "dqn_loss"]
@@ -45,7 +46,6 @@ class DQN:
     STAT_KEYS = ("loss", "q_mean", "grad_norm", "q_max", "td_abs")
 
     def __init__(self, cfg, model, target, averager, optimizer):
-        from mpirl.algos.dqn.qnetwork import QNetwork
         self.cfg = cfg
         self.model, self.target = model, target
         self.averager, self.optimizer = averager, optimizer
@@ -82,9 +82,9 @@ class DQN:
         the statistics, ``skipped`` (the same verdict on every learner) and the absolute TD
         errors (for the priorities)."""
         self.averager.announce()
-        if self.direct is not None:
-            return self._direct_update(batch, weighted)
         obs, next_obs = self._tensor(batch.obs), self._tensor(batch.next_obs)
+        if self.direct is not None:
+            return self._direct_update(batch, weighted, obs, next_obs)
         with torch.no_grad():
             targets = double_dqn_targets(self.model(next_obs), self.target(next_obs),
                                          self._tensor(batch.returns),
@@ -95,11 +95,11 @@ class DQN:
         grad_norm, skipped = self.step(loss)
         return self._stats(loss, q.detach(), td, grad_norm, skipped)
 
-    def _direct_update(self, batch: Sample, weighted: bool) -> dict:
+    def _direct_update(self, batch: Sample, weighted: bool, obs: torch.Tensor,
+                       next_obs: torch.Tensor) -> dict:
         """``update`` through ``DirectQ``: the same loss, its gradient by hand. The Huber
         loss's derivative is its TD error clipped to [-1, 1]."""
         model, n = self.model, len(batch.actions)
-        obs, next_obs = self._tensor(batch.obs), self._tensor(batch.next_obs)
         with torch.no_grad():
             inputs, q_both = self.direct.forward(torch.cat([model._flat(obs),
                                                             model._flat(next_obs)]))
@@ -108,15 +108,16 @@ class DQN:
                                          self._tensor(batch.returns),
                                          self._tensor(batch.discounts))
             weights = self._tensor(batch.weights) if weighted else None
-            actions = self._tensor(batch.actions).long().unsqueeze(-1)
-            loss, td = dqn_loss(q, actions.squeeze(-1), targets, weights)
+            actions = self._tensor(batch.actions)
+            loss, td = dqn_loss(q, actions, targets, weights)
             # d loss / d Q(s, a) of this learner's share of the global mean
             slope = td.neg().clamp_(-1.0, 1.0).mul_(self.averager.share / max(n, 1))
             if weights is not None:
                 slope.mul_(weights)
             self.averager.zero_grad(gradient=False)
             self.averager.check_loss(loss)
-            self.direct.backward(inputs, torch.zeros_like(q).scatter_(-1, actions,
+            taken = actions.long().unsqueeze(-1)
+            self.direct.backward(inputs, torch.zeros_like(q).scatter_(-1, taken,
                                                                       slope.unsqueeze(-1)))
         grad_norm, skipped = self.step(None)
         return self._stats(loss, q, td, grad_norm, skipped)
