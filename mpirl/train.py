@@ -160,7 +160,8 @@ def _prepare(world, request: _Request):
         if not exact:
             notes.append(relayout_note(ckpt, setup.layout))
         parts = rank_parts(ckpt, setup.layout, exact, ckpt.shared["counters"]["segment"] + 1)
-        for note in notes:
+    if rank == 0:
+        for note in notes + setup.notes:
             print(f"mpirl: {note}", file=sys.stderr, flush=True)
     resume = comm.scatter_objects(world, parts) if cfg.resume else None
     return cfg, setup, run_dir, resume

@@ -251,7 +251,7 @@ def test_a_bf16_cnn_trunk_trains_float32_weights_with_the_float32_gradient():
     spec = EnvSpec((4, 84, 84), np.dtype(np.uint8), True, 6, None, None)
     torch.manual_seed(0)
     full = CNNActorCritic(spec, [64])
-    half = CNNActorCritic(spec, [64], bf16=True)
+    half = CNNActorCritic(spec, [64], precision="bf16")
     half.load_state_dict(full.state_dict())
     obs = torch.randint(0, 256, (16, 4, 84, 84), dtype=torch.uint8)
     actions = torch.randint(0, 6, (16,))
@@ -266,3 +266,46 @@ def test_a_bf16_cnn_trunk_trains_float32_weights_with_the_float32_gradient():
     torch.testing.assert_close(half(obs)[1], full(obs)[1], rtol=0.05, atol=0.02)
     cosine = torch.nn.functional.cosine_similarity(grads[0], grads[1], dim=0)
     assert cosine > 0.99, float(cosine)
+
+
+def test_auto_precision_computes_in_bfloat16_only_where_the_device_does_natively():
+    from mpirl.nets.actor_critic import CNNActorCritic, native_bf16
+    spec = EnvSpec((4, 84, 84), np.dtype(np.uint8), True, 6, None, None)
+    torch.manual_seed(0)
+    models = {p: CNNActorCritic(spec, [64], precision=p) for p in ("fp32", "bf16", "auto")}
+    for model in models.values():
+        model.load_state_dict(models["fp32"].state_dict())
+    obs = torch.randint(0, 256, (4, 4, 84, 84), dtype=torch.uint8)
+    with torch.no_grad():
+        out = {p: model(obs)[0] for p, model in models.items()}
+    assert not torch.equal(out["fp32"], out["bf16"])  # the two arithmetics differ
+    native = native_bf16("cpu")
+    assert torch.equal(out["auto"], out["bf16" if native else "fp32"])
+    assert not native_bf16("no-such-device")
+
+
+def test_bf16_where_it_is_emulated_is_a_start_up_note_and_auto_fits_any_policy():
+    from types import SimpleNamespace
+
+    from mpirl.algos.actor_critic import check_precision
+    from mpirl.config.fields import ConfigError
+    from mpirl.nets.actor_critic import native_bf16
+    frames = EnvSpec((4, 84, 84), np.dtype(np.uint8), True, 6, None, None)
+    vector = EnvSpec((4,), np.dtype(np.float32), True, 2, None, None)
+
+    def notes(precision, spec):
+        setup = SimpleNamespace(cfg=SimpleNamespace(precision=precision, device="cpu",
+                                                    env="E", algo="ppo"),
+                                spec=spec, notes=[])
+        check_precision(setup)
+        return setup.notes
+
+    assert notes("auto", frames) == notes("auto", vector) == notes("fp32", frames) == []
+    emulated = notes("bf16", frames)
+    if native_bf16("cpu"):
+        assert emulated == []
+    else:
+        assert len(emulated) == 1 and "bfloat16 is emulated on this CPU" in emulated[0]
+        assert "--precision auto" in emulated[0]
+    with pytest.raises(ConfigError, match="applies to the CNN policy"):
+        notes("bf16", vector)

@@ -91,10 +91,12 @@ class RolloutLearnerOptions:
     """normalization and CNN precision on synchronous learners"""
 
     precision: str = option(
-        "fp32", "Arithmetic of the CNN trunk (image observations): fp32, or bf16 = bfloat16 "
+        "fp32", "Arithmetic of the CNN trunk (image observations): fp32, bf16 = bfloat16 "
         "autocast of its convolutions and hidden layer, with float32 weights, optimizer and "
-        "heads (CNN updates ~2.4x faster on CPUs with AVX512-BF16 or AMX, and on GPUs).",
-        choices=("fp32", "bf16"))
+        "heads (CNN updates ~2.4x faster on CPUs with AVX512-BF16 or AMX, and on GPUs; ~14x "
+        "slower on CPUs without), or auto = bf16 on each rank's device where it computes "
+        "bfloat16 natively, else fp32.",
+        choices=("fp32", "bf16", "auto"))
     normalize_obs: bool = option(False, "Normalize observations by running mean and variance "
                                  "over everything collected; saved with the policy.")
     clip_obs: float = option(10.0, "Clip normalized observations to +-this.", bounds="(0, inf)")
@@ -117,11 +119,11 @@ def policy(cfg, env: EnvSpec) -> ActorCritic:
     if recurrent(cfg):
         return RecurrentActorCritic(env, list(cfg.hidden_sizes), cfg.activation,
                                     lstm_size=cfg.lstm_size, cnn=is_image(env),
-                                    bf16=getattr(cfg, "precision", "fp32") == "bf16",
+                                    precision=getattr(cfg, "precision", "fp32"),
                                     separate_critic=cfg.separate_critic, **kwargs)
     if is_image(env):
         return CNNActorCritic(env, list(cfg.hidden_sizes), cfg.activation,
-                              bf16=cfg.precision == "bf16", **kwargs)
+                              precision=cfg.precision, **kwargs)
     return ActorCritic(env, list(cfg.hidden_sizes), cfg.activation, **kwargs)
 
 
@@ -167,8 +169,22 @@ def recurrent_fields(cfg, env: EnvSpec) -> Fields:
 
 
 def check_precision(setup) -> None:
+    """--precision bf16 on an MLP is refused; where this rank's CPU (the acting ranks' device)
+    or the learners' device emulates bfloat16, the run is told that it will be slow."""
     cfg = setup.cfg
-    if cfg.precision != "fp32" and not is_image(setup.spec):
+    if cfg.precision == "bf16" and is_image(setup.spec):
+        import torch
+
+        from mpirl.nets.actor_critic import native_bf16
+        gpu = cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
+        slow = [name for device, name in (("cpu", "CPU"), ("cuda", "GPU"))[:1 + gpu]
+                if not native_bf16(device)]
+        if slow:
+            setup.notes.append(
+                f"--precision bf16: bfloat16 is emulated on this {' and '.join(slow)} (no "
+                f"AVX512-BF16 or AMX on a CPU), where the CNN computes many times slower than "
+                f"in fp32; --precision auto uses bf16 only where it is native")
+    if cfg.precision == "bf16" and not is_image(setup.spec):
         raise ConfigError(f"--precision {cfg.precision} applies to the CNN policy of a2c and "
                           f"ppo on image observations; env '{cfg.env}' with --algo {cfg.algo} "
                           f"trains an MLP, which computes in fp32")

@@ -57,6 +57,7 @@ class RunSetup:
         self.steps_per_iteration = cfg.n_steps * cfg.envs_per_actor * sum(
             self.messages_of(r) for r in range(layout.learners))
         self.iterations = math.ceil(cfg.total_steps / self.steps_per_iteration)
+        self.notes: list[str] = []  # what the lead prints at start-up (the checks add them)
         check_action_space(cfg, self.algorithm, spec)
         self.algorithm.check(self)
         # the policy in numpy (``mpirl.nets.acting``) that acting ranks act with, where it has

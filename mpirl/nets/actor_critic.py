@@ -7,6 +7,7 @@ the end of its parameter list: they travel with the weights to actors, are saved
 policy, and are applied wherever the policy runs, evaluation included."""
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -157,13 +158,15 @@ class CNNActorCritic(ActorCritic):
     """Policy and value heads on one shared Nature CNN (Mnih et al. 2015: 32 8x8/4, 64 4x4/2,
     64 3x3/1 convolutions, 512 units) over stacked uint8 frames, scaled to [0, 1].
 
-    ``bf16``: the trunk runs under bfloat16 autocast (forward and backward), its 512 features
-    return to float32, and the heads, the log-probabilities and every weight stay float32."""
+    ``precision`` (``cnn_features``): ``bf16`` runs the trunk under bfloat16 autocast (forward
+    and backward), its 512 features return to float32, and the heads, the log-probabilities and
+    every weight stay float32; ``auto`` does so only where the device computes bfloat16
+    natively; ``fp32`` never."""
 
     def __init__(self, spec: EnvSpec, hidden_sizes: list[int], activation: str = "tanh",
-                 bf16: bool = False, **kwargs):
+                 precision: str = "fp32", **kwargs):
         super().__init__(spec, hidden_sizes, activation, **kwargs)
-        self.bf16 = bf16
+        self.precision = precision
 
     def _build(self, spec: EnvSpec, obs_dim: int, hidden_sizes: list[int], act) -> None:
         self.trunk = nature_cnn(spec.obs_shape)
@@ -171,7 +174,7 @@ class CNNActorCritic(ActorCritic):
         self.vf = mlp([512, self.value_heads], act, out_gain=1.0)
 
     def _flat(self, obs: torch.Tensor) -> torch.Tensor:
-        return cnn_features(self.trunk, self._input(obs), self.obs_norm, self.bf16)
+        return cnn_features(self.trunk, self._input(obs), self.obs_norm, self.precision)
 
     def _policy_out(self, x: torch.Tensor) -> torch.Tensor:
         return self.pi(x)
@@ -201,12 +204,33 @@ def nature_cnn(obs_shape: tuple[int, ...]) -> nn.Sequential:
                          nn.Flatten(), fc, nn.ReLU())
 
 
-def cnn_features(trunk: nn.Module, x: torch.Tensor, normalized: bool, bf16: bool
+def native_bf16(device_type: str) -> bool:
+    """Whether ``device_type`` ('cpu', 'cuda') computes bfloat16 in hardware: a CPU with
+    AVX512-BF16 or AMX, a CUDA GPU that supports it. Elsewhere bfloat16 is emulated, and a CNN
+    update under bfloat16 autocast is many times slower than in float32 (14x on an AVX2 CPU)."""
+    if device_type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if device_type != "cpu":
+        return False
+    return _cpu_bf16()
+
+
+@functools.cache
+def _cpu_bf16() -> bool:
+    capabilities = getattr(torch.cpu, "get_capabilities", None)  # not in older torch
+    if capabilities is None:
+        return False
+    found = capabilities()
+    return bool(found.get("avx512_bf16") or found.get("amx_bf16"))
+
+
+def cnn_features(trunk: nn.Module, x: torch.Tensor, normalized: bool, precision: str
                  ) -> torch.Tensor:
     """The CNN trunk's float32 features of frames ``x`` (scaled to [0, 1] unless
-    ``normalized``), under bfloat16 autocast with ``bf16``."""
+    ``normalized``), under bfloat16 autocast with ``precision`` bf16, or auto on a device
+    that computes bfloat16 natively (``native_bf16``)."""
     x = x if normalized else x * (1.0 / 255.0)
-    if not bf16:
+    if precision == "fp32" or (precision == "auto" and not native_bf16(x.device.type)):
         return trunk(x)
     with torch.autocast(x.device.type, dtype=torch.bfloat16):
         features = trunk(x)

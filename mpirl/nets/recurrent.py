@@ -75,7 +75,7 @@ class RecurrentActorCritic(ActorCritic):
     """Encoder, LSTM core (``lstm_size`` units) and linear policy and value heads.
 
     The encoder is an MLP of ``hidden_sizes`` with the activation after every layer, or
-    (``cnn``) the Nature CNN over uint8 frame stacks (``bf16`` as ``CNNActorCritic``). With
+    (``cnn``) the Nature CNN over uint8 frame stacks (``precision`` as ``CNNActorCritic``). With
     ``separate_critic`` an MLP policy's critic has its own encoder and core, as the feed-forward
     MLP actor-critic has separate networks (with one core for both heads, the value's
     regression, whose gradient dwarfs the policy's on unnormalized advantages, shapes most of
@@ -87,9 +87,9 @@ class RecurrentActorCritic(ActorCritic):
     recurrent = True
 
     def __init__(self, spec: EnvSpec, hidden_sizes: list[int], activation: str = "tanh",
-                 lstm_size: int = 64, cnn: bool = False, bf16: bool = False,
+                 lstm_size: int = 64, cnn: bool = False, precision: str = "fp32",
                  separate_critic: bool = True, **kwargs):
-        self.lstm_size, self.cnn, self.bf16 = lstm_size, cnn, bf16
+        self.lstm_size, self.cnn, self.precision = lstm_size, cnn, precision
         self.separate = separate_critic and not cnn
         self.state_rows = self.rows(separate_critic, cnn)
         super().__init__(spec, hidden_sizes, activation, **kwargs)
@@ -117,7 +117,7 @@ class RecurrentActorCritic(ActorCritic):
         x = self._input(obs)
         if not self.cnn:
             return (trunk or self.trunk)(x.reshape(obs.shape[0], -1))
-        return cnn_features(self.trunk, x, self.obs_norm, self.bf16)
+        return cnn_features(self.trunk, x, self.obs_norm, self.precision)
 
     def unroll(self, obs: torch.Tensor, state: torch.Tensor, resets: torch.Tensor | None
                ) -> tuple[torch.Tensor, torch.Tensor]:
