@@ -90,6 +90,12 @@ def test_double_dqn_targets_pick_online_argmax_and_evaluate_with_target():
     y = double_dqn_targets(online, target, torch.tensor([1.0, 2.0]), torch.tensor([0.5, 0.0]))
     # row 0: online prefers action 1, target says 20 -> 1 + 0.5 * 20; row 1: terminated -> 2
     assert y.tolist() == [11.0, 2.0]
+    # --no-double-q: the target network's own maximum, 1 + 0.5 * 20 and 2
+    y = double_dqn_targets(None, target, torch.tensor([1.0, 2.0]), torch.tensor([0.5, 0.0]))
+    assert y.tolist() == [11.0, 2.0]
+    online = torch.tensor([[3.0, 1.0], [5.0, 2.0]])  # online prefers action 0: 1 + 0.5 * 10
+    assert double_dqn_targets(online, target, torch.tensor([1.0, 2.0]),
+                              torch.tensor([0.5, 0.0])).tolist() == [6.0, 2.0]
 
 
 def test_dqn_huber_loss_and_importance_weights():
@@ -106,11 +112,12 @@ def test_dqn_huber_loss_and_importance_weights():
 
 @pytest.mark.parametrize("activation", ["relu", "tanh"])
 @pytest.mark.parametrize("dueling", [False, True])
-@pytest.mark.parametrize("weighted", [False, True])
-def test_dqn_written_out_update_equals_autograd(activation, dueling, weighted):
+@pytest.mark.parametrize("weighted,double", [(False, True), (True, True), (False, False)])
+def test_dqn_written_out_update_equals_autograd(activation, dueling, weighted, double):
     """DQN's update with the Q-network's backward pass written out (``DirectQ``) gives
     autograd's gradient, loss and TD errors: huge TD errors (the Huber loss's linear part)
-    and small ones, importance weights, a learner's share of the global batch."""
+    and small ones, importance weights, a learner's share of the global batch, double DQN's
+    targets or the target network's maximum."""
     from types import SimpleNamespace
 
     from mpirl.algos.dqn.loss import DQN
@@ -122,7 +129,7 @@ def test_dqn_written_out_update_equals_autograd(activation, dueling, weighted):
     model = QNetwork(spec, [32, 16], activation, dueling)
     target = QNetwork(spec, [32, 16], activation, dueling)
     averager = GradientAverager(model.parameters(), None, share=0.3)
-    dqn = DQN(SimpleNamespace(max_grad_norm=0.0), model, target, averager,
+    dqn = DQN(SimpleNamespace(max_grad_norm=0.0, double_q=double), model, target, averager,
               SimpleNamespace(step=lambda: None))  # gradients only: no step
     assert dqn.direct is not None
     rng = np.random.default_rng(0)

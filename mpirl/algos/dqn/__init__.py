@@ -27,6 +27,10 @@ class DQNOptions:
     target_update: int = option(100, "Copy the online network to the target every this many "
                                 "updates.", bounds="[1, inf)")
     dueling: bool = option(False, "Dueling value/advantage heads.")
+    double_q: bool = option(True, "Double DQN: the online network picks the next action and "
+                            "the target network values it; --no-double-q: the target "
+                            "network's own maximum (Mnih et al. 2015; SB3's DQN), which saves "
+                            "DQN one forward pass per update.")
     exploration: str = option(
         "apex", "Epsilon per acting rank i of N: apex = eps-base ** (1 + eps-alpha i/(N-1)) "
         "(Ape-X), linear = eps-final for all; both annealed from 1.0 over "

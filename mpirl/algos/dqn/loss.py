@@ -1,6 +1,7 @@
 """The DQN loss and update: the double-DQN target (van Hasselt et al. 2016, arXiv:1509.06461),
-n-step returns and a Huber loss, as in Ape-X (Horgan et al. 2018, arXiv:1803.00933), and
-importance weights for prioritized replay (Schaul et al. 2016, arXiv:1511.05952).
+or with --no-double-q the target network's own maximum (Mnih et al. 2015), n-step returns
+and a Huber loss, as in Ape-X (Horgan et al. 2018, arXiv:1803.00933), and importance weights
+for prioritized replay (Schaul et al. 2016, arXiv:1511.05952).
 
 ``double_dqn_targets`` and ``dqn_loss`` are pure functions of tensors. ``DQN`` is the update a
 learner runs on each minibatch: loss, backward, gradient averaging across learners, clipping,
@@ -19,10 +20,13 @@ from mpirl.replay import Sample
 __all__ = ["DQN", "double_dqn_targets", "dqn_loss"]
 
 
-def double_dqn_targets(next_q_online: torch.Tensor, next_q_target: torch.Tensor,
+def double_dqn_targets(next_q_online: torch.Tensor | None, next_q_target: torch.Tensor,
                        returns: torch.Tensor, discounts: torch.Tensor) -> torch.Tensor:
-    """y = R + discount x Q_target(s', argmax_a Q_online(s', a)). ``discounts`` is gamma**k,
-    0 where the episode terminated inside the n-step window."""
+    """y = R + discount x Q_target(s', argmax_a Q_online(s', a)), or with ``next_q_online``
+    None y = R + discount x max_a Q_target(s', a). ``discounts`` is gamma**k, 0 where the
+    episode terminated inside the n-step window."""
+    if next_q_online is None:
+        return returns + discounts * next_q_target.amax(-1)
     best = next_q_online.argmax(-1, keepdim=True)
     return returns + discounts * next_q_target.gather(-1, best).squeeze(-1)
 
@@ -50,6 +54,7 @@ class DQN:
         self.model, self.target = model, target
         self.averager, self.optimizer = averager, optimizer
         self.device = next(model.parameters()).device
+        self.double = getattr(cfg, "double_q", True)
         # the MLP Q-network's passes written out (``direct``): half the time of autograd's
         self.direct = DirectQ(model) if type(model) is QNetwork else None
         self.sync_target()
@@ -86,7 +91,8 @@ class DQN:
         if self.direct is not None:
             return self._direct_update(batch, weighted, obs, next_obs)
         with torch.no_grad():
-            targets = double_dqn_targets(self.model(next_obs), self.target(next_obs),
+            online = self.model(next_obs) if self.double else None
+            targets = double_dqn_targets(online, self.target(next_obs),
                                          self._tensor(batch.returns),
                                          self._tensor(batch.discounts))
         q = self.model(obs)
@@ -101,10 +107,13 @@ class DQN:
         loss's derivative is its TD error clipped to [-1, 1]."""
         model, n = self.model, len(batch.actions)
         with torch.no_grad():
-            inputs, q_both = self.direct.forward(torch.cat([model._flat(obs),
-                                                            model._flat(next_obs)]))
+            # double DQN: the online network over the observations and the next ones at once
+            x = torch.cat([model._flat(obs), model._flat(next_obs)]) if self.double \
+                else model._flat(obs)
+            inputs, q_both = self.direct.forward(x)
             q = q_both[:n]
-            targets = double_dqn_targets(q_both[n:], self.target(next_obs),
+            targets = double_dqn_targets(q_both[n:] if self.double else None,
+                                         self.target(next_obs),
                                          self._tensor(batch.returns),
                                          self._tensor(batch.discounts))
             weights = self._tensor(batch.weights) if weighted else None

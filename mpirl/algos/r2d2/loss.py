@@ -104,7 +104,7 @@ class R2D2(DQN):
         q_rest, _ = model.unroll(obs[burn:], state, firsts[burn:])
         with torch.no_grad():  # the online network's greedy actions, over every step
             online = q_rest.detach() if burn == 0 else torch.cat([q_burn, q_rest.detach()])
-            best = online.argmax(-1, keepdim=True)
+            best = (online if cfg.double_q else q_target).argmax(-1, keepdim=True)
             q_boot = q_target.gather(-1, best).squeeze(-1).transpose(0, 1)  # (B, L)
             rewards = torch.from_numpy(batch["rewards"]).to(dev)
             flags = torch.from_numpy(batch["flags"]).to(dev)
