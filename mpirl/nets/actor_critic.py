@@ -209,7 +209,12 @@ def native_bf16(device_type: str) -> bool:
     AVX512-BF16 or AMX, a CUDA GPU that supports it. Elsewhere bfloat16 is emulated, and a CNN
     update under bfloat16 autocast is many times slower than in float32 (14x on an AVX2 CPU)."""
     if device_type == "cuda":
-        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+        if not torch.cuda.is_available():
+            return False
+        try:  # without emulation: a V100 runs bfloat16, but emulated and slowly
+            return torch.cuda.is_bf16_supported(including_emulation=False)
+        except TypeError:  # older torch: no emulation counted
+            return torch.cuda.is_bf16_supported()
     if device_type != "cpu":
         return False
     return _cpu_bf16()
