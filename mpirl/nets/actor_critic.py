@@ -209,23 +209,27 @@ def native_bf16(device_type: str) -> bool:
     AVX512-BF16 or AMX, a CUDA GPU that supports it. Elsewhere bfloat16 is emulated, and a CNN
     update under bfloat16 autocast is many times slower than in float32 (14x on an AVX2 CPU)."""
     if device_type == "cuda":
-        if not torch.cuda.is_available():
-            return False
-        try:  # without emulation: a V100 runs bfloat16, but emulated and slowly
-            return torch.cuda.is_bf16_supported(including_emulation=False)
-        except TypeError:  # older torch: no emulation counted
-            return torch.cuda.is_bf16_supported()
-    if device_type != "cpu":
+        return _cuda_bf16()
+    return device_type == "cpu" and _cpu_bf16()
+
+
+@functools.cache  # asked at every forward pass of --precision auto
+def _cuda_bf16() -> bool:
+    if not torch.cuda.is_available():
         return False
-    return _cpu_bf16()
+    try:  # without emulation: a V100 runs bfloat16, but emulated and slowly
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    except TypeError:  # older torch: no emulation counted
+        return torch.cuda.is_bf16_supported()
 
 
 @functools.cache
 def _cpu_bf16() -> bool:
     capabilities = getattr(torch.cpu, "get_capabilities", None)  # not in older torch
-    if capabilities is None:
-        return False
-    found = capabilities()
+    try:
+        found = capabilities() if capabilities is not None else {}
+    except RuntimeError:  # a CPU torch cannot describe
+        found = {}
     return bool(found.get("avx512_bf16") or found.get("amx_bf16"))
 
 
