@@ -129,11 +129,11 @@ def test_resume_on_another_rank_count_re_lays_out_and_says_what_carries_over(tmp
     assert steps == sorted(set(steps))
 
 
-def test_killing_any_rank_ends_the_job_quickly_ten_times(tmp_path):
+def test_killing_any_rank_ends_the_job_quickly_five_times(tmp_path):
     """SIGKILL one rank of a 4-rank run at a random point; the launcher must end the job."""
     rng = random.Random(5)
     took = []
-    for attempt in range(10):
+    for attempt in range(5):
         run = tmp_path / f"run{attempt}"
         proc = start_job(["mpirl.train", "--total-steps", "10000000", "--checkpoint-every", "20",
                           "--learners", str(rng.choice([1, 2])), "--quiet",

@@ -19,12 +19,13 @@ from helpers import run_job
 
 pytestmark = pytest.mark.slow
 
-# algorithm, its default budget in env steps
-ALGOS = [("a2c", 300_000), ("ppo", 100_000), ("dqn", 200_000), ("a3c", 300_000)]
+# algorithm, its default budget in env steps, the seeds run (PPO, the quick-start algorithm
+# and the cheapest run, on three; DQN, the slowest, on one)
+RUNS = [("a2c", 300_000, 0), ("a2c", 300_000, 1), ("ppo", 100_000, 0), ("ppo", 100_000, 1),
+        ("ppo", 100_000, 2), ("dqn", 200_000, 0), ("a3c", 300_000, 0), ("a3c", 300_000, 1)]
 
 
-@pytest.mark.parametrize("algo,budget", ALGOS)
-@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("algo,budget,seed", RUNS)
 def test_reaches_475_and_stays_solved_to_the_default_budget(tmp_path, algo, budget, seed):
     res = run_job(["mpirl.train", "--algo", algo, "--seed", str(seed), "--run-dir",
                    str(tmp_path), "--quiet", "--no-tensorboard"], ranks=4, timeout=300)
@@ -35,7 +36,7 @@ def test_reaches_475_and_stays_solved_to_the_default_budget(tmp_path, algo, budg
         evals = [float(r["eval_return_mean"]) for r in csv.DictReader(f)
                  if r["eval_return_mean"]]
     assert max(evals) >= 475, evals
-    assert summary["final_eval_return"] >= 475, summary
+    assert summary["final_eval_return"] >= 475, (summary, evals)
     if algo == "ppo":  # PPO's claim is the stronger one: it holds 475 to the end of the budget
         with open(tmp_path / "progress.csv") as f:
             late = [float(r["eval_return_mean"]) for r in csv.DictReader(f)
