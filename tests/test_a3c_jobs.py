@@ -68,9 +68,9 @@ def test_sixteen_ranks_with_a_staleness_limit_drop_and_count(tmp_path):
 
 def test_short_runs_in_a_row_all_end_cleanly(tmp_path):
     """No deadlock at shutdown: the stop reaches every worker, each says goodbye to every
-    server, and MPI finalizes, every time. (Six, two per server count, keep the suite short;
-    twenty in a row passed too.)"""
-    for i in range(6):
+    server, and MPI finalizes, every time. (Three, one per server count, keep the suite
+    short; twenty in a row passed too.)"""
+    for i in range(3):
         run = tmp_path / f"run{i}"
         servers = 1 + i % 3
         res = run_job([*SHORT, "--servers", str(servers), "--total-steps", "3000",
