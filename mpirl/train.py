@@ -245,10 +245,10 @@ def _run(request: _Request) -> tuple[int, Path | None]:
     # (for the acting twin), and a peer still importing would count against --comm-timeout.
     if setup.layout.is_learner(rank) or setup.acting is None:
         import torch  # noqa: F401
-    execution = setup.algorithm.execution.module()
     comms = comm.split_roles(world, setup.layout)
     checkpointer = Checkpointer(world, run_dir.checkpoints(cfg.keep_checkpoints))
     nodes = comm.gather_objects(world, slurm.node_name())
+    execution = setup.algorithm.execution.module()
     try:
         if rank == 0 and not cfg.quiet:
             for line in execution.describe(setup, run_dir, nodes):
