@@ -62,15 +62,19 @@ def read_run(run_dir: Path, metric: str) -> dict:
 
 
 def group_runs(runs: list[dict]) -> dict[str, list[dict]]:
-    """Runs that share a config apart from the seed, labelled by what tells the groups apart."""
+    """Runs that share a config apart from the seed, labelled by what tells the groups apart:
+    the algorithm and env, then the settings that differ between runs of the same algorithm
+    and env (the settings of different algorithms differ anyway: their defaults)."""
     keys = [tuple(sorted((k, str(v)) for k, v in r["config"].items()
                          if k not in _NOT_EXPERIMENT)) for r in runs]
-    distinct = sorted({k for key in keys for k in key if sum(k in kk for kk in keys) < len(runs)})
     groups: dict[str, list[dict]] = {}
     for run, key in zip(runs, keys):
         cfg = run["config"]
         label = f"{cfg['algo']} {cfg['env']}"
-        extra = [f"{k}={v}" for k, v in distinct if (k, v) in key and k not in ("algo", "env")]
+        kin = [kk for r, kk in zip(runs, keys)
+               if (r["config"]["algo"], r["config"]["env"]) == (cfg["algo"], cfg["env"])]
+        extra = [f"{k}={v}" for k, v in key
+                 if sum((k, v) in kk for kk in kin) < len(kin) and k not in ("algo", "env")]
         if extra:
             label += " (" + ", ".join(extra) + ")"
         groups.setdefault(label, []).append(run)

@@ -77,3 +77,16 @@ def test_scaling_plot_draws_the_measured_points_and_ideal_linear_scaling(tmp_pat
 def test_a_directory_without_a_run_is_refused(tmp_path):
     with pytest.raises(SystemExit, match="not an mpirl run directory"):
         main([str(tmp_path)])
+
+
+def test_runs_of_different_algorithms_are_labelled_by_algorithm_and_their_own_differences():
+    """The settings of two algorithms differ by their defaults: a label lists only what tells
+    apart runs of the same algorithm and env."""
+    def run(algo, seed, **cfg):
+        return {"config": {"algo": algo, "env": "ALE/Pong-v5", "seed": seed, **cfg}}
+    runs = [run("impala", 0, lr=6e-4, n_steps=20), run("ppo", 0, lr=2.5e-4, n_steps=128),
+            run("ppo", 1, lr=2.5e-4, n_steps=128), run("ppo", 0, lr=1e-4, n_steps=128)]
+    groups = group_runs(runs)
+    assert list(groups) == ["impala ALE/Pong-v5", "ppo ALE/Pong-v5 (lr=0.00025)",
+                            "ppo ALE/Pong-v5 (lr=0.0001)"]
+    assert [len(g) for g in groups.values()] == [1, 2, 1]
