@@ -67,14 +67,16 @@ def group_runs(runs: list[dict]) -> dict[str, list[dict]]:
     and env (the settings of different algorithms differ anyway: their defaults)."""
     keys = [tuple(sorted((k, str(v)) for k, v in r["config"].items()
                          if k not in _NOT_EXPERIMENT)) for r in runs]
+    kin: dict[tuple[str, str], list[tuple]] = {}  # the keys of each algorithm and env
+    for run, key in zip(runs, keys):
+        kin.setdefault((run["config"]["algo"], run["config"]["env"]), []).append(key)
     groups: dict[str, list[dict]] = {}
     for run, key in zip(runs, keys):
         cfg = run["config"]
         label = f"{cfg['algo']} {cfg['env']}"
-        kin = [kk for r, kk in zip(runs, keys)
-               if (r["config"]["algo"], r["config"]["env"]) == (cfg["algo"], cfg["env"])]
+        same = kin[(cfg["algo"], cfg["env"])]
         extra = [f"{k}={v}" for k, v in key
-                 if sum((k, v) in kk for kk in kin) < len(kin) and k not in ("algo", "env")]
+                 if sum((k, v) in kk for kk in same) < len(same) and k not in ("algo", "env")]
         if extra:
             label += " (" + ", ".join(extra) + ")"
         groups.setdefault(label, []).append(run)
