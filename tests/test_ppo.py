@@ -268,6 +268,30 @@ def test_a_bf16_cnn_trunk_trains_float32_weights_with_the_float32_gradient():
     assert cosine > 0.99, float(cosine)
 
 
+def test_the_cnn_trains_in_channels_last_with_the_default_layouts_features_and_gradients():
+    from mpirl.nets.actor_critic import nature_cnn
+    torch.manual_seed(0)
+    trunk = nature_cnn((4, 84, 84))
+    frames = torch.rand(8, 4, 84, 84)
+    seen = []
+    hook = trunk[0].register_forward_hook(lambda m, args, out: seen.append(
+        args[0].is_contiguous(memory_format=torch.channels_last)))
+    results = []
+    for forward in (trunk, lambda x: torch.nn.Sequential.forward(trunk, x)):
+        trunk.zero_grad()
+        features = forward(frames)
+        features.square().mean().backward()
+        results.append((features.detach(), [p.grad.clone() for p in trunk.parameters()]))
+    with torch.no_grad():
+        trunk(frames)  # inference passes keep the default layout (faster there)
+    hook.remove()
+    assert seen == [True, False, False]
+    (a, grads_a), (b, grads_b) = results
+    torch.testing.assert_close(a, b)
+    for ga, gb in zip(grads_a, grads_b):
+        torch.testing.assert_close(ga, gb, rtol=1e-4, atol=1e-6)
+
+
 def test_auto_precision_computes_in_bfloat16_only_where_the_device_does_natively():
     from mpirl.nets.actor_critic import CNNActorCritic, native_bf16
     spec = EnvSpec((4, 84, 84), np.dtype(np.uint8), True, 6, None, None)

@@ -187,6 +187,22 @@ class CNNActorCritic(ActorCritic):
         return self._policy_out(self._flat(torch.from_numpy(obs))).numpy()
 
 
+class ChannelsLastOnCPU(nn.Sequential):
+    """A convolutional stack whose float32 training passes on CPU run in the channels-last
+    memory layout: oneDNN's backward convolutions over (batch, height, width, channels) data
+    are faster (the Nature CNN's forward and backward pass 1.1-1.3x on an AVX2 core, batches
+    of 32 and 256), while its inference passes are 5-25% slower, so those (acting,
+    evaluation, no-grad targets) keep the default layout, as does bfloat16 autocast. Only the
+    activations change layout; the weights stay views into a flat vector, and the results are
+    those of the default layout up to rounding."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if (x.device.type == "cpu" and x.dim() == 4 and torch.is_grad_enabled()
+                and not torch.is_autocast_enabled("cpu")):
+            x = x.contiguous(memory_format=torch.channels_last)
+        return super().forward(x)
+
+
 def nature_cnn(obs_shape: tuple[int, ...]) -> nn.Sequential:
     """The Nature CNN trunk over (channels, height, width) frames: 512 ReLU features."""
     channels, height, width = obs_shape
@@ -200,8 +216,8 @@ def nature_cnn(obs_shape: tuple[int, ...]) -> nn.Sequential:
     fc = nn.Linear(flat, 512)
     nn.init.orthogonal_(fc.weight, gain=gain)
     nn.init.zeros_(fc.bias)
-    return nn.Sequential(convs[0], nn.ReLU(), convs[1], nn.ReLU(), convs[2], nn.ReLU(),
-                         nn.Flatten(), fc, nn.ReLU())
+    return ChannelsLastOnCPU(convs[0], nn.ReLU(), convs[1], nn.ReLU(), convs[2], nn.ReLU(),
+                             nn.Flatten(), fc, nn.ReLU())
 
 
 def native_bf16(device_type: str) -> bool:
