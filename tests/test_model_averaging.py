@@ -124,7 +124,7 @@ def test_normalization_counts_the_steps_collected_only():
 
 
 @pytest.mark.parametrize("args,message", [
-    (["--algo", "r2d2", "--sync", "average"], "--sync average is not available for --algo r2d2"),
+    (["--algo", "a3c", "--sync", "average"], "--sync is an option of .* not of --algo a3c"),
     (["--algo", "ppo", "--sync", "average", "--target-kl", "0.01"], "unset --target-kl"),
     (["--algo", "dqn", "--straggler-cutoff", "0.5"],
      r"--straggler-cutoff is not available for --algo dqn: it cuts on-policy rollouts \(a2c, ppo"),

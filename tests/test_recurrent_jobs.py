@@ -89,6 +89,25 @@ def test_r2d2_with_two_learners_each_sampling_its_shard(tmp_path):
     assert s["env_steps"] >= 6000 and s["updates"] > 0
 
 
+def test_r2d2_with_model_averaging_the_learners_agree_every_k_updates_only(tmp_path,
+                                                                          monkeypatch):
+    """--sync average --average-every 4 --average-moments: the Q-network, its target and the
+    optimizer's moments are identical on both learners right after every fourth update and
+    differ between (each learner trains on its own sequence replay)."""
+    monkeypatch.setenv("MPIRL_PLUGINS", "plugins.r2d2_digests")
+    run = tmp_path / "run"
+    args = [*R2D2_SMALL, "--algo", "r2d2_digests", "--learners", "2", "--total-steps", "3000",
+            "--eval-every", "0", "--sync", "average", "--average-every", "4",
+            "--average-moments", "--run-dir", str(run), *QUIET]
+    res = run_job(["mpirl.train", *args], ranks=4, timeout=180)
+    assert res.returncode == 0, res.stderr
+    first = (run / "digests-0.txt").read_text().splitlines()
+    second = (run / "digests-1.txt").read_text().splitlines()
+    assert len(first) == len(second) > 20
+    for a, b in zip(first, second):
+        assert (a == b) == (int(a.split()[0]) % 4 == 0), (a, b)
+
+
 # R2D2 with its defaults reaches 475 at 30k-50k steps on seeds 0-2 (README)
 @pytest.mark.slow
 def test_r2d2_solves_cartpole_without_velocities(tmp_path):

@@ -32,10 +32,10 @@ class SyncOptions:
 
     sync: str = option(
         "gradients", "How learners stay together: 'gradients' averages every update's "
-        "gradient (identical weights always); 'average' (a2c, ppo, dqn, sac, td3, d4pg, "
-        "impala) lets each learner update its own copy from its own actors' data and averages "
-        "the weights every --average-every updates (one allreduce per K updates, no waiting "
-        "in between).", choices=("gradients", "average"))
+        "gradient (identical weights always); 'average' (a2c, ppo, dqn, r2d2, sac, td3, "
+        "d4pg, impala) lets each learner update its own copy from its own actors' data and "
+        "averages the weights every --average-every updates (one allreduce per K updates, no "
+        "waiting in between).", choices=("gradients", "average"))
     average_every: int = option(8, "With --sync average: updates between two averaging steps.",
                                 bounds="[1, inf)")
     average_moments: bool = option(

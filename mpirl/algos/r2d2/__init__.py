@@ -130,6 +130,7 @@ ALGORITHM = register(Algorithm(
     name="r2d2",
     description="R2D2: recurrent Q-learning on distributed sequence replay",
     execution=SYNCHRONOUS,
+    model_averaging=True,
     options=(R2D2Options, DQNOptions, ReplayOptions, MinibatchOptions, RecurrentOptions),
     defaults=DEFAULTS,
     policy=_policy,
