@@ -13,7 +13,7 @@ from mpirl.config.fields import ConfigError
 from mpirl.config.sources import parse_config, resumed_config
 from mpirl.files.checkpoint import (Checkpoint, CheckpointError, CheckpointStore, decode, encode,
                                     from_bytes)
-from mpirl.runtime import signals
+from mpirl.runtime import rng, signals
 from mpirl.runtime.faults import Faults, InjectedFault, parse
 
 from helpers import crafted_checkpoint
@@ -117,6 +117,24 @@ def test_envs_that_cannot_be_saved_restart_with_fresh_seeds():
     assert snap["envs"] == [None, None]
     b = EnvVector("envs_for_tests:Corridor", 2, seed=0, rank=0)
     assert b.load_state_dict(snap, epoch=1) == 2
+
+
+def test_a_noise_stream_saved_on_another_device_type_is_reseeded_repeatably():
+    """SAC/TD3/D4PG checkpoint their learners' torch noise generator. A CUDA generator's
+    state (16 bytes: Philox seed and offset) cannot continue a CPU generator, nor the reverse:
+    a run moved to another device (--override device) reseeds from the saved state."""
+    g = torch.Generator().manual_seed(7)
+    saved = g.get_state()
+    same = torch.Generator()
+    assert rng.restore_torch_generator(same, saved)
+    assert torch.equal(torch.randn(5, generator=same), torch.randn(5, generator=g))
+    cuda_like = torch.tensor(list(range(16)), dtype=torch.uint8)
+    a, b, c = torch.Generator(), torch.Generator(), torch.Generator()
+    assert not rng.restore_torch_generator(a, cuda_like)
+    assert not rng.restore_torch_generator(b, cuda_like.clone())
+    assert not rng.restore_torch_generator(c, torch.flip(cuda_like, [0]))
+    draws = [torch.randn(5, generator=x) for x in (a, b, c)]
+    assert torch.equal(draws[0], draws[1]) and not torch.equal(draws[0], draws[2])
 
 
 def test_resumed_config_refuses_silent_changes():

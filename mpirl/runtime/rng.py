@@ -54,3 +54,20 @@ def seed_initial_weights(seed: int) -> None:
     """Seed torch before building a network: every rank then builds the same weights."""
     import torch
     torch.manual_seed(seed)
+
+
+def restore_torch_generator(generator, state) -> bool:
+    """Continue ``generator`` (a ``torch.Generator``) from a checkpointed ``get_state()``.
+    A state saved by a generator of another device type (a CUDA run resumed on CPUs, or the
+    reverse: the two keep states of different algorithms and sizes) cannot be continued: the
+    generator is then seeded from that state's bytes, so the resumed run is still repeatable.
+    Returns whether the saved stream was continued."""
+    import torch
+    try:
+        generator.set_state(state)
+        return True
+    except RuntimeError:
+        data = state.numpy().tobytes() if isinstance(state, torch.Tensor) else bytes(state)
+        generator.manual_seed(int(np.random.SeedSequence(
+            np.frombuffer(data, np.uint8).tolist()).generate_state(1, np.uint64)[0]) >> 1)
+        return False

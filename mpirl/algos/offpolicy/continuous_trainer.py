@@ -180,5 +180,5 @@ class ActorCriticReplayTrainer(ReplayTrainer):
                     p.copy_(saved)
             for k, o in self.opt.items():
                 o.load_state_dict(shared["optimizers"][k])
-        if own and "noise" in own:
-            self.generator.set_state(own["noise"])
+        if own and "noise" in own:  # (saved on another device type: reseeded from it)
+            streams.restore_torch_generator(self.generator, own["noise"])
