@@ -101,6 +101,19 @@ def summary(run: Path) -> dict:
     return json.loads((run / "summary.json").read_text())
 
 
+def learner_lines(run: Path, stem: str) -> tuple[list[str], list[str]]:
+    """The two learners' per-update lines (``<stem>-0.txt``, ``<stem>-1.txt``) written by the
+    digesting plug-ins of tests/plugins."""
+    return tuple((run / f"{stem}-{rank}.txt").read_text().splitlines() for rank in (0, 1))
+
+
+def assert_agree_every(first: list[str], second: list[str], k: int) -> None:
+    """Model averaging: the learners' lines (update count first) are equal right after every
+    ``k``-th update and differ between."""
+    for a, b in zip(first, second):
+        assert (a == b) == (int(a.split()[0]) % k == 0), (a, b)
+
+
 def learning_rows(run) -> list[dict]:
     """progress.csv without the wall-clock columns, which no two runs share."""
     with open(run / "progress.csv") as f:

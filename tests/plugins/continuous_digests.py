@@ -4,8 +4,6 @@ all learners stay identical. Built on the registered declarations alone."""
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import os
 
 import torch
 
@@ -13,13 +11,14 @@ from mpirl.algos.d4pg import ALGORITHM as D4PG
 from mpirl.algos.registry import register
 from mpirl.algos.sac import ALGORITHM as SAC
 from mpirl.algos.td3 import ALGORITHM as TD3
+from plugins import digest, learner_log
 
 
 def digesting(trainer_class):
     class Digesting(trainer_class):
         def __init__(self, ctx):
             super().__init__(ctx)
-            self._out = open(os.path.join(ctx.cfg.run_dir, f"digests-{ctx.rank}.txt"), "w")
+            self._out = learner_log(ctx, "digests")
 
         def after_update(self) -> None:
             super().after_update()
@@ -28,10 +27,7 @@ def digesting(trainer_class):
                      *state.get("extras", [])]
             for opt in state["optimizers"].values():  # a flat Adam: its steps and moments
                 parts += [torch.tensor(float(opt["steps"])), opt["exp_avg"], opt["exp_avg_sq"]]
-            digest = hashlib.sha256()
-            for t in parts:
-                digest.update(t.detach().cpu().numpy().tobytes())
-            self._out.write(f"{self.updates} {len(parts)} {digest.hexdigest()}\n")
+            self._out.write(f"{self.updates} {len(parts)} {digest(parts)}\n")
             self._out.flush()
 
     return Digesting

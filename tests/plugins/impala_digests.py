@@ -4,23 +4,21 @@ identical while their actors run freely. Built on the registered IMPALA declarat
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import os
 
 from mpirl.algos.impala import ALGORITHM
 from mpirl.algos.impala.trainer import ImpalaTrainer
 from mpirl.algos.registry import register
+from plugins import digest, learner_log
 
 
 class DigestingTrainer(ImpalaTrainer):
     def __init__(self, ctx):
         super().__init__(ctx)
-        self._out = open(os.path.join(ctx.cfg.run_dir, f"weights-{ctx.rank}.txt"), "w")
+        self._out = learner_log(ctx, "weights")
 
     def train(self, progress: float) -> list[dict]:
         stats = super().train(progress)
-        weights = self.ctx.policy_params.vector.detach().cpu().numpy()
-        self._out.write(f"{self.updates} {hashlib.sha256(weights.tobytes()).hexdigest()}\n")
+        self._out.write(f"{self.updates} {digest([self.ctx.policy_params.vector])}\n")
         self._out.flush()
         return stats
 

@@ -4,29 +4,25 @@ test of model averaging. Built on the registered R2D2 declaration alone."""
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import os
 
 import torch
 
 from mpirl.algos.r2d2 import ALGORITHM
 from mpirl.algos.r2d2.trainer import R2D2Trainer
 from mpirl.algos.registry import register
+from plugins import digest, learner_log
 
 
 class DigestingTrainer(R2D2Trainer):
     def __init__(self, ctx):
         super().__init__(ctx)
-        self._out = open(os.path.join(ctx.cfg.run_dir, f"digests-{ctx.rank}.txt"), "w")
+        self._out = learner_log(ctx, "digests")
 
     def after_update(self) -> None:
         super().after_update()
         moments = [v for v in self.optimizer.state_dict().values() if torch.is_tensor(v)]
         parts = [self.ctx.policy_params.vector, *self.shared_tensors(), *moments]
-        digest = hashlib.sha256()
-        for t in parts:
-            digest.update(t.detach().cpu().numpy().tobytes())
-        self._out.write(f"{self.updates} {digest.hexdigest()}\n")
+        self._out.write(f"{self.updates} {digest(parts)}\n")
         self._out.flush()
 
 
