@@ -9,9 +9,10 @@ root (``mpirun`` from PATH, or ``--mpirun``):
 - ``learn``: each algorithm's learning check of the test suite (fixed seed, target return) with
   its learners on ``--device``, ``--jobs`` jobs at a time; prints whether it reached the
   target, after how many env steps, and its learners' time per update.
-- ``speed``: a few jobs where the learner's work is large (the Atari CNN presets, SAC at the
-  zoo's settings, DQN), on ``--baseline`` and on ``--device`` in turn (A B A B, ``--rounds``),
-  one job at a time; prints steps/s and the learners' seconds per update side by side.
+- ``speed``: a few jobs where the learner's work is large (the Atari CNN presets as they are,
+  ``--precision auto``, and in bf16; SAC at the zoo's settings and at 4x its batch; DQN), on
+  ``--baseline`` and on ``--device`` in turn, every case once a round (``--rounds``), one job
+  at a time; prints steps/s and the learners' seconds per update side by side.
 - ``resume``: PPO and SAC runs stopped with SIGTERM after their first checkpoint and resumed
   on ``--device``, against the same runs uninterrupted (progress rows and final weights
   compared); the resumed run's checkpoint continued on the CPU (``--override device``); its
@@ -69,10 +70,26 @@ LEARN = [
 SPEED = [
     ("ppo Pong (CNN)", 8, ["--config", "presets/ppo-atari.yaml", "--envs-per-actor", "4",
                            "--total-steps", "10752", "--eval-every", "0"]),
+    ("ppo Pong (CNN, bf16)", 8, ["--config", "presets/ppo-atari.yaml", "--envs-per-actor",
+                                    "4", "--total-steps", "10752", "--eval-every", "0",
+                                    "--precision", "bf16"]),
+    ("ppo Pong minibatch 896 (CNN)", 8, ["--config", "presets/ppo-atari.yaml",
+                                         "--envs-per-actor", "4", "--batch-size", "896",
+                                         "--total-steps", "10752", "--eval-every", "0"]),
+    ("ppo Pong minibatch 896 (CNN, bf16)", 8, ["--config", "presets/ppo-atari.yaml",
+                                               "--envs-per-actor", "4", "--batch-size", "896",
+                                               "--total-steps", "10752", "--eval-every", "0",
+                                               "--precision", "bf16"]),
     ("impala Pong (CNN)", 8, ["--config", "presets/impala-atari.yaml",
                               "--total-steps", "16000", "--eval-every", "0"]),
+    ("impala Pong (CNN, bf16)", 8, ["--config", "presets/impala-atari.yaml",
+                                    "--total-steps", "16000", "--eval-every", "0",
+                                    "--precision", "bf16"]),
     ("sac Pendulum (256x256)", 2, ["--config", "presets/sac-pendulum.yaml",
                                    "--total-steps", "3000", "--eval-every", "0"]),
+    ("sac Pendulum batch 1024 (256x256)", 2, ["--config", "presets/sac-pendulum.yaml",
+                                               "--batch-size", "1024", "--total-steps", "2000",
+                                               "--eval-every", "0"]),
     ("dqn CartPole", 4, ["--algo", "dqn", "--total-steps", "20000", "--eval-every", "0"]),
 ]
 
@@ -156,9 +173,11 @@ class Runner:
                 print(f"learn  {row['name']:<24} {fmt_learn(row)}", flush=True)
 
     def speed(self) -> None:
-        for name, ranks, args in filter(lambda case: self.chosen(case[0]), SPEED):
-            for r in range(self.opts.rounds):
-                for dev in (self.opts.baseline, self.opts.device):
+        devices = [d for d in (self.opts.baseline, self.opts.device) if d != "none"]
+        cases = [case for case in SPEED if self.chosen(case[0])]
+        for r in range(self.opts.rounds):  # interleaved: every case and device once a round
+            for name, ranks, args in cases:
+                for dev in devices:
                     row = {"name": name, "round": r,
                            **self.train(f"speed-{dev}", ranks, args, dev, 300)}
                     self.results["speed"].append(row)
@@ -243,7 +262,9 @@ def read_run(run: pathlib.Path) -> dict:
              if r.get("eval_return_mean")]
     out["best_eval"] = max(evals) if evals else None
     try:
-        roles = json.loads((run / "timing.json").read_text())["breakdown"]
+        timing = json.loads((run / "timing.json").read_text())
+        out["verdict"] = timing.get("verdict")
+        roles = timing["breakdown"]
         t = next(v for role, v in roles.items() if "learner" in role)
         cats = t["categories"]
         # seconds are the mean over the role's ranks: one learner's
@@ -288,13 +309,15 @@ def fmt_speed(row: dict) -> str:
     if row["rc"]:
         return f"rc {row['rc']}: {row.get('error', '')[-600:]}"
     return (f"{row.get('sps')} steps/s  {row.get('ms_per_update')} ms/update over "
-            f"{row.get('updates') or row.get('iterations')} updates  wall {row['wall_s']} s")
+            f"{row.get('updates') or row.get('iterations')} updates  wall {row['wall_s']} s\n"
+            f"       verdict: {' / '.join(row.get('verdict') or [])}")
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--device", default="cuda")
-    p.add_argument("--baseline", default="cpu")
+    p.add_argument("--baseline", default="cpu", help="speed: the device each job also runs "
+                   "on, in turn with --device ('none': only --device)")
     p.add_argument("--phases", default="learn,speed,resume")
     p.add_argument("--jobs", type=int, default=4, help="learn: jobs at a time")
     p.add_argument("--rounds", type=int, default=2, help="speed: A B rounds")

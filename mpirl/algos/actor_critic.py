@@ -93,8 +93,9 @@ class RolloutLearnerOptions:
     precision: str = option(
         "fp32", "Arithmetic of the CNN trunk (image observations): fp32, bf16 = bfloat16 "
         "autocast of its convolutions and hidden layer, with float32 weights, optimizer and "
-        "heads (CNN updates ~2.4x faster on CPUs with AVX512-BF16 or AMX, and on GPUs; ~14x "
-        "slower on CPUs without), or auto = bf16 on each rank's device where it computes "
+        "heads (CNN updates ~2.4x faster on CPUs with AVX512-BF16 or AMX, ~14x slower on "
+        "CPUs without; on an H200 GPU 1.0-1.4x slower than fp32, whose convolutions run in "
+        "TF32 there), or auto = bf16 on the ranks whose device is a CPU that computes "
         "bfloat16 natively, else fp32.",
         choices=("fp32", "bf16", "auto"))
     normalize_obs: bool = option(False, "Normalize observations by running mean and variance "
@@ -183,7 +184,7 @@ def check_precision(setup) -> None:
             setup.notes.append(
                 f"--precision bf16: bfloat16 is emulated on this {' and '.join(slow)} (no "
                 f"AVX512-BF16 or AMX on a CPU), where the CNN computes many times slower than "
-                f"in fp32; --precision auto uses bf16 only where it is native")
+                f"in fp32; --precision auto uses bf16 only on CPUs where it is native")
     if cfg.precision == "bf16" and not is_image(setup.spec):
         raise ConfigError(f"--precision {cfg.precision} applies to the CNN policy of a2c and "
                           f"ppo on image observations; env '{cfg.env}' with --algo {cfg.algo} "
