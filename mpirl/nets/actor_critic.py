@@ -236,7 +236,7 @@ def auto_bf16(device_type: str) -> bool:
     on tensor cores (TF32) and the autocast's casts cost more than they save: on an H200, the
     Nature CNN's updates on 256 to 896 frames took 1.0-1.4x as long under bfloat16 autocast
     as in float32."""
-    return device_type == "cpu" and native_bf16("cpu")
+    return device_type == "cpu" and _cpu_bf16()
 
 
 @functools.cache  # asked where a run sets --precision bf16
