@@ -151,6 +151,70 @@ def test_dqn_written_out_update_equals_autograd(activation, dueling, weighted, d
     np.testing.assert_allclose(written["td"], reference["td"], rtol=1e-6)
 
 
+def test_cached_target_values_are_the_target_networks_and_give_the_same_update():
+    """Without double Q the target network's value of every stored observation is cached
+    between target copies: the cache holds what the target network gives on the minibatch's
+    next observations, follows new rows and target copies, turns itself off once valuing the
+    shard costs more than the minibatches would, and the update it feeds is the uncached one."""
+    from types import SimpleNamespace
+
+    from mpirl.algos.dqn.loss import DQN
+    from mpirl.algos.dqn.qnetwork import QNetwork
+    from mpirl.algos.dqn.target_values import TargetValues
+    from mpirl.comm.gradsync import GradientAverager
+    from mpirl.replay import VALID, ReplayShard
+    spec = EnvSpec((3,), np.dtype(np.float32), True, 4, None, None)
+    torch.manual_seed(2)
+    model, target = QNetwork(spec, [32, 32]), QNetwork(spec, [32, 32])
+    averager = GradientAverager(model.parameters(), None)
+    dqn = DQN(SimpleNamespace(max_grad_norm=0.0, double_q=False), model, target, averager,
+              SimpleNamespace(step=lambda: None))  # (copies the model to the target)
+    shard = ReplayShard(50, 2, (3,), np.float32, (), np.int64, 1, 0.9)
+    values = TargetValues(shard, target, samples_per_copy=80)
+    values.refresh()
+    rng = np.random.default_rng(0)
+
+    def add(T):
+        flags = np.where(rng.random((T, 2)) < 0.9, VALID, VALID | 6).astype(np.uint8)
+        shard.add(rng.standard_normal((T, 2, 3), dtype=np.float32), rng.integers(0, 4, (T, 2)),
+                  rng.standard_normal((T, 2), dtype=np.float32), flags)
+        values.added(T)
+
+    def check(sample):
+        with torch.no_grad():
+            expected = target(torch.from_numpy(sample.next_obs)).amax(-1).numpy()
+        np.testing.assert_allclose(values.lookup(sample.next_cells), expected, rtol=1e-5,
+                                   atol=1e-6)
+
+    for _ in range(5):
+        add(4)
+    check(shard.sample(64, rng))
+    with torch.no_grad():  # a target copy
+        for p in target.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    values.refresh()
+    add(4)
+    check(shard.sample(64, rng))
+    saved = values.state_dict()
+    again = TargetValues(shard, target, samples_per_copy=80)
+    again.load_state_dict(saved)
+    assert again.active and np.array_equal(again.values[:48], values.values[:48])
+
+    # the same update with the cached values as with the target network's forward pass
+    sample = shard.sample(64, rng)
+    cached = dqn.update(sample, False, next_values=values.lookup(sample.next_cells))
+    gradient = averager.flat.clone()
+    plain = dqn.update(sample, False)
+    torch.testing.assert_close(gradient, averager.flat, rtol=1e-5, atol=1e-7)
+    assert cached["loss"] == pytest.approx(plain["loss"], rel=1e-6)
+
+    # 2 x 48 stored observations > 80 samples between copies: back to the minibatches
+    for _ in range(12):
+        add(4)
+    values.refresh()
+    assert not values.active and values.lookup(sample.next_cells) is None
+
+
 def test_actor_epsilons_follow_ape_x_and_anneal():
     from mpirl.algos.dqn.exploration import actor_epsilon
     from mpirl.config.schema import Config

@@ -90,6 +90,29 @@ def test_n_step_returns_stop_at_episode_ends():
     assert rows.max() <= 8 - 1 - 3
 
 
+def test_one_step_transitions_bootstrap_from_the_next_row_or_the_final_observation():
+    shard = _shard(rows=6, n_step=1, gamma=0.5)
+    flags = np.full((8, 2), VALID, dtype=np.uint8)
+    flags[2, 0] = VALID | TERMINATED | ENDED   # stream 0 terminates at absolute row 2
+    flags[3, 1] = VALID | ENDED                # stream 1 is truncated at row 3 ...
+    flags[4, 1] = 0                            # ... and row 4 is its reset row
+    shard.add(*_chunk(0, 4, 2, flags[:4]))
+    shard.add(*_chunk(4, 4, 2, flags[4:]))     # rows 6 and 7 wrap to ring rows 0 and 1
+    cells = np.array([2 * 2 + 0, 3 * 2 + 1, 5 * 2 + 0, 5 * 2 + 1, 3 * 2 + 0])
+    s = shard._transitions(cells, np.ones(5, np.float32))
+    assert s.returns.tolist() == [1, 1, 1, 1, 1]
+    assert s.discounts.tolist() == [0, 0.5, 0.5, 0.5, 0.5]  # no bootstrap past a termination
+    assert s.next_obs[:, 0].tolist() == [3, 104, 6, 106, 4]  # truncation: the final obs
+    # the next observations' cells, for values cached per stored observation
+    stored = shard.obs.reshape(shard.capacity, -1)
+    assert np.array_equal(stored[s.next_cells], s.next_obs)
+    assert s.next_cells.tolist() == [3 * 2 + 0, 4 * 2 + 1, 0 * 2 + 0, 0 * 2 + 1, 4 * 2 + 0]
+    n3 = _shard()
+    n3.add(*_chunk(0, 8, 2))
+    s = n3.sample(50, np.random.default_rng(1))
+    assert np.array_equal(n3.obs.reshape(n3.capacity, -1)[s.next_cells], s.next_obs)
+
+
 def test_ring_wraps_and_windows_continue_across_the_wrap():
     shard = _shard(rows=10, n_step=2, gamma=1.0)
     for t0 in range(0, 24, 4):

@@ -26,6 +26,7 @@ from mpirl.runtime.memory import resident_zeros
 VALID = 1        # the cell holds a transition (not a reset row)
 TERMINATED = 2   # the episode terminated at this step: no bootstrap past it
 ENDED = 4        # the episode ended here (terminated or truncated): the n-step window stops
+STOPPED = ENDED | TERMINATED  # no bootstrap from this step's next observation
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,7 @@ class Sample:
     next_obs: np.ndarray     # the observation to bootstrap from
     discounts: np.ndarray    # gamma**k, or 0 where the episode terminated inside the window
     weights: np.ndarray      # importance-sampling weights (ones without prioritization)
+    next_cells: np.ndarray | None = None  # where the next observations live
 
 
 class ReplayShard:
@@ -149,36 +151,57 @@ class ReplayShard:
 
     def _sample_uniform(self, batch: int, rng: np.random.Generator) -> np.ndarray:
         first, last = self._ready_rows()
+        flags = self.flags.reshape(-1)
         cells = np.empty(batch, dtype=np.int64)
-        todo = np.arange(batch)
+        todo = None  # all of them
         for _ in range(64):  # reset rows are rare: redraw the few that hit one
-            rows = rng.integers(first, last + 1, todo.size) % self.rows
-            drawn = rows * self.streams + rng.integers(0, self.streams, todo.size)
-            cells[todo] = drawn
-            todo = todo[(self.flags.reshape(-1)[drawn] & VALID) == 0]
+            count = batch if todo is None else todo.size
+            drawn = rng.integers(first, last + 1, count) % self.rows
+            if self.streams > 1:  # (one stream: no draw, as integers(0, 1) draws nothing)
+                drawn *= self.streams
+                drawn += rng.integers(0, self.streams, count)
+            if todo is None:
+                cells = drawn
+                todo = np.flatnonzero((flags[drawn] & VALID) == 0)
+            else:
+                cells[todo] = drawn
+                todo = todo[(flags[drawn] & VALID) == 0]
             if todo.size == 0:
                 return cells
         raise ValueError("the replay shard holds no valid transition to sample")
 
     def _transitions(self, cells: np.ndarray, weights: np.ndarray) -> Sample:
-        S = self.streams
-        row, stream = cells // S, cells % S
-        returns = np.zeros(cells.size, dtype=np.float32)
-        alive = np.ones(cells.size, dtype=bool)      # the window has not hit an episode end
-        steps = np.zeros(cells.size, dtype=np.int64)  # steps summed so far
-        bootstrap = np.ones(cells.size, dtype=bool)
-        for j in range(self.n_step):
-            r = (row + j) % self.rows
-            returns += np.where(alive, np.float32(self.gamma ** j) * self.rewards[r, stream], 0)
-            steps += alive
-            f = self.flags[r, stream]
-            ends = alive & ((f & ENDED) > 0)
-            bootstrap &= ~(ends & ((f & TERMINATED) > 0))
-            alive &= ~ends
-        nxt = (row + steps) % self.rows
-        discounts = np.where(bootstrap, self.gamma ** steps, 0.0).astype(np.float32)
-        return Sample(cells, self.obs[row, stream], self.actions[row, stream], returns,
-                      self.obs[nxt, stream], discounts, weights)
+        # flat cell numbers throughout: one index array per gather, not a (row, stream) pair
+        capacity = self.capacity
+        obs = self.obs.reshape(capacity, *self.obs.shape[2:])
+        rewards, flags = self.rewards.reshape(-1), self.flags.reshape(-1)
+        f = flags[cells]
+        if self.n_step == 1:  # the common case, without the window's bookkeeping
+            returns = rewards[cells]
+            nxt = cells + self.streams
+            nxt[nxt >= capacity] -= capacity
+            discounts = np.where((f & STOPPED) == STOPPED, np.float32(0.0),
+                                 np.float32(self.gamma))
+        else:
+            returns = rewards[cells].copy()
+            alive = (f & ENDED) == 0                     # the window has not hit an episode end
+            steps = np.ones(cells.size, dtype=np.int64)  # steps summed so far
+            bootstrap = (f & STOPPED) != STOPPED
+            at = cells
+            for j in range(1, self.n_step):
+                at = at + self.streams
+                at[at >= capacity] -= capacity
+                returns += np.where(alive, np.float32(self.gamma ** j) * rewards[at], 0)
+                steps += alive
+                f = flags[at]
+                ends = alive & ((f & ENDED) > 0)
+                bootstrap &= ~(ends & ((f & TERMINATED) > 0))
+                alive &= ~ends
+            nxt = (cells + steps * self.streams) % capacity
+            discounts = np.where(bootstrap, self.gamma ** steps, 0.0).astype(np.float32)
+        actions = self.actions.reshape(capacity, *self.actions.shape[2:])
+        return Sample(cells, obs[cells], actions[cells], returns, obs[nxt], discounts, weights,
+                      nxt)
 
     def update_priorities(self, cells: np.ndarray, td_errors: np.ndarray) -> None:
         if self.tree is None:

@@ -82,19 +82,29 @@ class DQN:
     def _tensor(self, a: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(a).to(self.device, non_blocking=True)
 
-    def update(self, batch: Sample, weighted: bool) -> dict:
-        """One averaged gradient step on this learner's part of the global minibatch. Returns
-        the statistics, ``skipped`` (the same verdict on every learner) and the absolute TD
-        errors (for the priorities)."""
+    def _targets(self, batch: Sample, next_online: torch.Tensor | None,
+                 next_values: np.ndarray | None) -> torch.Tensor:
+        """The bootstrapped targets: from ``next_values`` (max_a Q_target(s', a), without
+        double Q) where given, else from the target network on the next observations."""
+        returns, discounts = self._tensor(batch.returns), self._tensor(batch.discounts)
+        if next_values is not None and next_online is None:
+            return returns + discounts * self._tensor(next_values)
+        return double_dqn_targets(next_online, self.target(self._tensor(batch.next_obs)),
+                                  returns, discounts)
+
+    def update(self, batch: Sample, weighted: bool, next_values: np.ndarray | None = None
+               ) -> dict:
+        """One averaged gradient step on this learner's part of the global minibatch
+        (``next_values``: the target network's values of its next observations, if known).
+        Returns the statistics, ``skipped`` (the same verdict on every learner) and the
+        absolute TD errors (for the priorities)."""
         self.averager.announce()
-        obs, next_obs = self._tensor(batch.obs), self._tensor(batch.next_obs)
+        obs = self._tensor(batch.obs)
         if self.direct is not None:
-            return self._direct_update(batch, weighted, obs, next_obs)
+            return self._direct_update(batch, weighted, obs, next_values)
         with torch.no_grad():
-            online = self.model(next_obs) if self.double else None
-            targets = double_dqn_targets(online, self.target(next_obs),
-                                         self._tensor(batch.returns),
-                                         self._tensor(batch.discounts))
+            online = self.model(self._tensor(batch.next_obs)) if self.double else None
+            targets = self._targets(batch, online, next_values)
         q = self.model(obs)
         loss, td = dqn_loss(q, self._tensor(batch.actions), targets,
                             self._tensor(batch.weights) if weighted else None)
@@ -102,20 +112,17 @@ class DQN:
         return self._stats(loss, q.detach(), td, grad_norm, skipped)
 
     def _direct_update(self, batch: Sample, weighted: bool, obs: torch.Tensor,
-                       next_obs: torch.Tensor) -> dict:
+                       next_values: np.ndarray | None) -> dict:
         """``update`` through ``DirectQ``: the same loss, its gradient by hand. The Huber
         loss's derivative is its TD error clipped to [-1, 1]."""
         model, n = self.model, len(batch.actions)
         with torch.no_grad():
             # double DQN: the online network over the observations and the next ones at once
-            x = torch.cat([model._flat(obs), model._flat(next_obs)]) if self.double \
-                else model._flat(obs)
+            x = (torch.cat([model._flat(obs), model._flat(self._tensor(batch.next_obs))])
+                 if self.double else model._flat(obs))
             inputs, q_both = self.direct.forward(x)
             q = q_both[:n]
-            targets = double_dqn_targets(q_both[n:] if self.double else None,
-                                         self.target(next_obs),
-                                         self._tensor(batch.returns),
-                                         self._tensor(batch.discounts))
+            targets = self._targets(batch, q_both[n:] if self.double else None, next_values)
             weights = self._tensor(batch.weights) if weighted else None
             actions = self._tensor(batch.actions)
             loss, td = dqn_loss(q, actions, targets, weights)
