@@ -64,7 +64,11 @@ class DirectQ:
             out = inputs[i + 1][:rows]
             dz = (torch.ops.aten.threshold_backward(dh, out, 0) if self.relu
                   else torch.ops.aten.tanh_backward(dh, out))
-            torch.mm(dz.t(), inputs[i][:rows], out=w.grad)
+            if w.shape[1] < w.shape[0]:  # a narrow input (the observation): the product
+                # with the wide side as its columns, then transposed, runs 2x as fast
+                w.grad.copy_(torch.mm(inputs[i][:rows].t(), dz).t())
+            else:
+                torch.mm(dz.t(), inputs[i][:rows], out=w.grad)
             torch.sum(dz, 0, out=b.grad)
             if i > 0:
                 dh = torch.mm(dz, w)
