@@ -28,7 +28,9 @@ class DQNTrainer(ReplayTrainer):
             p.requires_grad_(False)
         self.algo = DQN(cfg, ctx.policy, self.target, self.averager, self.optimizer)
         self.values = None
-        if not self.algo.double and type(self.replay) is ReplayShard:
+        # (--sync average also averages the target networks: their values would go stale)
+        if (not self.algo.double and type(self.replay) is ReplayShard
+                and self.averager.average_every is None):
             self.values = TargetValues(self.replay, self.target, cfg.target_update * self.batch)
             self.values.refresh()
 
