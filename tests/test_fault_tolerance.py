@@ -58,9 +58,9 @@ def test_a_stopped_and_resumed_dqn_run_with_its_replay_ends_like_an_uninterrupte
         tmp_path, target):
     """The replay shards, the target network, the update schedule and the chunks actors had
     already sent for the next iteration all go into the checkpoint, so a DQN run resumed on
-    the same layout repeats the uninterrupted run exactly. (Without double Q the learner
-    caches the target network's values of the stored observations until its replay outgrows
-    the samples between target copies, 25,600 here: the stop comes while it caches.)"""
+    the same layout repeats the uninterrupted run exactly. (The learner caches the target
+    network's action values of the stored observations until its replay outgrows the samples
+    drawn between two target copies, 25,600 here: the stop comes while it caches.)"""
     whole, parts = whole_and_resumed(tmp_path, [*DQN_LONG, target], 40000)
     assert same_weights(whole, parts)
     assert learning_rows(parts) == learning_rows(whole)
@@ -300,11 +300,11 @@ def small_disk(tmp_path):
 def _fill(disk):
     """Write a file until the disk is full; returns it."""
     filler = disk / "filler"
-    with open(filler, "wb") as f:
+    # unbuffered: a buffered file's close would flush what the full disk refused, and raise
+    with open(filler, "wb", buffering=0) as f:
         try:
             while True:
                 f.write(b"\0" * 65536)
-                f.flush()
         except OSError:
             pass
     return filler
