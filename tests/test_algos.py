@@ -151,11 +151,13 @@ def test_dqn_written_out_update_equals_autograd(activation, dueling, weighted, d
     np.testing.assert_allclose(written["td"], reference["td"], rtol=1e-6)
 
 
-def test_cached_target_values_are_the_target_networks_and_give_the_same_update():
-    """Without double Q the target network's value of every stored observation is cached
-    between target copies: the cache holds what the target network gives on the minibatch's
-    next observations, follows new rows and target copies, turns itself off once valuing the
-    shard costs more than the minibatches would, and the update it feeds is the uncached one."""
+@pytest.mark.parametrize("double", [False, True])
+def test_cached_target_values_are_the_target_networks_and_give_the_same_update(double):
+    """The target network's action values of every stored observation are cached between
+    target copies: the cache holds what the target network gives on a minibatch's next
+    observations, follows new rows and target copies, turns itself off once valuing the shard
+    would cost more than valuing the minibatches, and the update it feeds (double DQN or the
+    target's maximum) is the uncached one."""
     from types import SimpleNamespace
 
     from mpirl.algos.dqn.loss import DQN
@@ -167,10 +169,10 @@ def test_cached_target_values_are_the_target_networks_and_give_the_same_update()
     torch.manual_seed(2)
     model, target = QNetwork(spec, [32, 32]), QNetwork(spec, [32, 32])
     averager = GradientAverager(model.parameters(), None)
-    dqn = DQN(SimpleNamespace(max_grad_norm=0.0, double_q=False), model, target, averager,
+    dqn = DQN(SimpleNamespace(max_grad_norm=0.0, double_q=double), model, target, averager,
               SimpleNamespace(step=lambda: None))  # (copies the model to the target)
     shard = ReplayShard(50, 2, (3,), np.float32, (), np.int64, 1, 0.9)
-    values = TargetValues(shard, target, samples_per_copy=80)
+    values = TargetValues(shard, target, 4, samples_per_copy=80)
     values.refresh()
     rng = np.random.default_rng(0)
 
@@ -182,7 +184,7 @@ def test_cached_target_values_are_the_target_networks_and_give_the_same_update()
 
     def check(sample):
         with torch.no_grad():
-            expected = target(torch.from_numpy(sample.next_obs)).amax(-1).numpy()
+            expected = target(torch.from_numpy(sample.next_obs)).numpy()
         np.testing.assert_allclose(values.lookup(sample.next_cells), expected, rtol=1e-5,
                                    atol=1e-6)
 
@@ -196,23 +198,25 @@ def test_cached_target_values_are_the_target_networks_and_give_the_same_update()
     add(4)
     check(shard.sample(64, rng))
     saved = values.state_dict()
-    again = TargetValues(shard, target, samples_per_copy=80)
+    again = TargetValues(shard, target, 4, samples_per_copy=80)
     again.load_state_dict(saved)
     assert again.active and np.array_equal(again.values[:48], values.values[:48])
 
     # the same update with the cached values as with the target network's forward pass
     sample = shard.sample(64, rng)
-    cached = dqn.update(sample, False, next_values=values.lookup(sample.next_cells))
+    cached = dqn.update(sample, False, next_target_q=values.lookup(sample.next_cells))
     gradient = averager.flat.clone()
     plain = dqn.update(sample, False)
     torch.testing.assert_close(gradient, averager.flat, rtol=1e-5, atol=1e-7)
     assert cached["loss"] == pytest.approx(plain["loss"], rel=1e-6)
+    assert gradient.abs().max() > 1e-3
 
     # 2 x 48 stored observations > 80 samples between copies: back to the minibatches
     for _ in range(12):
         add(4)
-    values.refresh()
     assert not values.active and values.lookup(sample.next_cells) is None
+    values.refresh()
+    assert not values.active
 
 
 def test_actor_epsilons_follow_ape_x_and_anneal():

@@ -30,8 +30,7 @@ class DQNOptions:
     double_q: bool = option(True, "Double DQN: the online network picks the next action and "
                             "the target network values it; --no-double-q: the target "
                             "network's own maximum (Mnih et al. 2015; SB3's DQN), which saves "
-                            "DQN one forward pass per update, two while its replay is small "
-                            "(the target's values are then cached between copies).")
+                            "DQN one forward pass per update.")
     exploration: str = option(
         "apex", "Epsilon per acting rank i of N: apex = eps-base ** (1 + eps-alpha i/(N-1)) "
         "(Ape-X), linear = eps-final for all; both annealed from 1.0 over "

@@ -82,29 +82,28 @@ class DQN:
     def _tensor(self, a: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(a).to(self.device, non_blocking=True)
 
-    def _targets(self, batch: Sample, next_online: torch.Tensor | None,
-                 next_values: np.ndarray | None) -> torch.Tensor:
-        """The bootstrapped targets: from ``next_values`` (max_a Q_target(s', a), without
-        double Q) where given, else from the target network on the next observations."""
-        returns, discounts = self._tensor(batch.returns), self._tensor(batch.discounts)
-        if next_values is not None and next_online is None:
-            return returns + discounts * self._tensor(next_values)
-        return double_dqn_targets(next_online, self.target(self._tensor(batch.next_obs)),
-                                  returns, discounts)
+    def _next_target_q(self, batch: Sample, cached: np.ndarray | None) -> torch.Tensor:
+        """Q_target(s', .) of the next observations: ``cached`` where given, else the target
+        network's forward pass."""
+        if cached is not None:
+            return self._tensor(cached)
+        return self.target(self._tensor(batch.next_obs))
 
-    def update(self, batch: Sample, weighted: bool, next_values: np.ndarray | None = None
+    def update(self, batch: Sample, weighted: bool, next_target_q: np.ndarray | None = None
                ) -> dict:
         """One averaged gradient step on this learner's part of the global minibatch
-        (``next_values``: the target network's values of its next observations, if known).
-        Returns the statistics, ``skipped`` (the same verdict on every learner) and the
-        absolute TD errors (for the priorities)."""
+        (``next_target_q``: the target network's action values of its next observations, if
+        known). Returns the statistics, ``skipped`` (the same verdict on every learner) and
+        the absolute TD errors (for the priorities)."""
         self.averager.announce()
         obs = self._tensor(batch.obs)
         if self.direct is not None:
-            return self._direct_update(batch, weighted, obs, next_values)
+            return self._direct_update(batch, weighted, obs, next_target_q)
         with torch.no_grad():
             online = self.model(self._tensor(batch.next_obs)) if self.double else None
-            targets = self._targets(batch, online, next_values)
+            targets = double_dqn_targets(online, self._next_target_q(batch, next_target_q),
+                                         self._tensor(batch.returns),
+                                         self._tensor(batch.discounts))
         q = self.model(obs)
         loss, td = dqn_loss(q, self._tensor(batch.actions), targets,
                             self._tensor(batch.weights) if weighted else None)
@@ -112,7 +111,7 @@ class DQN:
         return self._stats(loss, q.detach(), td, grad_norm, skipped)
 
     def _direct_update(self, batch: Sample, weighted: bool, obs: torch.Tensor,
-                       next_values: np.ndarray | None) -> dict:
+                       next_target_q: np.ndarray | None) -> dict:
         """``update`` through ``DirectQ``: the same loss, its gradient by hand. The Huber
         loss's derivative is its TD error clipped to [-1, 1]."""
         model, n = self.model, len(batch.actions)
@@ -122,9 +121,12 @@ class DQN:
                  if self.double else model._flat(obs))
             inputs, q_both = self.direct.forward(x)
             if q_both.device.type == "cpu":
-                return self._numpy_head(batch, weighted, inputs, q_both, n, next_values)
+                return self._numpy_head(batch, weighted, inputs, q_both, n, next_target_q)
             q = q_both[:n]
-            targets = self._targets(batch, q_both[n:] if self.double else None, next_values)
+            targets = double_dqn_targets(q_both[n:] if self.double else None,
+                                         self._next_target_q(batch, next_target_q),
+                                         self._tensor(batch.returns),
+                                         self._tensor(batch.discounts))
             weights = self._tensor(batch.weights) if weighted else None
             actions = self._tensor(batch.actions)
             loss, td = dqn_loss(q, actions, targets, weights)
@@ -141,16 +143,15 @@ class DQN:
         return self._stats(loss, q, td, grad_norm, skipped)
 
     def _numpy_head(self, batch: Sample, weighted: bool, inputs: list[torch.Tensor],
-                    q_both: torch.Tensor, n: int, next_values: np.ndarray | None) -> dict:
+                    q_both: torch.Tensor, n: int, next_target_q: np.ndarray | None) -> dict:
         """The rest of ``_direct_update`` on the CPU: the targets, the Huber loss, its
         derivative and the statistics are a few values per row, for which numpy's cost per
         operation is a fraction of torch's (the same arithmetic as ``dqn_loss``)."""
         both = q_both.numpy()
         q, rows = both[:n], np.arange(n)
-        if next_values is None:
-            next_q = self.target(self._tensor(batch.next_obs)).numpy()
-            next_values = (next_q[rows, both[n:].argmax(-1)] if self.double
-                           else next_q.max(-1))
+        next_q = (next_target_q if next_target_q is not None
+                  else self.target(self._tensor(batch.next_obs)).numpy())
+        next_values = next_q[rows, both[n:].argmax(-1)] if self.double else next_q.max(-1)
         td = batch.returns + batch.discounts * next_values - q[rows, batch.actions]
         td_abs = np.abs(td)
         per_sample = np.where(td_abs < 1.0, 0.5 * td * td, td_abs - 0.5)

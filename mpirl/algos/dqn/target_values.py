@@ -1,12 +1,13 @@
-"""The target network's value of every stored observation, for DQN without double Q.
+"""The target network's action values of every stored observation, cached between copies.
 
-With ``--no-double-q`` a transition's bootstrap value is max_a Q_target(s', a): a function of
-its next observation and of the target network, which changes only every --target-update
-updates. Between two copies a learner draws ``target_update x batch`` samples; while its shard
-holds no more observations than that, valuing all of them once per copy (one large product,
-the fast kind) costs less than valuing every minibatch's next observations, and rows that
-arrive in between are valued as they are written. Once the shard holds more, the learner values
-each minibatch as before: the cache is never the slower way.
+Every DQN target reads Q_target(s', .) of a minibatch's next observations: a function of the
+observation and of the target network, which changes only every --target-update updates.
+Between two copies a learner draws ``target_update x batch`` samples; while its shard holds no
+more observations than that, valuing all of them once per copy (one large product, the fast
+kind) costs less than valuing every minibatch's next observations, and rows that arrive in
+between are valued as they are written. Once the shard holds more, the learner values each
+minibatch as before: the cache is never the slower way. (Double DQN still runs the online
+network on the next observations: it changes every update.)
 
 The values are the ones a minibatch's forward pass gives, to the rounding of a product with a
 different number of rows. Checkpoints with the replay hold them, so a resumed run goes on with
@@ -23,15 +24,16 @@ CHUNK_ELEMENTS = 1 << 20  # observation elements per forward pass when valuing t
 
 
 class TargetValues:
-    """max_a Q_target(s, a) for every cell of ``replay`` (a ``ReplayShard``), valid while
-    ``active``. Call ``refresh`` whenever the target network changes and ``added`` after each
-    write to the replay."""
+    """Q_target(s, .) for every cell of ``replay`` (a ``ReplayShard``), valid while ``active``.
+    Call ``refresh`` whenever the target network changes and ``added`` after each write to the
+    replay."""
 
-    def __init__(self, replay, target: torch.nn.Module, samples_per_copy: int):
+    def __init__(self, replay, target: torch.nn.Module, n_actions: int, samples_per_copy: int):
         self.replay, self.target = replay, target
-        self.samples_per_copy = samples_per_copy
         self.device = next(target.parameters()).device
-        self.values = np.zeros(replay.capacity, dtype=np.float32)
+        # active only while the stored cells [0, stored) number at most samples_per_copy
+        self.values = np.zeros((min(replay.capacity, samples_per_copy), n_actions),
+                               dtype=np.float32)
         self.active = False
         self.chunk = max(64, CHUNK_ELEMENTS // int(np.prod(replay.obs.shape[2:])))
 
@@ -41,13 +43,13 @@ class TargetValues:
             for start in range(0, cells.size, self.chunk):
                 part = cells[start:start + self.chunk]
                 x = torch.from_numpy(obs[part]).to(self.device)
-                self.values[part] = self.target(x).amax(-1).cpu().numpy()
+                self.values[part] = self.target(x).cpu().numpy()
 
     def refresh(self) -> None:
         """The target network changed: value every stored observation afresh, if that is
         cheaper than valuing the minibatches until the next copy; else stop caching."""
         stored = self.replay.size()  # the cells [0, stored) of the ring are written
-        self.active = stored <= self.samples_per_copy
+        self.active = stored <= len(self.values)
         if self.active and stored:
             self._value(np.arange(stored))
 
@@ -56,24 +58,29 @@ class TargetValues:
         if not self.active:
             return
         shard = self.replay
+        if shard.size() > len(self.values):  # outgrown between two copies
+            self.active = False
+            return
         ring = (shard.written - rows + np.arange(rows)) % shard.rows
         self._value((ring[:, None] * shard.streams + np.arange(shard.streams)).ravel())
 
     def lookup(self, next_cells: np.ndarray | None) -> np.ndarray | None:
-        """The bootstrap values of a minibatch's next observations, or None when not cached."""
+        """Q_target(s', .) of a minibatch's next observations, or None when not cached."""
         if not self.active or next_cells is None:
             return None
         return self.values[next_cells]
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict:
-        return {"active": self.active, "values": self.values[:self.replay.size()].copy()}
+        stored = self.replay.size() if self.active else 0
+        return {"active": self.active, "values": self.values[:stored].copy()}
 
     def load_state_dict(self, state: dict | None) -> None:
         """Restore saved values, or (``state`` None, as after a checkpoint without them) value
         the shard afresh."""
-        if state is None or len(state["values"]) != self.replay.size():
+        if (state is None or not state["active"]
+                or state["values"].shape != (self.replay.size(), self.values.shape[1])):
             self.refresh()
             return
-        self.active = bool(state["active"])
+        self.active = True
         self.values[:len(state["values"])] = state["values"]

@@ -1,6 +1,6 @@
 """DQN on a replay learner (``mpirl.algos.offpolicy.ReplayTrainer``): one network, its target
-copied every --target-update updates, one fused optimizer step per update; without double Q,
-the target's values of the stored observations cached between copies (``TargetValues``)."""
+copied every --target-update updates, one fused optimizer step per update; the target's
+action values of the stored observations cached between copies (``TargetValues``)."""
 from __future__ import annotations
 
 import torch
@@ -29,9 +29,9 @@ class DQNTrainer(ReplayTrainer):
         self.algo = DQN(cfg, ctx.policy, self.target, self.averager, self.optimizer)
         self.values = None
         # (--sync average also averages the target networks: their values would go stale)
-        if (not self.algo.double and type(self.replay) is ReplayShard
-                and self.averager.average_every is None):
-            self.values = TargetValues(self.replay, self.target, cfg.target_update * self.batch)
+        if type(self.replay) is ReplayShard and self.averager.average_every is None:
+            self.values = TargetValues(self.replay, self.target, ctx.env.n_actions,
+                                       cfg.target_update * self.batch)
             self.values.refresh()
 
     def optimizers(self) -> list:
@@ -46,8 +46,8 @@ class DQNTrainer(ReplayTrainer):
             self.values.added(messages[0]["rewards"].shape[0])
 
     def update(self, sample: Sample, weighted: bool) -> dict:
-        values = None if self.values is None else self.values.lookup(sample.next_cells)
-        return self.algo.update(sample, weighted=weighted, next_values=values)
+        cached = None if self.values is None else self.values.lookup(sample.next_cells)
+        return self.algo.update(sample, weighted=weighted, next_target_q=cached)
 
     def after_update(self) -> None:
         if self.updates % self.cfg.target_update == 0:
