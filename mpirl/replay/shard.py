@@ -153,52 +153,38 @@ class ReplayShard:
         first, last = self._ready_rows()
         flags = self.flags.reshape(-1)
         cells = np.empty(batch, dtype=np.int64)
-        todo = None  # all of them
+        todo = np.arange(batch)
         for _ in range(64):  # reset rows are rare: redraw the few that hit one
-            count = batch if todo is None else todo.size
-            drawn = rng.integers(first, last + 1, count) % self.rows
+            drawn = rng.integers(first, last + 1, todo.size) % self.rows
             if self.streams > 1:  # (one stream: no draw, as integers(0, 1) draws nothing)
-                drawn *= self.streams
-                drawn += rng.integers(0, self.streams, count)
-            if todo is None:
-                cells = drawn
-                todo = np.flatnonzero((flags[drawn] & VALID) == 0)
-            else:
-                cells[todo] = drawn
-                todo = todo[(flags[drawn] & VALID) == 0]
+                drawn = drawn * self.streams + rng.integers(0, self.streams, todo.size)
+            cells[todo] = drawn
+            todo = todo[(flags[drawn] & VALID) == 0]
             if todo.size == 0:
                 return cells
         raise ValueError("the replay shard holds no valid transition to sample")
 
     def _transitions(self, cells: np.ndarray, weights: np.ndarray) -> Sample:
         # flat cell numbers throughout: one index array per gather, not a (row, stream) pair
-        capacity = self.capacity
-        obs = self.obs.reshape(capacity, *self.obs.shape[2:])
+        capacity, S = self.capacity, self.streams
         rewards, flags = self.rewards.reshape(-1), self.flags.reshape(-1)
         f = flags[cells]
-        if self.n_step == 1:  # the common case, without the window's bookkeeping
-            returns = rewards[cells]
-            nxt = cells + self.streams
-            nxt[nxt >= capacity] -= capacity
-            discounts = np.where((f & STOPPED) == STOPPED, np.float32(0.0),
-                                 np.float32(self.gamma))
-        else:
-            returns = rewards[cells].copy()
-            alive = (f & ENDED) == 0                     # the window has not hit an episode end
-            steps = np.ones(cells.size, dtype=np.int64)  # steps summed so far
-            bootstrap = (f & STOPPED) != STOPPED
-            at = cells
-            for j in range(1, self.n_step):
-                at = at + self.streams
-                at[at >= capacity] -= capacity
-                returns += np.where(alive, np.float32(self.gamma ** j) * rewards[at], 0)
-                steps += alive
-                f = flags[at]
-                ends = alive & ((f & ENDED) > 0)
-                bootstrap &= ~(ends & ((f & TERMINATED) > 0))
-                alive &= ~ends
-            nxt = (cells + steps * self.streams) % capacity
-            discounts = np.where(bootstrap, self.gamma ** steps, 0.0).astype(np.float32)
+        returns = rewards[cells]  # (a copy: fancy indexing)
+        alive = (f & ENDED) == 0                     # the window has not hit an episode end
+        steps = np.ones(cells.size, dtype=np.int64)  # steps summed so far
+        bootstrap = (f & STOPPED) != STOPPED
+        at = cells
+        for j in range(1, self.n_step):
+            at = (at + S) % capacity
+            returns += np.where(alive, np.float32(self.gamma ** j) * rewards[at], 0)
+            steps += alive
+            f = flags[at]
+            ends = alive & ((f & ENDED) > 0)
+            bootstrap &= ~(ends & ((f & TERMINATED) > 0))
+            alive &= ~ends
+        nxt = (cells + steps * S) % capacity
+        discounts = np.where(bootstrap, self.gamma ** steps, 0.0).astype(np.float32)
+        obs = self.obs.reshape(capacity, *self.obs.shape[2:])
         actions = self.actions.reshape(capacity, *self.actions.shape[2:])
         return Sample(cells, obs[cells], actions[cells], returns, obs[nxt], discounts, weights,
                       nxt)

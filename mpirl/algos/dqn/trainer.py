@@ -41,9 +41,10 @@ class DQNTrainer(ReplayTrainer):
         return [p.data for p in self.target.parameters()]
 
     def ingest(self, messages) -> None:
+        written = self.replay.written
         super().ingest(messages)
         if self.values is not None:
-            self.values.added(messages[0]["rewards"].shape[0])
+            self.values.added(self.replay.written - written)
 
     def update(self, sample: Sample, weighted: bool) -> dict:
         cached = None if self.values is None else self.values.lookup(sample.next_cells)
