@@ -173,6 +173,7 @@ def test_cached_target_values_are_the_target_networks_and_give_the_same_update(d
               SimpleNamespace(step=lambda: None))  # (copies the model to the target)
     shard = ReplayShard(50, 2, (3,), np.float32, (), np.int64, 1, 0.9)
     values = TargetValues(shard, target, 4, samples_per_copy=80)
+    values.chunk = 7  # a refresh in several forward passes, the last one short
     values.refresh()
     rng = np.random.default_rng(0)
 
