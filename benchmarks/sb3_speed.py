@@ -72,7 +72,11 @@ def mpirl_run(mpirun: str, ranks: int, args: str) -> float:
     with tempfile.TemporaryDirectory() as run_dir:
         cmd = [*shlex.split(mpirun), "-n", str(ranks), sys.executable, "-m", "mpirl.train",
                *shlex.split(args), "--run-dir", os.path.join(run_dir, "run")]
-        out = subprocess.run(cmd, capture_output=True, text=True)
+        try:
+            out = subprocess.run(cmd, capture_output=True, text=True)
+        except FileNotFoundError:
+            raise SystemExit(f"no launcher {cmd[0]!r} on PATH: activate the venv that has "
+                             "mpirun, or pass --mpirun") from None
     found = re.search(r"^done: .*\(([\d,]+) steps/s\)", out.stdout, re.M)
     if out.returncode != 0 or not found:
         raise SystemExit(f"mpirl failed ({out.returncode}): {' '.join(cmd)}\n"
