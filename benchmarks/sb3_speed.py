@@ -9,11 +9,13 @@ round's steps per second and each layout's ratio to the SB3 run of the same roun
     python benchmarks/sb3_speed.py --case dqn --rounds 3 --sb3-python /path/to/sb3-venv/bin/python
     python benchmarks/sb3_speed.py --case sac --rounds 3 --sb3-python ...
 
-``--sb3-python`` is a Python with stable-baselines3 (and the same torch) installed, e.g. a
-scratch venv: ``python -m venv /tmp/sb3 && /tmp/sb3/bin/pip install torch==2.13.0
-stable-baselines3 box2d pygame``. SB3 runs on one torch thread, as each mpirl rank does, and is
-timed around its ``learn`` call; mpirl's figure is the one its final ``done:`` line prints (the
-run's env steps over its wall time, start-up excluded, evaluation off).
+``--sb3-python`` is a Python with stable-baselines3 (and the same torch) installed, and mpirl
+without its dependencies for SAC's model (``sb3_pendulum.zoo_model``), e.g. a scratch venv:
+``python -m venv /tmp/sb3 && /tmp/sb3/bin/pip install torch==2.13.0 stable-baselines3 box2d
+pygame && /tmp/sb3/bin/pip install --no-deps -e .``. SB3 runs on one torch thread, as each
+mpirl rank does, and is timed around its ``learn`` call; mpirl's figure is the one its final
+``done:`` line prints (the run's env steps over its wall time, start-up excluded, evaluation
+off).
 """
 from __future__ import annotations
 
@@ -50,7 +52,7 @@ def sb3_run(case: str) -> float:
     """Train SB3 on this process's one torch thread; returns env steps per second."""
     import gymnasium as gym
     import torch
-    from stable_baselines3 import DQN, SAC
+    from stable_baselines3 import DQN
     torch.set_num_threads(1)
     if case == "dqn":
         model = DQN("MlpPolicy", gym.make("LunarLander-v3"), learning_rate=6.3e-4,
@@ -60,8 +62,8 @@ def sb3_run(case: str) -> float:
                     policy_kwargs=dict(net_arch=[256, 256]), seed=0, device="cpu")
         steps = DQN_STEPS
     else:
-        model = SAC("MlpPolicy", gym.make("Pendulum-v1"), learning_rate=1e-3, seed=0,
-                    device="cpu")
+        from sb3_pendulum import zoo_model  # (beside this script)
+        model = zoo_model("sac", seed=0)
         steps = SAC_STEPS
     start = time.perf_counter()
     model.learn(steps)

@@ -82,12 +82,14 @@ class DQN:
     def _tensor(self, a: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(a).to(self.device, non_blocking=True)
 
-    def _next_target_q(self, batch: Sample, cached: np.ndarray | None) -> torch.Tensor:
-        """Q_target(s', .) of the next observations: ``cached`` where given, else the target
-        network's forward pass."""
-        if cached is not None:
-            return self._tensor(cached)
-        return self.target(self._tensor(batch.next_obs))
+    def _targets(self, batch: Sample, next_online: torch.Tensor | None,
+                 cached: np.ndarray | None) -> torch.Tensor:
+        """``double_dqn_targets`` of the batch, with Q_target(s', .) ``cached`` where given,
+        else from the target network's forward pass."""
+        next_q = (self._tensor(cached) if cached is not None
+                  else self.target(self._tensor(batch.next_obs)))
+        return double_dqn_targets(next_online, next_q, self._tensor(batch.returns),
+                                  self._tensor(batch.discounts))
 
     def update(self, batch: Sample, weighted: bool, next_target_q: np.ndarray | None = None
                ) -> dict:
@@ -101,9 +103,7 @@ class DQN:
             return self._direct_update(batch, weighted, obs, next_target_q)
         with torch.no_grad():
             online = self.model(self._tensor(batch.next_obs)) if self.double else None
-            targets = double_dqn_targets(online, self._next_target_q(batch, next_target_q),
-                                         self._tensor(batch.returns),
-                                         self._tensor(batch.discounts))
+            targets = self._targets(batch, online, next_target_q)
         q = self.model(obs)
         loss, td = dqn_loss(q, self._tensor(batch.actions), targets,
                             self._tensor(batch.weights) if weighted else None)
@@ -123,10 +123,7 @@ class DQN:
             if q_both.device.type == "cpu":
                 return self._numpy_head(batch, weighted, inputs, q_both, n, next_target_q)
             q = q_both[:n]
-            targets = double_dqn_targets(q_both[n:] if self.double else None,
-                                         self._next_target_q(batch, next_target_q),
-                                         self._tensor(batch.returns),
-                                         self._tensor(batch.discounts))
+            targets = self._targets(batch, q_both[n:] if self.double else None, next_target_q)
             weights = self._tensor(batch.weights) if weighted else None
             actions = self._tensor(batch.actions)
             loss, td = dqn_loss(q, actions, targets, weights)
