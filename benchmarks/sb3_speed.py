@@ -13,15 +13,17 @@ round's steps per second and each layout's ratio to the SB3 run of the same roun
 without its dependencies for SAC's model (``sb3_pendulum.zoo_model``), e.g. a scratch venv:
 ``python -m venv /tmp/sb3 && /tmp/sb3/bin/pip install torch==2.13.0 stable-baselines3 box2d
 pygame && /tmp/sb3/bin/pip install --no-deps -e .``. SB3 runs on one torch thread, as each
-mpirl rank does, and is timed around its ``learn`` call; mpirl's figure is the one its final
-``done:`` line prints (the run's env steps over its wall time, start-up excluded, evaluation
-off).
+mpirl rank does, and is timed around its ``learn`` call; mpirl's figure is its summary's
+``train_sps``: the run's env steps over its wall time, start-up and evaluation excluded (SB3's
+``learn`` evaluates nothing; mpirl's periodic evaluation is off and its final one, 0.4 s of
+LunarLander, is not counted). Both do the same number of updates: the zoo's DQN starts
+learning at once (``learning_starts=0``), and mpirl is given the same.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
-import re
 import shlex
 import subprocess
 import sys
@@ -29,10 +31,12 @@ import tempfile
 import time
 
 # rl-baselines3-zoo's dqn.yml for LunarLander: 1 env, 256x256, batch 128, 4 gradient steps
-# every 4 env steps, target update every 250 updates, n-step 1
+# every 4 env steps from the first step on, target update every 250 updates, n-step 1
 DQN_STEPS = 12_000
 DQN_MPIRL = ("--algo dqn --env LunarLander-v3 --envs-per-actor 1 --n-steps 4 --batch-size 128 "
              "--hidden-sizes 256 256 --replay-ratio 128 --target-update 250 --n-step 1 "
+             "--lr 6.3e-4 --lr-schedule constant --learning-starts 0 --exploration linear "
+             "--exploration-fraction 0.12 --eps-final 0.1 --replay-size 50000 "
              f"--total-steps {DQN_STEPS} --eval-every 0")
 # SB3's SAC defaults (256x256, batch 256, one update per env step) with the zoo's lr 1e-3
 SAC_STEPS = 4_000
@@ -72,18 +76,20 @@ def sb3_run(case: str) -> float:
 
 def mpirl_run(mpirun: str, ranks: int, args: str) -> float:
     with tempfile.TemporaryDirectory() as run_dir:
+        run = os.path.join(run_dir, "run")
         cmd = [*shlex.split(mpirun), "-n", str(ranks), sys.executable, "-m", "mpirl.train",
-               *shlex.split(args), "--run-dir", os.path.join(run_dir, "run")]
+               *shlex.split(args), "--run-dir", run]
         try:
             out = subprocess.run(cmd, capture_output=True, text=True)
         except FileNotFoundError:
             raise SystemExit(f"no launcher {cmd[0]!r} on PATH: activate the venv that has "
                              "mpirun, or pass --mpirun") from None
-    found = re.search(r"^done: .*\(([\d,]+) steps/s\)", out.stdout, re.M)
-    if out.returncode != 0 or not found:
-        raise SystemExit(f"mpirl failed ({out.returncode}): {' '.join(cmd)}\n"
-                         f"{out.stdout[-2000:]}{out.stderr[-2000:]}")
-    return float(found.group(1).replace(",", ""))
+        summary = os.path.join(run, "summary.json")
+        if out.returncode != 0 or not os.path.exists(summary):
+            raise SystemExit(f"mpirl failed ({out.returncode}): {' '.join(cmd)}\n"
+                             f"{out.stdout[-2000:]}{out.stderr[-2000:]}")
+        with open(summary) as f:
+            return float(json.load(f)["train_sps"])
 
 
 def main() -> None:
