@@ -125,8 +125,8 @@ def summary_columns(table: dict) -> dict[str, float]:
                                    else float("nan"))}
 
 
-# Below this many parameters a learner's gradient work is per-operation overhead, not
-# arithmetic: a GPU would not make it faster.
+# Below this many parameters a learner's update is too small for a GPU: kernel launches and
+# host-device hand-offs would cost it more than its arithmetic does on a CPU core.
 SMALL_MODEL = 1_000_000
 # ... or, where a trainer says how much arithmetic an update is (parameters trained x samples
 # per learner), below this many multiply-adds. Measured on an H200: SAC's update of two
@@ -166,14 +166,12 @@ def verdict(table: dict, cheaper_updates: str = "", n_params: int | None = None,
             text += f": {cheaper_updates}"
         small = (update_work < SMALL_UPDATE if update_work is not None
                  else n_params is not None and n_params < SMALL_MODEL)
-        if small and update_work is not None:
-            text += (f"; at {update_work / 1e6:.1f}M multiply-adds per update its cost is per "
-                     "operation, not arithmetic, so a GPU would not speed it up, and more "
-                     "--learners help only with cores to spare for them")
-        elif small:
-            text += (f"; at {n_params:,} parameters its cost is per operation, not arithmetic, "
-                     "so a GPU would not speed it up, and more --learners help only with "
-                     "cores to spare for them")
+        if small:
+            size = (f"{update_work / 1e6:.1f}M multiply-adds per update"
+                    if update_work is not None else f"{n_params:,} parameters")
+            text += (f"; at {size} a GPU would not speed it up (its kernel launches and "
+                     "host-device hand-offs would cost more than the arithmetic does here), "
+                     "and more --learners help only with cores to spare for them")
         else:
             text += "; for a model this large, --device cuda or more --learners speed it up"
         out.append(text)
