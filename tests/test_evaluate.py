@@ -71,3 +71,24 @@ def test_damaged_or_mismatched_weights_are_one_line(run, capsys):
     assert "policy.pt" in _error(capsys, [str(run)])
     torch.save({"something": torch.zeros(3)}, run / "policy.pt")
     assert "do not fit the run's policy" in _error(capsys, [str(run)])
+
+
+def test_an_evaluation_is_given_up_as_soon_as_it_is_interrupted():
+    """``evaluate_policy`` asks ``interrupt`` before every step and returns None once it says
+    so (a stop signal must not wait for long episodes); never asked true, it evaluates as
+    without it."""
+    from mpirl.acting.evaluation import evaluate_policy
+    cfg = Config(hidden_sizes=[8])
+    env = make_env(cfg.env)
+    policy = cfg.algorithm.policy(cfg, describe_env(env, cfg.env))
+    env.close()
+    asked = []
+
+    def interrupt():
+        asked.append(True)
+        return len(asked) > 3
+
+    assert evaluate_policy(policy, cfg.env, 2, seed=0, interrupt=interrupt) is None
+    assert len(asked) == 4
+    assert (evaluate_policy(policy, cfg.env, 2, seed=0, interrupt=lambda: False)
+            == evaluate_policy(policy, cfg.env, 2, seed=0))

@@ -243,6 +243,44 @@ def test_a_stop_signal_during_start_up_still_stops_at_a_checkpoint(tmp_path):
     assert list((run / "checkpoints").glob("*.ckpt"))
 
 
+def test_a_stop_signal_during_an_evaluation_gives_it_up_and_the_resumed_run_evaluates_first(
+        tmp_path):
+    """Pendulum episodes that never end make the lead's first evaluation endless: a stop
+    signal must still end the job at once with a checkpoint (the other learners would give up
+    waiting for the evaluation after the stop's grace and end the job without one), and the
+    resumed run (with episodes of the usual length) does that evaluation and writes its row
+    before it trains on."""
+    from mpirl.comm import STOP_GRACE_S
+    run = tmp_path / "run"
+    args = ["--algo", "ppo", "--env", "Pendulum-v1", "--envs-per-actor", "2", "--n-steps",
+            "128", "--log-every", "1024", "--eval-every", "2048", "--eval-episodes", "2",
+            "--total-steps", "6144", "--quiet", "--no-tensorboard"]  # 512 steps an iteration
+    proc = start_job(["mpirl.train", *args, "--env-kwargs", '{"max_episode_steps": 1000000000}',
+                      "--run-dir", str(run)], ranks=3)
+    deadline = time.monotonic() + 120
+    while not (run / "progress.csv").exists() or not learning_rows(run):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"no first progress row: {proc.communicate()}")
+        time.sleep(0.2)
+    time.sleep(5.0)  # the next iteration ends at 2,048 steps: the evaluation that never ends
+    assert [r["env_steps"] for r in learning_rows(run)] == ["1024"]
+    proc.send_signal(signal.SIGTERM)
+    start = time.monotonic()
+    code, _, err = finish(proc)
+    assert code == exit_codes.PREEMPTED, err
+    assert time.monotonic() - start < STOP_GRACE_S
+    assert "stopped by a stop signal" in err and "at env step 2,048" in err, err
+
+    res = run_job(["mpirl.train", "--resume", str(run), "--override", "env_kwargs",
+                   "--env-kwargs", "{}"], ranks=3)
+    assert res.returncode == 0, res.stderr
+    rows = learning_rows(run)
+    assert [r["env_steps"] for r in rows] == ["1024", "2048", "3072", "4096", "5120", "6144"]
+    evaluated = [r["env_steps"] for r in rows if r["eval_return_mean"]]
+    assert evaluated == ["2048", "4096", "6144"]
+
+
 def test_nan_stops_training_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
     monkeypatch.setenv("MPIRL_FAULT", "nan@1:25")  # the second learner's data goes bad
     run = tmp_path / "run"

@@ -1,6 +1,8 @@
 """Deterministic evaluation episodes, batched across envs."""
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from mpirl.acting.envs import EnvRef, EnvVector
@@ -25,10 +27,13 @@ def playing_state(model, n: int) -> np.ndarray | None:
 
 
 def evaluate_policy(model: ActorCritic, env_id: str | EnvRef, episodes: int, seed: int,
-                    index: int = 0) -> list[float]:
+                    index: int = 0, interrupt: Callable[[], object] | None = None
+                    ) -> list[float] | None:
     """Returns of ``episodes`` episodes, one per env, acting with the policy's mode.
 
     ``index`` picks a different repeatable set of start states (one per evaluation round).
+    ``interrupt`` is asked before every step; once it returns true the evaluation is given up
+    and None returned (a stop signal: long episodes must not hold up the stop's checkpoint).
     """
     envs = EnvVector(env_id, episodes, seed, rank=index, stream="evaluation")
     returns: list[float | None] = [None] * episodes
@@ -36,6 +41,8 @@ def evaluate_policy(model: ActorCritic, env_id: str | EnvRef, episodes: int, see
     state = playing_state(model, episodes)
     try:
         while any(r is None for r in returns):
+            if interrupt is not None and interrupt():
+                return None
             play_step(model, envs, rng, state)
             done, _ = envs.pop_episodes_by_env()
             for i, ret in done:

@@ -44,6 +44,7 @@ class Counters:
     skipped_updates: int = 0
     segment: int = 0              # 0 for a fresh run, +1 per resume
     allreduce_bytes: int = 0      # bytes each learner put into the learners' allreduces
+    eval_pending: bool = False    # a stop came before this iteration's evaluation was done
 
 
 def learning_rate(cfg, env_steps: int, planned_steps: int) -> float:

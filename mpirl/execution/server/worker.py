@@ -86,9 +86,10 @@ def run_worker(setup: RunSetup, comms: comm.RoleComms, checkpointer: Checkpointe
             continue
         if lead[EVALUATE] >= 0:
             returns = evaluate_policy(me.policy, env_ref(cfg), cfg.eval_episodes, seed=cfg.seed,
-                                      index=int(lead[EVALUATE]))
-            report[EVAL_INDEX] = lead[EVALUATE]
-            report[EVAL_MEAN], report[EVAL_STD] = np.mean(returns), np.std(returns)
+                                      index=int(lead[EVALUATE]), interrupt=signals.requested)
+            if returns is not None:  # (else given up at a stop signal, which the next report
+                report[EVAL_INDEX] = lead[EVALUATE]  # carries: the run ends without it)
+                report[EVAL_MEAN], report[EVAL_STD] = np.mean(returns), np.std(returns)
     client.bye()
     code = int(lead[CODE])
     if code != exit_codes.DIVERGED:

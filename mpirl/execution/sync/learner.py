@@ -28,6 +28,9 @@ from mpirl.files.rundir import RunDir
 from mpirl.runtime import exit_codes, signals, timing
 from mpirl.runtime.faults import Faults, poison_rewards
 
+# how an iteration's end can end the run (``Learner._end_iteration``)
+TARGET, POSTPONED = "target", "postponed"
+
 
 def choose_device(cfg, learners_comm) -> torch.device:
     """cpu, or the GPU given by this learner's rank among the learners on its node."""
@@ -210,13 +213,19 @@ class Learner:
         self.ctx.batch_share = local / max(counts[0], 1.0)
         return int(counts[0])
 
-    def _evaluate(self) -> tuple[float, float]:
+    def _evaluate(self, interrupt=None) -> tuple[float, float] | None:
+        """The lead's evaluation: (mean, std) of its returns, or None where ``interrupt``
+        (asked between steps) gave it up."""
         timing.switch("evaluation")
         self._sync_host_weights()
         t = time.perf_counter()
-        index = self.progress.next_eval_index()
+        c = self.progress.c
         returns = evaluate_policy(self.acting_policy, env_ref(self.cfg), self.cfg.eval_episodes,
-                                  seed=self.cfg.seed, index=index)
+                                  seed=self.cfg.seed, index=c.evals, interrupt=interrupt)
+        if returns is None:
+            c.eval_time_s += time.perf_counter() - t
+            return None
+        index = self.progress.next_eval_index()
         every = self.cfg.video_every
         if every and self.progress.c.evals % every == 0:  # its first episode, as a video
             from mpirl.acting.video import record_episodes
@@ -227,6 +236,52 @@ class Learner:
             self.progress.logger.video(path, self.progress.c.env_steps)
         self.progress.c.eval_time_s += time.perf_counter() - t
         return float(np.mean(returns)), float(np.std(returns))
+
+    def _end_iteration(self, evaluate: bool, last: bool, lr: float, stopping: bool
+                       ) -> str | None:
+        """The evaluation (``evaluate``) and the progress row that close an iteration.
+        Returns TARGET where the evaluation reached --target-return, POSTPONED where a stop
+        came first (``stopping``: one this iteration ends with was requested before; else a
+        stop signal to the lead while it evaluates), so that the stop's checkpoint is written
+        without waiting for long episodes and the resumed run evaluates first; else None.
+        Every learner computes ``evaluate`` and ``last`` from the same counters, so all of them
+        enter the collectives below together."""
+        progress, c = self.progress, self.progress.c
+        row, ended = {}, None
+        if evaluate:
+            self._synchronize()
+            flag = np.zeros(1, dtype=np.float64)
+            if self.lead:
+                result = None
+                if not stopping:
+                    result = self._evaluate(signals.requested if self._at_average() else None)
+                if result is None:
+                    flag[0] = 2.0
+                else:
+                    row.update(eval_return_mean=result[0], eval_return_std=result[1])
+                    flag[0] = 1.0 if progress.record_eval(*result) else 0.0
+            comm.broadcast_(self.comms.learners, flag, root=0,
+                            what="the lead learner's evaluation")
+            c.eval_pending = bool(flag[0] == 2.0)
+            if c.eval_pending:  # no row: the resumed run writes it after the evaluation
+                return POSTPONED
+            if not self.lead:
+                c.evals += 1
+            ended = TARGET if flag[0] == 1.0 else None
+        # (no extra row at a stop signal: the checkpoint keeps the partial window, so the
+        # resumed run writes the same rows as an uninterrupted one)
+        if progress.log_due() or evaluate or last or ended:
+            timing.switch("other")
+            if self.cfg.timing:
+                row.update(self._timing_row())
+            seconds = progress.since_row()
+            row.update(self.trainer.row(seconds))
+            row.update(self.source.row(seconds))
+            row.update(self._traffic_row())
+            window = comm.allreduce_sum_(self.comms.learners, progress.window.copy(),
+                                         what="the other learners at a log row")
+            progress.row(window, c.iteration, lr, row)
+        return ended
 
     def _reduce_control(self, updated: bool) -> tuple[bool, bool]:
         """(stop requested on any rank, checkpoint due by time), summed over the learners,
@@ -254,11 +309,15 @@ class Learner:
         per_iter = setup.steps_per_iteration
         end = c.iteration + math.ceil(max(cfg.total_steps - c.env_steps, 0) / per_iter)
         progress.planned_steps = c.env_steps + (end - c.iteration) * per_iter
-        flag = np.zeros(1, dtype=np.float64)
         outcome = exit_codes.DONE
         update = 0  # updates in this process, for fault injection
         timing.clock().reset()
         progress.begin()
+        if c.eval_pending:  # the evaluation a stop put off, and its row, come first
+            ended = self._end_iteration(True, c.iteration == end, progress.lr(), False)
+            if ended:
+                outcome = exit_codes.PREEMPTED if ended == POSTPONED else outcome
+                end = c.iteration
         while c.iteration < end:
             lr = progress.lr()
             self.trainer.set_lr(lr)
@@ -294,38 +353,12 @@ class Learner:
             if steps != per_iter:  # rollouts were cut: as many more iterations as the budget needs
                 end = c.iteration + math.ceil(max(cfg.total_steps - c.env_steps, 0) / per_iter)
             last = c.iteration == end
-            row = {}
-            stop = False
-            # every learner computes `evaluate` and `log` from the same counters, so all of
-            # them enter the collectives below together
             # the last update always ends with an evaluation, in the last row
-            evaluate = progress.evaluation_due(last)
-            if evaluate:
-                self._synchronize()
-                if self.lead:
-                    mean, std = self._evaluate()
-                    row.update(eval_return_mean=mean, eval_return_std=std)
-                    stop = progress.record_eval(mean, std)
-                else:
-                    c.evals += 1
-                flag[0] = 1.0 if stop else 0.0
-                comm.broadcast_(self.comms.learners, flag, root=0,
-                                what="the lead learner's evaluation")
-                stop = bool(flag[0])
-            # (no extra row at a stop signal: the checkpoint keeps the partial window, so the
-            # resumed run writes the same rows as an uninterrupted one)
-            if progress.log_due() or evaluate or last or stop:
-                timing.switch("other")
-                if cfg.timing:
-                    row.update(self._timing_row())
-                seconds = progress.since_row()
-                row.update(self.trainer.row(seconds))
-                row.update(self.source.row(seconds))
-                row.update(self._traffic_row())
-                window = comm.allreduce_sum_(self.comms.learners, progress.window.copy(),
-                                             what="the other learners at a log row")
-                progress.row(window, c.iteration, lr, row)
-            if stop:
+            ended = self._end_iteration(progress.evaluation_due(last), last, lr,
+                                        stopping=stop_requested and self._at_average())
+            if ended == POSTPONED:
+                outcome = exit_codes.PREEMPTED
+            if ended:
                 break
             # with --sync average, a stop or a checkpoint waits for an iteration that ends on
             # an averaging step: the checkpoint then holds what an uninterrupted run holds there
