@@ -227,14 +227,13 @@ class Learner:
             return None
         index = self.progress.next_eval_index()
         every = self.cfg.video_every
-        if every and self.progress.c.evals % every == 0:  # its first episode, as a video
+        if every and c.evals % every == 0:  # its first episode, as a video
             from mpirl.acting.video import record_episodes
             [(path, _)] = record_episodes(self.acting_policy, env_ref(self.cfg), 1,
                                           self.cfg.seed, self.run_dir.path / "videos",
-                                          index=index,
-                                          names=[f"eval-{self.progress.c.env_steps:012d}"])
-            self.progress.logger.video(path, self.progress.c.env_steps)
-        self.progress.c.eval_time_s += time.perf_counter() - t
+                                          index=index, names=[f"eval-{c.env_steps:012d}"])
+            self.progress.logger.video(path, c.env_steps)
+        c.eval_time_s += time.perf_counter() - t
         return float(np.mean(returns)), float(np.std(returns))
 
     def _end_iteration(self, evaluate: bool, last: bool, lr: float, stopping: bool
